@@ -1,0 +1,5 @@
+// Every subcommand, in the order `vfio-mig --help` lists them.
+import type { Command } from '../command.js';
+import { fsmCommand } from './fsm.js';
+
+export const COMMANDS: Command[] = [fsmCommand];

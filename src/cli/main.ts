@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+// vfio-mig: the command-line face of vfio-mig-shim.
+// Exit status: 0 ok, 1 failure, 2 usage error.
+import { parseArgs } from 'node:util';
+import { MigrationError } from '../uapi/errors.js';
+import type { CliContext, Command } from './command.js';
+import { COMMANDS } from './commands/index.js';
+import { UsageError } from './usage-error.js';
+
+const GLOBAL_HELP = `vfio-mig: bridge VFIO migration v1 (region, QEMU <= 7.2) and v2 (FSM + data_fd, QEMU >= 8.0)
+
+usage: vfio-mig <command> [options]
+
+commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(9)}${c.summary}`).join('\n')}
+
+global options: --json (machine-readable output), --debug (stack traces), --help
+run 'vfio-mig <command> --help' for a command's options.`;
+
+function commandHelp(c: Command): string {
+  return `usage: vfio-mig ${c.usage}\n\n  --json           machine-readable output\n  --debug          stack traces on failure\n  --help           this text`;
+}
+
+export async function main(argv: string[], io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const json = argv.includes('--json');
+  const debug = argv.includes('--debug');
+  const ctx: CliContext = {
+    json, debug,
+    print: (text) => { if (!json) io.stdout.write(`${text}\n`); },
+    note: (text) => { io.stderr.write(`${text}\n`); },
+    interactive: !json && Boolean((io.stderr as NodeJS.WriteStream).isTTY),
+  };
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(`${GLOBAL_HELP}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  try {
+    if (!command) throw new UsageError(`unknown command '${name}'; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.stdout.write(`${commandHelp(command)}\n`);
+      return 0;
+    }
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: rest, allowPositionals: true, strict: true,
+        options: { ...command.options, json: { type: 'boolean' }, debug: { type: 'boolean' } },
+      });
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message.replace(/\. To specify a positional.*$/s, '')} (see vfio-mig ${name} --help)`);
+    }
+    const result = await command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, ctx);
+    if (json) io.stdout.write(`${JSON.stringify({ ok: true, command: name, result }, jsonBigint, 2)}\n`);
+    return 0;
+  } catch (e) {
+    const usage = e instanceof UsageError;
+    const message = e instanceof Error ? e.message : String(e);
+    if (json) {
+      const code = e instanceof MigrationError ? e.code : undefined;
+      io.stdout.write(`${JSON.stringify({ ok: false, command: name, error: { message, ...(code ? { code } : {}), usage } })}\n`);
+    }
+    io.stderr.write(`vfio-mig: ${message}\n`);
+    if (debug && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
+    return usage ? 2 : 1;
+  }
+}
+
+function jsonBigint(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? (value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString()) : value;
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then((status) => { process.exitCode = status; });
+}

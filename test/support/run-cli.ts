@@ -1,0 +1,19 @@
+// Runs the CLI in-process with captured stdout/stderr.
+import { Writable } from 'node:stream';
+import { main } from '../../src/cli/main.js';
+
+export interface CliResult { status: number; stdout: string; stderr: string; json?: any }
+
+function sink(chunks: string[]): Writable {
+  return new Writable({ write(chunk, _enc, done) { chunks.push(String(chunk)); done(); } });
+}
+
+export async function runCli(...args: string[]): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const status = await main(args, { stdout: sink(out) as unknown as NodeJS.WriteStream, stderr: sink(err) as unknown as NodeJS.WriteStream });
+  const stdout = out.join('');
+  const result: CliResult = { status, stdout, stderr: err.join('') };
+  if (args.includes('--json')) result.json = JSON.parse(stdout);
+  return result;
+}
