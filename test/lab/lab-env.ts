@@ -1,0 +1,15 @@
+// What the lab's guest script hands the tests: the two mtty-2 instances.
+import { readdirSync } from 'node:fs';
+
+function need(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: the lab tests run inside the VM (npm run lab), not on the host`);
+  return v;
+}
+
+export const DEV_A = need('LAB_DEV_A');
+export const DEV_B = need('LAB_DEV_B');
+export const sysfs = (uuid: string) => `/sys/bus/mdev/devices/${uuid}`;
+
+/** Open fds of this process, to prove nothing leaks. */
+export const fdCount = (): number => readdirSync('/proc/self/fd').length;

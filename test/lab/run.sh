@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The VM lab (npm run lab): boots Debian's 6.12 kernel under qemu-system-x86_64
+# (TCG), with the in-tree mtty sample driver built as a module, two mtty-2
+# instances, and runs the vitest suite test/lab/*.test.ts INSIDE the guest with
+# the host's node against this checkout (the host's / is shared read-only over
+# 9p). Exit status and a summary come back through a second, writable 9p share.
+# Measured recipe: ../shared/LAB.md. Build artefacts live in .lab/ (gitignored).
+#
+# Environment: LAB_TIMEOUT (s, default 900) bounds the VM run; LAB_MEM (default 2G);
+# LAB_FILTER passes a test-name filter (-t) to vitest in the guest.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$(pwd -P)
+KVER=6.12.117+deb12-amd64
+KDIR=/usr/src/linux-headers-$KVER
+KERNEL=/boot/vmlinuz-$KVER
+MODDIR=/usr/lib/modules/$KVER
+SRC_TARBALL=/usr/src/linux-source-6.12.tar.xz
+LAB=$REPO/.lab
+TIMEOUT=${LAB_TIMEOUT:-900}
+MEM=${LAB_MEM:-2G}
+UUID_A=0d9a4c38-6f1b-4b52-a6f5-1ad1e3a0c0a1
+UUID_B=83b8f4f2-509f-4f2f-9c1e-e6bfe0fa1001
+start=$(date +%s)
+
+say() { echo "lab: $*"; }
+die() { echo "lab: FAILED: $*" >&2; exit 1; }
+
+# --- 1. Debian packages (the same list CI installs) ---------------------------
+bash scripts/setup.sh || die "installing the Debian packages failed (scripts/setup.sh; needs root)"
+for f in "$KERNEL" "$KDIR/Makefile" "$SRC_TARBALL" /usr/bin/qemu-system-x86_64 /bin/busybox; do
+  [ -e "$f" ] || die "$f is missing after scripts/setup.sh"
+done
+NODE=$(command -v node) || die "node is not on PATH"
+NODE=$(readlink -f "$NODE")
+[ -d "$REPO/node_modules/vitest" ] || die "node_modules is missing: run npm ci first"
+mkdir -p "$LAB"
+
+# --- 2. mtty.ko from linux-source-6.12 (only samples/vfio-mdev/mtty.c) -------
+MTTY=$LAB/mtty
+if [ ! -f "$MTTY/mtty.ko" ] || [ "$SRC_TARBALL" -nt "$MTTY/mtty.ko" ]; then
+  say "building mtty.ko"
+  rm -rf "$MTTY" && mkdir -p "$MTTY"
+  tar -xJf "$SRC_TARBALL" -C "$MTTY" --strip-components=3 linux-source-6.12/samples/vfio-mdev/mtty.c \
+    || die "cannot extract samples/vfio-mdev/mtty.c from $SRC_TARBALL"
+  echo 'obj-m := mtty.o' > "$MTTY/Kbuild"
+  make -s -C "$KDIR" M="$MTTY" modules >"$MTTY/build.log" 2>&1 \
+    || { cat "$MTTY/build.log" >&2; die "building mtty.ko failed (log above)"; }
+fi
+
+# --- 3. initramfs: busybox, the modules (deps first, .ko.xz decompressed), /init ---
+INITRD=$LAB/initramfs.cpio.gz
+ROOT=$LAB/initramfs
+if [ ! -f "$INITRD" ] || [ "$MTTY/mtty.ko" -nt "$INITRD" ] || [ test/lab/init.sh -nt "$INITRD" ] || [ "$0" -nt "$INITRD" ]; then
+  say "building the initramfs"
+  rm -rf "$ROOT" && mkdir -p "$ROOT"/{bin,dev,proc,sys,host,modules}
+  cp /bin/busybox "$ROOT/bin/busybox"
+  # modules.dep lists each module's dependencies (deepest last): load in reverse.
+  declare -A seen=()
+  order=()
+  add_module() {
+    local rel=$1 line deps d
+    [ -n "${seen[$rel]:-}" ] && return
+    seen[$rel]=1
+    line=$(grep -E "^${rel//./\\.}:" "$MODDIR/modules.dep") || die "$rel is not in $MODDIR/modules.dep"
+    deps=${line#*:}
+    for d in $(echo "$deps" | tr ' ' '\n' | tac); do add_module "$d"; done
+    order+=("$rel")
+  }
+  for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p drivers/vfio/vfio \
+           drivers/vfio/vfio_iommu_type1 drivers/vfio/mdev/mdev; do
+    add_module "kernel/$m.ko.xz"
+  done
+  : >"$ROOT/modules/order"
+  for rel in "${order[@]}"; do
+    name=$(basename "$rel" .ko.xz)
+    xz -dc "$MODDIR/$rel" >"$ROOT/modules/$name.ko" || die "cannot decompress $rel"
+    echo "$name" >>"$ROOT/modules/order"
+  done
+  for d in $(modinfo -F depends "$MTTY/mtty.ko" | tr ',' ' '); do
+    grep -qx "$d" "$ROOT/modules/order" || die "mtty.ko needs module $d, which the initramfs lacks"
+  done
+  cp "$MTTY/mtty.ko" "$ROOT/modules/mtty.ko"
+  echo mtty >>"$ROOT/modules/order"
+  cp test/lab/init.sh "$ROOT/init"
+  chmod +x "$ROOT/init"
+  (cd "$ROOT" && find . | cpio -o -H newc --quiet | gzip -1) >"$INITRD.tmp"
+  mv "$INITRD.tmp" "$INITRD"
+fi
+
+# --- 4. boot ------------------------------------------------------------------
+RESULTS=$LAB/results
+CONSOLE=$LAB/console.log
+rm -rf "$RESULTS" && mkdir -p "$RESULTS"
+cat >"$RESULTS/lab.env" <<EOF
+REPO=$REPO
+NODE=$NODE
+UUID_A=$UUID_A
+UUID_B=$UUID_B
+LAB_FILTER=${LAB_FILTER:-}
+EOF
+say "booting $KVER under qemu-system-x86_64 (TCG, timeout ${TIMEOUT}s); console: $CONSOLE"
+qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" -nographic -no-reboot \
+  -kernel "$KERNEL" -initrd "$INITRD" \
+  -append "console=ttyS0 panic=-1 oops=panic loglevel=4" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$RESULTS,mount_tag=results,security_model=none" \
+  </dev/null >"$CONSOLE" 2>&1 &
+QEMU=$!
+cleanup() { kill "$QEMU" 2>/dev/null || true; }
+trap cleanup EXIT
+
+# Console lines without carriage returns and terminal escapes (SeaBIOS clears the screen).
+clean() { tr -d '\r' | sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' -e 's/^/  guest| /'; }
+
+# Watch the console: print it, stop at a kernel BUG/Oops/WARNING, bound the time.
+fatal=""
+printed=0
+while kill -0 "$QEMU" 2>/dev/null; do
+  sleep 0.5
+  lines=$(wc -l <"$CONSOLE")
+  if [ "$lines" -gt "$printed" ]; then
+    sed -n "$((printed + 1)),${lines}p" "$CONSOLE" | clean
+    printed=$lines
+  fi
+  if grep -qE 'BUG:|Oops|Kernel panic|general protection fault|WARNING: CPU' "$CONSOLE"; then
+    fatal=$(grep -m1 -E 'BUG:|Oops|Kernel panic|general protection fault|WARNING: CPU' "$CONSOLE" | tr -d '\r')
+    sleep 2 # let the trace reach the log
+    break
+  fi
+  if [ $(( $(date +%s) - start )) -gt "$TIMEOUT" ]; then
+    fatal="timeout: the VM did not finish within ${TIMEOUT}s (LAB_TIMEOUT)"
+    break
+  fi
+done
+lines=$(wc -l <"$CONSOLE")
+[ "$lines" -gt "$printed" ] && sed -n "$((printed + 1)),${lines}p" "$CONSOLE" | clean
+kill "$QEMU" 2>/dev/null || true
+wait "$QEMU" 2>/dev/null || true
+trap - EXIT
+elapsed=$(( $(date +%s) - start ))
+
+if [ -n "$fatal" ]; then
+  grep -A40 -m1 -E 'BUG:|Oops|Kernel panic|general protection fault|WARNING: CPU' "$CONSOLE" | tr -d '\r' >&2 || true
+  die "$fatal (after ${elapsed}s; full console in $CONSOLE)"
+fi
+if [ ! -f "$RESULTS/status" ]; then
+  stage=$(grep -a 'LAB-STAGE:' "$CONSOLE" | tail -1 | tr -d '\r' | sed 's/.*LAB-STAGE: //')
+  err=$(grep -a 'LAB-ERROR:' "$CONSOLE" | tail -1 | tr -d '\r' | sed 's/.*LAB-ERROR: //')
+  die "the guest stopped without a result; last stage: ${stage:-none (did the kernel boot?)}${err:+; error: $err} (console: $CONSOLE)"
+fi
+status=$(cat "$RESULTS/status")
+echo "lab: ---- summary (guest) ----"
+cat "$RESULTS/summary.txt" 2>/dev/null || echo "(no summary)"
+echo "lab: guest exit status $status, wall time ${elapsed}s"
+exit "$status"
