@@ -13,6 +13,7 @@ PACKAGES=(
   busybox-static
   graphviz                           # renders `vfio-mig fsm --format dot` in a test
   xz-utils cpio kmod
+  make                               # building mtty.ko out of tree (lab)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
