@@ -29,3 +29,29 @@ export type {
   Syscalls, Mapping, IoctlArg, FakeKernelOptions, FakeDeviceOptions, FakeCall, FakeFault, FakeFileKind,
   DeviceInfo, DeviceSpec,
 } from './src/kernel/index.js';
+// Simulated hardware and the kernel-faithful v2 driver (src/sim), the v2 client and the migration file format (src/v2).
+export { SimDevice } from './src/sim/sim-device.js';
+export type { SimDeviceOptions } from './src/sim/sim-device.js';
+export { SimStateSaver } from './src/sim/state-saver.js';
+export { SimStateLoader } from './src/sim/state-loader.js';
+export { StateGeometry } from './src/sim/state-geometry.js';
+export { STATE_MAGIC, STATE_VERSION, STATE_HEADER_BYTES, RECORD_HEADER_BYTES, STATE_TRAILER_BYTES } from './src/sim/state-format.js';
+export { SimV2Driver } from './src/sim/sim-v2-driver.js';
+export type { SimV2DriverOptions } from './src/sim/sim-v2-driver.js';
+export { SimV2Session } from './src/sim/sim-v2-session.js';
+export { FaultInjector } from './src/sim/fault-injector.js';
+export type { StreamFaults } from './src/sim/fault-injector.js';
+export type { FaultPlan, ArcFault, IoFault } from './src/sim/faults.js';
+export type { StateSaver, StateLoader } from './src/sim/state-stream.js';
+export { requiredArcs } from './src/v2/required-arcs.js';
+export {
+  VfioMigFlag, MIG_STREAM_MAGIC, MIG_STREAM_DATA_HEADER_BYTES, MigStreamDecoder,
+  encodeStreamStart, encodeStreamEnd, encodeMarker, encodeDataHeader,
+} from './src/v2/stream-format.js';
+export type { MigStreamEvent } from './src/v2/stream-format.js';
+export { MigStreamWriter } from './src/v2/stream-writer.js';
+export { readMigStream } from './src/v2/stream-reader.js';
+export { QemuMigrationState } from './src/v2/qemu-migration-state.js';
+export { asMigrationError } from './src/v2/as-migration-error.js';
+export { saveV2, loadV2, VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './src/v2/client.js';
+export type { SaveV2Options, SaveV2Result, LoadV2Options, LoadV2Result, MigrationProgress, MigrationPhase } from './src/v2/client.js';

@@ -2,7 +2,10 @@
 // backpressure: every call resolves only when the Writable has taken the
 // bytes (its write callback ran), so a client never has more than one chunk
 // in flight. Buffers handed over belong to the Writable from then on (a
-// PassThrough, for one, passes the same memory on): never reuse them.
+// PassThrough, for one, passes the same memory on) unless it is known to be
+// done with them when it calls back (`releasesBuffersOnCallback`).
+import { WriteStream } from 'node:fs';
+import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { MigrationError } from '../uapi/errors.js';
 import { asMigrationError } from './as-migration-error.js';
@@ -17,6 +20,15 @@ export class MigStreamWriter {
 
   constructor(private readonly out: Writable) {
     out.on('error', this.onError);
+  }
+
+  /**
+   * True for the core Writables that are done with a buffer when they call
+   * back: net.Socket (pipes, TTYs, process.stdout; libuv has written it) and
+   * fs.WriteStream (fs.write has returned). A client may then reuse its buffer.
+   */
+  get releasesBuffersOnCallback(): boolean {
+    return this.out instanceof Socket || this.out instanceof WriteStream;
   }
 
   /** File bytes written so far (markers included). */
