@@ -10,9 +10,10 @@ import {
   VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO, type FakeDeviceOptions,
 } from '../index.js';
 import {
-  expectFsmAgreement, expectMttyHeader, fsmDifferential, readAll, readScratch, resumeV2, saveV2, writeAll,
+  expectFsmAgreement, expectMttyHeader, fsmDifferential, readAll, readScratch, resumeStream, saveStream, writeAll,
   writeScratch,
 } from './support/mtty-scenarios.js';
+import { checkRawFeatureAbi } from './support/raw-uapi-checks.js';
 
 const A = 'aaaaaaaa-0000-4000-8000-000000000001';
 const B = 'bbbbbbbb-0000-4000-8000-000000000002';
@@ -65,6 +66,14 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     await b.close();
   });
 
+  it('answers hand-built VFIO_DEVICE_FEATURE / region-info ioctls like the 6.12 core and mtty', async () => {
+    const { sys, a, b } = await pair();
+    checkRawFeatureAbi(sys, a.vfio.fd);
+    expect(sys.openFds().filter((f) => f.kind === 'data')).toEqual([]);
+    await a.close();
+    await b.close();
+  });
+
   it('agrees with nextState for every reachable state and every target', async () => {
     const { sys, a, b } = await pair();
     const cases = await fsmDifferential(a);
@@ -92,10 +101,10 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     writeScratch(a, 0x5a);
     writeScratch(a, 0xc3, 1);
     expect(readScratch(b)).toBe(0);
-    const stream = await saveV2(a);
+    const stream = await saveStream(a);
     expect(stream.length).toBe(96);
     expectMttyHeader(stream, 2);
-    await resumeV2(b, stream);
+    await resumeStream(b, stream);
     expect(await b.getState()).toBe(R);
     expect(readScratch(b)).toBe(0x5a);
     expect(readScratch(b, 1)).toBe(0xc3);
@@ -133,7 +142,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
 
   it('fails the SET that leaves RESUMING on truncated data, and reset recovers', async () => {
     const { sys, a, b } = await pair();
-    const stream = await saveV2(a);
+    const stream = await saveStream(a);
     const s = (await b.setState(RS))!;
     await writeAll(s, stream.subarray(0, 95));
     const e = await b.setState(R).catch((x: unknown) => x as MigrationError);
@@ -152,7 +161,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
 
   it('reports mtty write errors: bad header EFAULT, too much data ENOMEM, wrong direction EBADF', async () => {
     const { a, b } = await pair();
-    const stream = await saveV2(a);
+    const stream = await saveStream(a);
     const bad = stream.slice();
     bad[0] ^= 1;
     let s = (await b.setState(RS))!;
@@ -258,7 +267,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
           await readAll(s);
           await s.close();
           await a.setState(S);
-          await resumeV2(b, await saveV2(a));
+          await resumeStream(b, await saveStream(a));
           await b.reset();
         } finally {
           await b.close();

@@ -1,14 +1,16 @@
 // (a) KernelMigrationDevice on the real mtty driver (Linux 6.12, in the VM lab):
 // the same scenarios the fake runs in test/kernel-migration-device.test.ts,
 // now against the kernel. Where the two disagree, the kernel wins.
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   KernelLegacyRegion, KernelMigrationDevice, MigState, MigrationError, VFIO_DEVICE_FLAGS_PCI, koffiSyscalls,
   openVfioDevice, type DataSession,
 } from '../../index.js';
 import {
-  expectFsmAgreement, expectMttyHeader, fsmDifferential, readAll, readScratch, resumeV2, saveV2, writeAll, writeScratch,
+  expectFsmAgreement, expectMttyHeader, fsmDifferential, readAll, readScratch, resumeStream, saveStream, writeAll, writeScratch,
 } from '../support/mtty-scenarios.js';
+import { checkRawFeatureAbi } from '../support/raw-uapi-checks.js';
 import { DEV_A, DEV_B, fdCount, sysfs } from './lab-env.js';
 
 const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, PRE_COPY: PC } = MigState;
@@ -62,6 +64,23 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     expect(await a.stopCopySize()).toBe(96n);
   });
 
+  it('answers hand-built VFIO_DEVICE_FEATURE / region-info ioctls as SPEC.md §3.2 says', () => {
+    const before = fdCount();
+    checkRawFeatureAbi(a.vfio.sys, a.vfio.fd);
+    expect(fdCount()).toBe(before);
+  });
+
+  it('hands out data fds with O_CLOEXEC (SPEC.md §3.2)', async () => {
+    const s = (await a.setState(PC))!;
+    try {
+      const flags = /flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${s.fd}`, 'utf8'))![1];
+      expect(parseInt(flags, 8) & 0o2000000).toBe(0o2000000);
+    } finally {
+      await s.close();
+    }
+    await a.setState(R);
+  });
+
   it('every SET from every state reachable from RUNNING agrees with nextState (differential)', async () => {
     const cases = await fsmDifferential(a);
     expect(cases).toHaveLength(7 * 9);
@@ -74,14 +93,14 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     writeScratch(a, mark);
     writeScratch(b, 0);
     expect(readScratch(b)).toBe(0);
-    const stream = await saveV2(a);
+    const stream = await saveStream(a);
     expect(stream.length).toBe(96);
     expectMttyHeader(stream, 2);
-    await resumeV2(b, stream);
+    await resumeStream(b, stream);
     expect(await b.getState()).toBe(R);
     expect(readScratch(b)).toBe(mark);
     // B's state now equals A's: a v2 save of both gives the same bytes
-    expect(await saveV2(b)).toEqual(await saveV2(a));
+    expect(await saveStream(b)).toEqual(await saveStream(a));
   });
 
   it('PRE_COPY: PRECOPY_INFO 24/0, the 24-byte header, then read() returns 0 (not ENOMSG)', async () => {
@@ -107,7 +126,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
   });
 
   it('truncated resume data fails the SET that leaves RESUMING; reset recovers', async () => {
-    const stream = await saveV2(a);
+    const stream = await saveStream(a);
     const s = (await b.setState(RS))!;
     await writeAll(s, stream.subarray(0, 95));
     const e = await b.setState(R).catch((x: unknown) => x as MigrationError);
@@ -120,7 +139,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
   });
 
   it('the data fd is a stream: pread on it is ESPIPE; write errors keep their errno', async () => {
-    const stream = await saveV2(a);
+    const stream = await saveStream(a);
     const out = (await a.setState(SC))!;
     try {
       expect(() => koffiSyscalls().pread(out.fd!, new Uint8Array(8), 0n)).toThrow(expect.objectContaining({ code: 'ESPIPE' }));

@@ -23,7 +23,7 @@ UUID_A=0d9a4c38-6f1b-4b52-a6f5-1ad1e3a0c0a1
 UUID_B=83b8f4f2-509f-4f2f-9c1e-e6bfe0fa1001
 start=$(date +%s)
 
-say() { echo "lab: $*"; }
+say() { echo "lab: [$(( $(date +%s) - start ))s] $*"; }
 die() { echo "lab: FAILED: $*" >&2; exit 1; }
 
 # --- 1. Debian packages (the same list CI installs) ---------------------------
@@ -31,10 +31,13 @@ bash scripts/setup.sh || die "installing the Debian packages failed (scripts/set
 for f in "$KERNEL" "$KDIR/Makefile" "$SRC_TARBALL" /usr/bin/qemu-system-x86_64 /bin/busybox; do
   [ -e "$f" ] || die "$f is missing after scripts/setup.sh"
 done
+mkdir -p "$LAB"
 NODE=$(command -v node) || die "node is not on PATH"
 NODE=$(readlink -f "$NODE")
 [ -d "$REPO/node_modules/vitest" ] || die "node_modules is missing: run npm ci first"
-mkdir -p "$LAB"
+# The guest tests the built package (dist/), as a user imports it.
+say "building dist/ (npm run build)"
+npm run -s build >"$LAB/build.log" 2>&1 || { cat "$LAB/build.log" >&2; die "npm run build failed (log above)"; }
 
 # --- 2. mtty.ko from linux-source-6.12 (only samples/vfio-mdev/mtty.c) -------
 MTTY=$LAB/mtty

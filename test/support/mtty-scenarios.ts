@@ -35,7 +35,7 @@ export async function writeAll(session: DataSession, data: Uint8Array, chunk = 4
 }
 
 /** RUNNING -> STOP_COPY, read the whole stream, back to RUNNING (the state is untouched). */
-export async function saveV2(dev: MigrationDevice): Promise<Uint8Array> {
+export async function saveStream(dev: MigrationDevice): Promise<Uint8Array> {
   const session = await dev.setState(SC);
   if (!session) throw new Error('STOP_COPY opened no data session');
   try {
@@ -47,7 +47,7 @@ export async function saveV2(dev: MigrationDevice): Promise<Uint8Array> {
 }
 
 /** RESUMING, write `data`, then RUNNING (RESUMING -> STOP applies it). */
-export async function resumeV2(dev: MigrationDevice, data: Uint8Array): Promise<void> {
+export async function resumeStream(dev: MigrationDevice, data: Uint8Array): Promise<void> {
   const session = await dev.setState(RS);
   if (!session) throw new Error('RESUMING opened no data session');
   try {
@@ -102,7 +102,7 @@ export interface DifferentialCase {
 export async function fsmDifferential(dev: MigrationDevice): Promise<DifferentialCase[]> {
   const flags = await dev.migrationFlags();
   await dev.reset();
-  const image = await saveV2(dev);
+  const image = await saveStream(dev);
   const sources = [S, R, SC, RS, RP, PC, PCP].filter((s) => {
     try { transitionPath(R, s, flags); return true; } catch { return false; }
   });
