@@ -19,7 +19,7 @@ export { uapi, structLayouts } from './legacy/abi.js';
 export {
   KoffiSyscalls, koffiSyscalls, FakeSyscalls, FakeDevice, MttyModel, MttyMigrationFile, V1RegionModel,
   MTTY_MAGIC, MTTY_HEADER_SIZE, MTTY_PORT_SIZE, UART_SCR, VfioDevice, openVfioDevice, openGroupDevice,
-  openCdevDevice, resolveSysfsDevice, getDeviceInfo, getRegionInfo, VFIO_CONTAINER_PATH, IOMMUFD_PATH,
+  openCdevDevice, resolveSysfsDevice, getDeviceInfo, getRegionInfo, VFIO_CONTAINER_PATH, VFIO_NOIOMMU_IOMMU, IOMMUFD_PATH,
   KernelMigrationDevice, KernelDataSession, KernelLegacyRegion, syscallError, ioctlName,
   O_RDONLY, O_WRONLY, O_RDWR, O_CLOEXEC, PROT_READ, PROT_WRITE, MAP_SHARED,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT, IOMMU_IOAS_ALLOC, IOMMU_DESTROY,

@@ -108,7 +108,7 @@ describe('group/container API', () => {
     const sys = kernel();
     const e = errorOf(() => openGroupDevice(0, B, sys)); // B lives in group 1
     expect(e.code).toBe('ENODEV');
-    expect(e.message).toContain(`no device ${B} in iommu group 0`);
+    expect(e.message).toContain(`no device ${B} in /dev/vfio/0`);
     expect(sys.openFds()).toEqual([]);
   });
 
@@ -123,6 +123,22 @@ describe('group/container API', () => {
       expect(e.code, `step ${nth}`).toBe('EIO');
       expect(sys.openFds(), `step ${nth}`).toEqual([]);
     }
+  });
+});
+
+describe('group nodes given as paths', () => {
+  it('opens /dev/vfio/<N> and a no-IOMMU group with the NOIOMMU container type', () => {
+    const sys = new FakeSyscalls({ devices: [{ name: A, group: 0 }, { name: B, group: 3, noiommu: true }] });
+    openVfioDevice({ group: '/dev/vfio/0', name: A }, sys).close();
+    const before = sys.calls.length;
+    const dev = openVfioDevice({ group: '/dev/vfio/noiommu-3', name: B }, sys);
+    const setIommu = sys.calls.slice(before).find((c) => c.request === VFIO_SET_IOMMU)!;
+    expect(setIommu.errno).toBeUndefined();
+    expect(dev.info.numRegions).toBe(9);
+    dev.close();
+    expect(errorOf(() => openVfioDevice({ group: '/dev/vfio/3', name: B }, sys)).code).toBe('ENOENT');
+    expect(errorOf(() => openVfioDevice({ group: '/tmp/x', name: B }, sys)).code).toBe('EINVAL');
+    expect(sys.openFds()).toEqual([]);
   });
 });
 

@@ -1,8 +1,12 @@
-// The iommufd / vfio cdev part of the uAPI (include/uapi/linux/vfio.h and
-// iommufd.h, 6.12) that only the kernel backend uses. Layouts are checked
-// against gcc + the real headers in test/kernel-abi.test.ts.
+// The parts of the uAPI only the kernel backend uses (include/uapi/linux/vfio.h
+// and iommufd.h, 6.12): the no-IOMMU container type and the iommufd / vfio cdev
+// ioctls. Values and layouts are checked against gcc + the real headers in
+// test/kernel-abi.test.ts.
 import { CStruct } from '../uapi/struct.js';
 import { _IO, VFIO_BASE, VFIO_TYPE } from '../uapi/ioctl.js';
+
+/** VFIO_NOIOMMU_IOMMU: the container type of /dev/vfio/noiommu-N groups. */
+export const VFIO_NOIOMMU_IOMMU = 8;
 
 export const VFIO_DEVICE_ATTACH_IOMMUFD_PT = _IO(VFIO_TYPE, VFIO_BASE + 19);
 export const VFIO_DEVICE_DETACH_IOMMUFD_PT = _IO(VFIO_TYPE, VFIO_BASE + 20);

@@ -30,7 +30,7 @@ import {
   VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED, VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
 } from '../../legacy/region-layout.js';
 import {
-  IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, iommu_ioas_alloc, vfio_device_attach_iommufd_pt,
+  IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_NOIOMMU_IOMMU, iommu_ioas_alloc, vfio_device_attach_iommufd_pt,
   vfio_device_bind_iommufd,
 } from './cdev-abi.js';
 import { MttyMigrationFile, MttyModel, V1RegionModel } from './fake-mtty.js';
@@ -51,6 +51,8 @@ export interface FakeDeviceOptions {
   v1Region?: { windowSize?: number; mmap?: boolean };
   /** sysfs bus (default 'mdev'). */
   bus?: string;
+  /** The group is a no-IOMMU group: /dev/vfio/noiommu-<group>, container type VFIO_NOIOMMU_IOMMU. */
+  noiommu?: boolean;
 }
 
 export interface FakeKernelOptions {
@@ -345,9 +347,10 @@ export class FakeSyscalls implements Syscalls {
   private lookup(path: string): FakeFile {
     const vfio = this.opts.vfio ?? true;
     if (path === '/dev/vfio/vfio' && vfio) return { kind: 'container', groups: new Set(), iommu: null };
-    const g = /^\/dev\/vfio\/(\d+)$/.exec(path);
+    const g = /^\/dev\/vfio\/(noiommu-)?(\d+)$/.exec(path);
     if (g && vfio) {
-      const group = this.groups.get(Number(g[1])) ?? fail('ENOENT', `open ${path}`);
+      const group = this.groups.get(Number(g[2])) ?? fail('ENOENT', `open ${path}`);
+      if (!!g[1] !== this.isNoiommu(group.id)) fail('ENOENT', `open ${path}`);
       // vfio_group_fops_open: one opener at a time.
       if (group.openFd !== null) fail('EBUSY', `open ${path}: group already open`);
       // ... and not while one of its devices is open through its cdev (cdev_device_open_cnt).
@@ -400,6 +403,10 @@ export class FakeSyscalls implements Syscalls {
     }
   }
 
+  private isNoiommu(group: number): boolean {
+    return this.devices.some((d) => d.group === group && d.opts.noiommu);
+  }
+
   private detach(g: GroupState): void {
     const c = g.container!;
     c.groups.delete(g.id);
@@ -413,12 +420,16 @@ export class FakeSyscalls implements Syscalls {
     switch (request) {
       case VFIO_GET_API_VERSION: return VFIO_API_VERSION;
       case VFIO_CHECK_EXTENSION:
+        if (arg === VFIO_NOIOMMU_IOMMU) return this.devices.some((d) => d.opts.noiommu) ? 1 : 0;
         return type1 && (arg === VFIO_TYPE1_IOMMU || arg === VFIO_TYPE1v2_IOMMU) ? 1 : 0;
       case VFIO_SET_IOMMU: {
         // vfio_ioctl_set_iommu: needs a group, a driver for the type, and no driver yet.
         if (file.groups.size === 0) fail('EINVAL', 'VFIO_SET_IOMMU before any group was added');
         if (file.iommu !== null) fail('EBUSY', 'iommu already set');
-        if (!type1 || (arg !== VFIO_TYPE1_IOMMU && arg !== VFIO_TYPE1v2_IOMMU)) fail('ENODEV', `no iommu driver for type ${String(arg)}`);
+        // A group only works with the driver of its kind (type1, or vfio-noiommu for noiommu groups).
+        const noiommu = [...file.groups].some((id) => this.isNoiommu(id));
+        const ok = noiommu ? arg === VFIO_NOIOMMU_IOMMU : type1 && (arg === VFIO_TYPE1_IOMMU || arg === VFIO_TYPE1v2_IOMMU);
+        if (!ok) fail(noiommu ? 'EINVAL' : 'ENODEV', `no iommu driver for type ${String(arg)}`);
         file.iommu = arg as number;
         return 0;
       }

@@ -23,7 +23,7 @@ import {
   VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED, VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
 } from '../../legacy/region-layout.js';
 import {
-  IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, iommu_ioas_alloc, vfio_device_attach_iommufd_pt,
+  IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_NOIOMMU_IOMMU, iommu_ioas_alloc, vfio_device_attach_iommufd_pt,
   vfio_device_bind_iommufd,
 } from './cdev-abi.js';
 import { koffiSyscalls } from './koffi-syscalls.js';
@@ -37,8 +37,11 @@ export interface DeviceInfo {
 
 /** Which device to open. */
 export type DeviceSpec =
-  /** Group/container API: the iommu group number and the device's sysfs name (mdev uuid, PCI address). */
-  | { group: number; name: string }
+  /**
+   * Group/container API: the iommu group (its number, or its node: `/dev/vfio/12`,
+   * `/dev/vfio/noiommu-0`) and the device's sysfs name (mdev uuid, PCI address).
+   */
+  | { group: number | string; name: string }
   /** A sysfs device directory (`/sys/bus/mdev/devices/<uuid>`); `api` picks group (default) or cdev. */
   | { sysfs: string; api?: 'group' | 'cdev' }
   /** cdev API: `/dev/vfio/devices/vfioN`. */
@@ -185,21 +188,27 @@ export function resolveSysfsDevice(sysfs: string, sys: Syscalls, api: 'group' | 
 }
 
 /** Group/container API, in QEMU 7.2's order: group + viability, container, TYPE1v2, device fd, info. */
-export function openGroupDevice(group: number, name: string, sys: Syscalls = koffiSyscalls()): VfioDevice {
+export function openGroupDevice(group: number | string, name: string, sys: Syscalls = koffiSyscalls()): VfioDevice {
   const opened: number[] = [];
   try {
-    const groupPath = `/dev/vfio/${group}`;
+    const groupPath = typeof group === 'number' ? `/dev/vfio/${group}` : group;
+    if (!/^\/dev\/vfio\/(noiommu-)?\d+$/.test(groupPath)) {
+      throw new MigrationError('EINVAL', `${groupPath} is no VFIO group node (/dev/vfio/<N> or /dev/vfio/noiommu-<N>)`);
+    }
+    // A no-IOMMU group (vfio enable_unsafe_noiommu_mode) only works with the NOIOMMU container type.
+    const noiommu = groupPath.includes('noiommu-');
+    const iommuType = noiommu ? VFIO_NOIOMMU_IOMMU : VFIO_TYPE1v2_IOMMU;
     const groupFd = openNode(sys, groupPath, {
-      ENOENT: `no such group: load vfio (modprobe vfio vfio_iommu_type1) and bind the device to a vfio driver; iommu group ${group} has no vfio node`,
+      ENOENT: `no such group: load vfio (modprobe vfio vfio_iommu_type1) and bind the device to a vfio driver; ${groupPath} does not exist`,
       EACCES: `permission denied: run as root or give your user ${groupPath} (and a large enough RLIMIT_MEMLOCK)`,
-      EBUSY: `group ${group} is already open (another QEMU or process uses it)`,
+      EBUSY: `group ${groupPath} is already open (another QEMU or process uses it)`,
     });
     opened.push(groupFd);
     // vfio_get_group: VFIO_GROUP_GET_STATUS, refuse a non-viable group.
     const status = vfio_group_status.encode({ argsz: vfio_group_status.size });
     sys.ioctl(groupFd, VFIO_GROUP_GET_STATUS, status);
     if (!(vfio_group_status.decode(status).flags & VFIO_GROUP_FLAGS_VIABLE)) {
-      throw new MigrationError('EBUSY', `group ${group} is not viable: ensure all devices within the iommu_group are bound to their vfio bus driver`);
+      throw new MigrationError('EBUSY', `group ${groupPath} is not viable: ensure all devices within the iommu_group are bound to their vfio bus driver`);
     }
     // vfio_connect_container: a new container, checked, with the group in it and TYPE1v2 set.
     const containerFd = openNode(sys, VFIO_CONTAINER_PATH, {
@@ -209,20 +218,22 @@ export function openGroupDevice(group: number, name: string, sys: Syscalls = kof
     opened.push(containerFd);
     const version = sys.ioctl(containerFd, VFIO_GET_API_VERSION);
     if (version !== VFIO_API_VERSION) throw new MigrationError('EINVAL', `VFIO API version ${version}, expected ${VFIO_API_VERSION}`);
-    if (sys.ioctl(containerFd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) !== 1) {
-      throw new MigrationError('ENODEV', 'the container offers no VFIO_TYPE1v2_IOMMU: load vfio_iommu_type1 (modprobe vfio_iommu_type1)');
+    if (sys.ioctl(containerFd, VFIO_CHECK_EXTENSION, iommuType) !== 1) {
+      throw new MigrationError('ENODEV', noiommu
+        ? 'the container offers no VFIO_NOIOMMU_IOMMU: load vfio with enable_unsafe_noiommu_mode=1'
+        : 'the container offers no VFIO_TYPE1v2_IOMMU: load vfio_iommu_type1 (modprobe vfio_iommu_type1)');
     }
     const fdArg = new Uint8Array(4);
     new DataView(fdArg.buffer).setInt32(0, containerFd, true);
     sys.ioctl(groupFd, VFIO_GROUP_SET_CONTAINER, fdArg);
-    sys.ioctl(containerFd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
+    sys.ioctl(containerFd, VFIO_SET_IOMMU, iommuType);
     // vfio_get_device: VFIO_GROUP_GET_DEVICE_FD by name (a NUL-terminated string).
     const nameArg = new TextEncoder().encode(`${name}\0`);
     let deviceFd: number;
     try {
       deviceFd = sys.ioctl(groupFd, VFIO_GROUP_GET_DEVICE_FD, nameArg);
     } catch (e) {
-      throw rethrow(e, `no device ${name} in iommu group ${group}`, 'ENODEV');
+      throw rethrow(e, `no device ${name} in ${groupPath}`, 'ENODEV');
     }
     opened.push(deviceFd);
     // Companions close after the device: group first, then the container (QEMU's vfio_put_group order).

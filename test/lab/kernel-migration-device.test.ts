@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  KernelLegacyRegion, KernelMigrationDevice, MigState, MigrationError, VFIO_DEVICE_FLAGS_PCI, koffiSyscalls,
+  KernelLegacyRegion, KernelMigrationDevice, MigState, MigrationError, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, koffiSyscalls,
   openVfioDevice, type DataSession,
 } from '../../index.js';
 import {
@@ -52,6 +52,9 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     expect(v.api).toBe('group');
     expect(v.info.flags & VFIO_DEVICE_FLAGS_PCI).toBeTruthy();
     expect(v.info.numRegions).toBe(9);
+    expect(v.info.numIrqs).toBe(5);
+    // mtty implements VFIO_DEVICE_RESET without advertising it (BRIDGE.md pitfall 3)
+    expect(v.info.flags & VFIO_DEVICE_FLAGS_RESET).toBe(0);
     const regions = v.regions();
     expect(regions.map((r) => r.size)).toEqual([8n, 8n, 0n, 0n, 0n, 0n, 0n, 0xffn, 0n]);
     expect(regions.every((r) => !r.type && !r.sparseAreas)).toBe(true);
