@@ -54,7 +54,7 @@ fi
 # --- 3. initramfs: busybox, the modules (deps first, .ko.xz decompressed), /init ---
 INITRD=$LAB/initramfs.cpio.gz
 ROOT=$LAB/initramfs
-if [ ! -f "$INITRD" ] || [ "$MTTY/mtty.ko" -nt "$INITRD" ] || [ test/lab/init.sh -nt "$INITRD" ] || [ "$0" -nt "$INITRD" ]; then
+if [ ! -f "$INITRD" ] || [ "$MTTY/mtty.ko" -nt "$INITRD" ] || [ test/lab/init.sh -nt "$INITRD" ] || [ test/lab/run.sh -nt "$INITRD" ]; then
   say "building the initramfs"
   rm -rf "$ROOT" && mkdir -p "$ROOT"/{bin,dev,proc,sys,host,modules}
   cp /bin/busybox "$ROOT/bin/busybox"
