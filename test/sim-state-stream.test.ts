@@ -168,7 +168,7 @@ describe('pre-copy', () => {
     d.running = true;
     const s = d.createSaver();
     const head = Buffer.alloc(HEADER + PREFIX + 100); // ends inside page 0's body
-    const parts = [head.subarray(0, s.read(head))];
+    const parts: Buffer[] = [head.subarray(0, s.read(head))];
     while (d.generation(0) === 0) d.step(1);
     expect(s.precopyInfo().dirtyBytes).toBe(BigInt(PREFIX + 4096)); // page 1 was not sent yet: not dirty
     parts.push(drain(s));
