@@ -55,3 +55,19 @@ export { QemuMigrationState } from './src/v2/qemu-migration-state.js';
 export { asMigrationError } from './src/v2/as-migration-error.js';
 export { saveV2, loadV2, VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './src/v2/client.js';
 export type { SaveV2Options, SaveV2Result, LoadV2Options, LoadV2Result, MigrationProgress, MigrationPhase } from './src/v2/client.js';
+// v1 protocol (legacy/): transition policies, region access rules, the reference v1 region driver, the v1 client (QEMU 7.2).
+export { V1_POLICIES, v1AllowedTargets, v1TransitionAllowed, parseV1Policy } from './legacy/v1-transitions.js';
+export type { V1Policy } from './legacy/v1-transitions.js';
+export { classifyV1Access } from './legacy/v1-access.js';
+export type { V1Access } from './legacy/v1-access.js';
+export { readDeviceState, writeDeviceState, readU64Field, writeU64Field } from './legacy/v1-registers.js';
+export type { V1U64Field } from './legacy/v1-registers.js';
+export { v1PieceSize, readV1Window, writeV1Window } from './legacy/v1-window-io.js';
+export type { V1WindowAccess } from './legacy/v1-window-io.js';
+export { FaultySaver } from './legacy/faulty-saver.js';
+export { SimV1Region, SIM_V1_DATA_OFFSET, SIM_V1_DEFAULT_WINDOW } from './legacy/sim-v1-region.js';
+export type { SimV1RegionOptions, SimV1RegionSnapshot } from './legacy/sim-v1-region.js';
+export {
+  V1FatalError, isV1Fatal, QEMU72_SET_STATE, v1SetState, v1VmStart, v1VmStop, v1MigrationFailed, saveV1, loadV1,
+} from './legacy/client.js';
+export type { SaveV1Options, SaveV1Result, LoadV1Options, LoadV1Result } from './legacy/client.js';

@@ -1,0 +1,31 @@
+// Header field accesses on a LegacyRegion, one pread/pwrite each at the
+// field's native width and offset, little-endian (vfio_mig_read/write in
+// QEMU 7.2 hw/vfio/migration.c: one access per field).
+import { FIELD } from './region-layout.js';
+import type { LegacyRegion } from './contracts.js';
+
+export type V1U64Field = 'pending_bytes' | 'data_offset' | 'data_size';
+
+export async function readDeviceState(region: LegacyRegion): Promise<number> {
+  const b = new Uint8Array(4);
+  await region.readAt(FIELD.device_state.offset, b);
+  return new DataView(b.buffer).getUint32(0, true);
+}
+
+export async function writeDeviceState(region: LegacyRegion, state: number): Promise<void> {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, state >>> 0, true);
+  await region.writeAt(FIELD.device_state.offset, b);
+}
+
+export async function readU64Field(region: LegacyRegion, field: V1U64Field): Promise<bigint> {
+  const b = new Uint8Array(8);
+  await region.readAt(FIELD[field].offset, b);
+  return new DataView(b.buffer).getBigUint64(0, true);
+}
+
+export async function writeU64Field(region: LegacyRegion, field: V1U64Field, value: bigint): Promise<void> {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, value, true);
+  await region.writeAt(FIELD[field].offset, b);
+}
