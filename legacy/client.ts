@@ -200,8 +200,8 @@ export async function saveV1(region: LegacyRegion, out: Writable, options: SaveV
     vmRunning = (s & V1_RUNNING) !== 0;
     result.usedPrecopy = vmRunning;
     await writer.start();
-    phase = result.usedPrecopy ? 'precopy' : 'stopcopy';
     report();
+    phase = result.usedPrecopy ? 'precopy' : 'stopcopy';
 
     for (let round = 0; round < rounds; round++) {
       // vfio_save_pending: a failed read only skips the estimate
