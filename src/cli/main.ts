@@ -49,7 +49,8 @@ export async function main(argv: string[], io = { stdout: process.stdout, stderr
         options: { ...command.options, json: { type: 'boolean' }, debug: { type: 'boolean' } },
       });
     } catch (e) {
-      throw new UsageError(`${(e as Error).message.replace(/\. To specify a positional.*$/s, '')} (see vfio-mig ${name} --help)`);
+      const first = (e as Error).message.replace(/\. To specify a positional.*$/s, '').split('\n').join(' ');
+      throw new UsageError(`${first} (see vfio-mig ${name} --help)`);
     }
     const result = await command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, ctx);
     if (json) io.stdout.write(`${JSON.stringify({ ok: true, command: name, result }, jsonBigint, 2)}\n`);
