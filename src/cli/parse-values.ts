@@ -17,7 +17,7 @@ export function parseSize(text: string, what = 'size'): number {
 export function formatSize(bytes: number | bigint): string {
   const n = Number(bytes);
   for (const [unit, scale] of [['GiB', 1 << 30], ['MiB', 1 << 20], ['KiB', 1024]] as const) {
-    if (n >= scale) return `${(n / scale).toFixed(n % scale === 0 ? 0 : 1)} ${unit}`;
+    if (n >= scale) return `${(n / scale).toFixed(n % scale === 0 ? 0 : unit === 'GiB' ? 2 : 1)} ${unit}`;
   }
   return `${n} B`;
 }

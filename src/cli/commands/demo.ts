@@ -45,7 +45,7 @@ export const demoCommand: Command = {
       seed: positiveInt(String(values.seed), '--seed', 0xffffffff),
       work: values.work === undefined ? Math.max(1, Math.floor(size / 4096 / 256)) : positiveInt(String(values.work), '--work', 1 << 30),
     };
-    ctx.print(`vfio-mig demo: ${formatSize(size)} of device state per migration, window ${formatSize(window)}, v2 flags ${flags}, ${options.rounds} pre-copy passes\n`);
+    ctx.print(`vfio-mig demo: ${formatSize(size)} of device state per migration, window ${formatSize(window)}, v2 flags ${flags}, ${options.rounds} pre-copy passes`);
     const rows = [];
     for (const scenario of demoScenarios(options)) {
       const bar = progressBar(ctx, scenario.direction, size);
