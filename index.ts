@@ -71,3 +71,13 @@ export {
   V1FatalError, isV1Fatal, QEMU72_SET_STATE, v1SetState, v1VmStart, v1VmStop, v1MigrationFailed, saveV1, loadV1,
 } from './legacy/client.js';
 export type { SaveV1Options, SaveV1Result, LoadV1Options, LoadV1Result } from './legacy/client.js';
+// The translators (translate/): state maps, LegacyRegionOverV2 (v1 face over a v2 device),
+// V2DeviceOverLegacy (v2 face over a v1 region), and the runnable differential comparison.
+export { v1ToV2State, v2ToV1State } from './translate/state-map.js';
+export { LegacyRegionOverV2, LEGACY_OVER_V2_DATA_OFFSET, LEGACY_OVER_V2_DEFAULT_WINDOW } from './translate/legacy-region-over-v2.js';
+export type { LegacyRegionOverV2Options, LegacyRegionOverV2Snapshot, ErrorRecovery } from './translate/legacy-region-over-v2.js';
+export { V2DeviceOverLegacy } from './translate/v2-device-over-legacy.js';
+export type { V2DeviceOverLegacyOptions, V2DeviceOverLegacySnapshot } from './translate/v2-device-over-legacy.js';
+export { retryTransient, toMigrationError, TRANSIENT_RETRIES } from './translate/retry.js';
+export { runDifferential, DIFFERENTIAL_PAIRINGS, DEFAULT_DIFF_SEED } from './translate/differential.js';
+export type { DifferentialOptions, DifferentialSummary, DifferentialPairing, DifferentialPairingInfo } from './translate/differential.js';
