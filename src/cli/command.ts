@@ -1,5 +1,6 @@
 // The shape every subcommand has, so main.ts can parse, document and run them alike.
 import type { ParseArgsConfig } from 'node:util';
+import type { Syscalls } from '../kernel/syscalls.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -12,6 +13,8 @@ export interface CliContext {
   note(text: string): void;
   /** Whether progress bars make sense (stderr is a TTY, not --json). */
   interactive: boolean;
+  /** The OS boundary for kernel device addresses (tests pass a FakeSyscalls); default koffi. */
+  syscalls?: Syscalls;
 }
 
 export interface Command {
@@ -22,4 +25,15 @@ export interface Command {
   options: OptionSpec;
   /** Returns the JSON document printed with --json (human output goes through ctx.print). */
   run(values: Record<string, string | boolean | undefined>, positionals: string[], ctx: CliContext): Promise<unknown>;
+}
+
+/**
+ * The command ran but its answer is "no" (a differential mismatch, fingerprints
+ * that differ): exit status 1, and --json still carries `result`.
+ */
+export class CommandFailed extends Error {
+  constructor(message: string, readonly result: unknown) {
+    super(message);
+    this.name = 'CommandFailed';
+  }
 }

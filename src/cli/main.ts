@@ -2,9 +2,10 @@
 // vfio-mig: the command-line face of vfio-mig-shim.
 // Exit status: 0 ok, 1 failure, 2 usage error.
 import { parseArgs } from 'node:util';
-import { MigrationError } from '../uapi/errors.js';
+import type { Syscalls } from '../kernel/syscalls.js';
 import type { CliContext, Command } from './command.js';
 import { COMMANDS } from './commands/index.js';
+import { explainError } from './explain-error.js';
 import { UsageError } from './usage-error.js';
 
 const GLOBAL_HELP = `vfio-mig: bridge VFIO migration v1 (region, QEMU <= 7.2) and v2 (FSM + data_fd, QEMU >= 8.0)
@@ -21,7 +22,14 @@ function commandHelp(c: Command): string {
   return `usage: vfio-mig ${c.usage}\n\n  --json           machine-readable output\n  --debug          stack traces on failure\n  --help           this text`;
 }
 
-export async function main(argv: string[], io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** The OS boundary for kernel devices (tests: a FakeSyscalls); default koffi. */
+  syscalls?: Syscalls;
+}
+
+export async function main(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const json = argv.includes('--json');
   const debug = argv.includes('--debug');
   const ctx: CliContext = {
@@ -29,6 +37,7 @@ export async function main(argv: string[], io = { stdout: process.stdout, stderr
     print: (text) => { if (!json) io.stdout.write(`${text}\n`); },
     note: (text) => { io.stderr.write(`${text}\n`); },
     interactive: !json && Boolean((io.stderr as NodeJS.WriteStream).isTTY),
+    syscalls: io.syscalls,
   };
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
@@ -56,15 +65,21 @@ export async function main(argv: string[], io = { stdout: process.stdout, stderr
     if (json) io.stdout.write(`${JSON.stringify({ ok: true, command: name, result }, jsonBigint, 2)}\n`);
     return 0;
   } catch (e) {
-    const usage = e instanceof UsageError;
-    const message = e instanceof Error ? e.message : String(e);
+    const { message, code, problem, usage, result } = explainError(e);
     if (json) {
-      const code = e instanceof MigrationError ? e.code : undefined;
-      io.stdout.write(`${JSON.stringify({ ok: false, command: name, error: { message, ...(code ? { code } : {}), usage } })}\n`);
+      const error = { message, ...(code ? { code } : {}), ...(problem ? { problem } : {}), usage };
+      io.stdout.write(`${JSON.stringify({ ok: false, command: name, ...(result === undefined ? {} : { result }), error }, jsonBigint, 2)}\n`);
     }
     io.stderr.write(`vfio-mig: ${message}\n`);
-    if (debug && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
+    if (debug) writeStacks(io.stderr, e);
     return usage ? 2 : 1;
+  }
+}
+
+/** The error's stack, then its causes' (a wrapped kernel or file error keeps its origin). */
+function writeStacks(out: NodeJS.WritableStream, e: unknown): void {
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
+    out.write(`${depth ? 'caused by: ' : ''}${cur.stack ?? cur.message}\n`);
   }
 }
 

@@ -5,8 +5,11 @@ import type { MigrationProgress } from '../v2/client.js';
 import type { CliContext } from './command.js';
 import { formatSize } from './parse-values.js';
 
+/** A migration's progress, or any other pass over bytes (phase 'verify' for a file check). */
+export type ProgressUpdate = MigrationProgress | { phase: 'verify'; bytes: number; estimate?: number };
+
 export interface ProgressSink {
-  update(p: MigrationProgress): void;
+  update(p: ProgressUpdate): void;
   stop(): void;
 }
 
