@@ -110,17 +110,22 @@ async function readU64(region: LegacyRegion, offset: number): Promise<bigint> {
   return new DataView(b.buffer).getBigUint64(0, true);
 }
 
-function makeSide(cfg: V1FaceConfig, translated: boolean): V1Side {
+function makeSide(cfg: V1FaceConfig, translated: boolean, wrap?: (r: LegacyRegion) => LegacyRegion): V1Side {
   const device = new SimDevice({ size: cfg.deviceSize, seed: cfg.seed, pageSize: cfg.pageSize });
-  const region: LegacyRegion = translated
+  let region: LegacyRegion = translated
     ? new LegacyRegionOverV2(new SimV2Driver(device, { flags: cfg.flags }), { windowSize: cfg.windowSize, policy: cfg.policy })
     : new SimV1Region(device, { windowSize: cfg.windowSize, policy: cfg.policy });
+  if (translated && wrap) region = wrap(region);
   return { region, device, capture: [], ended: false, stream: null, feedPos: 0 };
 }
 
-export function v1Setup(cfg: V1FaceConfig, stats: DiffStats = new Map()): { model: V1Model; real: V1Real } {
+export function v1Setup(
+  cfg: V1FaceConfig,
+  stats: DiffStats = new Map(),
+  wrap?: (r: LegacyRegion) => LegacyRegion,
+): { model: V1Model; real: V1Real } {
   const ref = makeSide(cfg, false);
-  const dut = makeSide(cfg, true);
+  const dut = makeSide(cfg, true, wrap);
   const chunks = Math.ceil((Number(ref.device.fullStreamBytes()) * 3) / cfg.windowSize);
   return {
     model: {

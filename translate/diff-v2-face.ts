@@ -84,7 +84,7 @@ function noteFeed(m: V2Model, r: V2Real): void {
   m.feedComplete = s !== null && m.resumingIdx >= 0 && r.ref.feedPos >= s.length && s.length > 0;
 }
 
-function makeSide(cfg: V2FaceConfig, translated: boolean): V2Side {
+function makeSide(cfg: V2FaceConfig, translated: boolean, wrap?: (d: MigrationDevice) => MigrationDevice): V2Side {
   const device = new SimDevice({ size: cfg.deviceSize, seed: cfg.seed, pageSize: cfg.pageSize });
   let dev: MigrationDevice;
   if (!translated) {
@@ -96,13 +96,18 @@ function makeSide(cfg: V2FaceConfig, translated: boolean): V2Side {
         ? new SimV1Region(device, { windowSize: cfg.windowSize })
         : new LegacyRegionOverV2(new SimV2Driver(device, { flags: cfg.flags }), { windowSize: cfg.windowSize });
     dev = new V2DeviceOverLegacy(region, { precopy });
+    if (wrap) dev = wrap(dev);
   }
   return { dev, device, sessions: [], capture: [], ended: false, stream: null, feedPos: 0 };
 }
 
-export function v2Setup(cfg: V2FaceConfig, stats: DiffStats = new Map()): { model: V2Model; real: V2Real } {
+export function v2Setup(
+  cfg: V2FaceConfig,
+  stats: DiffStats = new Map(),
+  wrap?: (d: MigrationDevice) => MigrationDevice,
+): { model: V2Model; real: V2Real } {
   const ref = makeSide(cfg, false);
-  const dut = makeSide(cfg, true);
+  const dut = makeSide(cfg, true, wrap);
   return {
     model: { state: MigState.RUNNING, exact: true, savingIdx: -1, resumingIdx: -1, sessionCount: 0, haveStream: false, streamsEqual: false, resume: 'clean', feedComplete: false },
     real: { stats, ref, dut, readCap: Math.ceil((Number(ref.device.fullStreamBytes()) * 3) / 8) + 16 },

@@ -8,6 +8,8 @@
 import type * as FC from 'fast-check';
 import { MigrationError } from '../src/uapi/errors.js';
 import { MigFlags } from '../src/v2/states.js';
+import type { LegacyRegion } from '../legacy/contracts.js';
+import type { MigrationDevice } from '../src/v2/contracts.js';
 import type { DiffStats } from './diff-outcome.js';
 import { v1CommandArbitraries, v1ConfigArbitrary, v1Setup } from './diff-v1-face.js';
 import { v2CommandArbitraries, v2ConfigArbitrary, v2Setup } from './diff-v2-face.js';
@@ -46,6 +48,12 @@ export interface DifferentialOptions {
   pairing: DifferentialPairing;
   /** Longest command sequence (default 40). */
   maxCommands?: number;
+  /**
+   * Wrap the translated side before it is compared (v1 face: the region, v2
+   * face: the device). For checking that a deliberately broken translator is
+   * caught, or a decorated one still agrees; the reference side is untouched.
+   */
+  wrapTranslated?: { v1?: (region: LegacyRegion) => LegacyRegion; v2?: (device: MigrationDevice) => MigrationDevice };
 }
 
 export interface DifferentialSummary {
@@ -84,7 +92,7 @@ export async function runDifferential(options: DifferentialOptions): Promise<Dif
   const counter = { commands: 0 };
   const stats: DiffStats = new Map();
   const started = Date.now();
-  const details = await fc.check(buildProperty(fc, pairing, maxCommands, counter, stats), { seed, numRuns: runs });
+  const details = await fc.check(buildProperty(fc, pairing, maxCommands, counter, stats, options.wrapTranslated ?? {}), { seed, numRuns: runs });
   const summary: DifferentialSummary = {
     pairing,
     seed,
@@ -107,7 +115,14 @@ export async function runDifferential(options: DifferentialOptions): Promise<Dif
   return summary;
 }
 
-function buildProperty(fc: typeof FC, pairing: DifferentialPairing, maxCommands: number, counter: { commands: number }, stats: DiffStats): FC.IAsyncProperty<[[unknown, unknown]]> {
+function buildProperty(
+  fc: typeof FC,
+  pairing: DifferentialPairing,
+  maxCommands: number,
+  counter: { commands: number },
+  stats: DiffStats,
+  wrap: NonNullable<DifferentialOptions['wrapTranslated']>,
+): FC.IAsyncProperty<[[unknown, unknown]]> {
   const count = <C>(cmds: Iterable<C>): Iterable<C> => ({
     *[Symbol.iterator]() {
       for (const c of cmds) {
@@ -126,7 +141,7 @@ function buildProperty(fc: typeof FC, pairing: DifferentialPairing, maxCommands:
         fc.tuple(fc.constant(cfg), fc.commands(v1CommandArbitraries(fc, cfg.windowSize), { maxCommands, size: 'max' })),
       );
       return fc.asyncProperty(arb, async ([cfg, cmds]) => {
-        await fc.asyncModelRun(() => v1Setup(cfg, stats), count(cmds));
+        await fc.asyncModelRun(() => v1Setup(cfg, stats, wrap.v1), count(cmds));
       }) as unknown as FC.IAsyncProperty<[[unknown, unknown]]>;
     }
     case 'v2-pre-copy':
@@ -136,7 +151,7 @@ function buildProperty(fc: typeof FC, pairing: DifferentialPairing, maxCommands:
       const translated = pairing === 'v2-round-trip' ? 'round-trip' : 'over-sim-v1';
       const arb = fc.tuple(v2ConfigArbitrary(fc, flags, translated), fc.commands(v2CommandArbitraries(fc), { maxCommands, size: 'max' }));
       return fc.asyncProperty(arb, async ([cfg, cmds]) => {
-        await fc.asyncModelRun(() => v2Setup(cfg, stats), count(cmds));
+        await fc.asyncModelRun(() => v2Setup(cfg, stats, wrap.v2), count(cmds));
       }) as unknown as FC.IAsyncProperty<[[unknown, unknown]]>;
     }
   }
