@@ -39,8 +39,21 @@ export interface V2DeviceOverLegacySnapshot {
   closed: boolean;
 }
 
+/** What a data session needs from its device (kept off the public class). */
+interface SessionHost {
+  readonly region: LegacyRegion;
+  state(): MigState;
+  /** Run on the device's serial queue. */
+  run<T>(task: () => Promise<T>): Promise<T>;
+  /** data_offset, checked; only outside a saving iteration or as the save trigger. */
+  readDataOffset(): Promise<number>;
+  /** After a data-path error: adopt what device_state says (110b -> ERROR, sessions end). */
+  noticeError(): Promise<void>;
+}
+
 export class V2DeviceOverLegacy implements MigrationDevice {
   private readonly queue = new SerialQueue();
+  private readonly host: SessionHost;
   private readonly flags: number;
   private state: MigState = MigState.RUNNING;
   private closed = false;
@@ -51,6 +64,13 @@ export class V2DeviceOverLegacy implements MigrationDevice {
 
   constructor(private readonly region: LegacyRegion, options: V2DeviceOverLegacyOptions = {}) {
     this.flags = MigFlags.STOP_COPY | (options.precopy === false ? 0 : MigFlags.PRE_COPY);
+    this.host = {
+      region,
+      state: () => this.state,
+      run: (task) => this.queue.run(task),
+      readDataOffset: () => this.readDataOffset(),
+      noticeError: () => this.noticeError(),
+    };
   }
 
   inspect(): V2DeviceOverLegacySnapshot {
@@ -198,11 +218,11 @@ export class V2DeviceOverLegacy implements MigrationDevice {
     if (isSavingState(cur) && !isSavingState(next)) this.endSaving(`${stateName(cur)} -> ${stateName(next)}`);
     if (cur === MigState.RESUMING) this.endResuming(`${stateName(cur)} -> ${stateName(next)}`);
     if (isSavingState(next) && !isSavingState(cur)) {
-      this.saving = new SavingSession(this);
+      this.saving = new SavingSession(this.host);
       return this.saving;
     }
     if (next === MigState.RESUMING) {
-      this.resuming = new ResumingSession(this);
+      this.resuming = new ResumingSession(this.host);
       return this.resuming;
     }
     return null;
@@ -224,7 +244,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   }
 
   /** After a data-path error: if the v1 driver went to 110b, the face is in ERROR and sessions end. */
-  async noticeError(): Promise<void> {
+  private async noticeError(): Promise<void> {
     try {
       await this.refreshState();
     } catch {
@@ -237,31 +257,18 @@ export class V2DeviceOverLegacy implements MigrationDevice {
    * (it has no side effect there); inside, reading it would trigger a chunk,
    * so the last value seen is used (the header size if none was seen yet).
    */
-  async windowBytes(): Promise<number> {
+  private async windowBytes(): Promise<number> {
     if (!isSavingState(this.state)) await this.readDataOffset();
     return Math.max(1, this.region.size - (this.lastDataOffset ?? HEADER_SIZE));
   }
 
-  async readDataOffset(): Promise<number> {
+  private async readDataOffset(): Promise<number> {
     const off = await retryTransient(() => readU64Field(this.region, 'data_offset'));
     if (off < BigInt(HEADER_SIZE) || off >= BigInt(this.region.size)) {
       throw new MigrationError('EIO', `v1 data_offset ${off} is outside the region's data section (size ${this.region.size})`);
     }
     this.lastDataOffset = Number(off);
     return this.lastDataOffset;
-  }
-
-  // Accessors for the sessions (same module).
-  get v1Region(): LegacyRegion {
-    return this.region;
-  }
-
-  get currentState(): MigState {
-    return this.state;
-  }
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    return this.queue.run(task);
   }
 
   private checkOpen(): void {
@@ -281,7 +288,7 @@ abstract class SessionBase implements DataSession {
   protected closedFd = false;
   protected deferred: MigrationError | null = null;
 
-  constructor(protected readonly owner: V2DeviceOverLegacy) {}
+  constructor(protected readonly owner: SessionHost) {}
 
   /** The device left this session's states (or was reset): later calls fail with ENODEV, like mtty. */
   end(why: string): void {
@@ -358,7 +365,7 @@ class SavingSession extends SessionBase {
             }
           }
           const k = Math.min(this.chunkLeft, buf.length - n);
-          await retryTransient(() => this.owner.v1Region.readAt(this.chunkAt, buf.subarray(n, n + k)));
+          await retryTransient(() => this.owner.region.readAt(this.chunkAt, buf.subarray(n, n + k)));
           this.chunkAt += k;
           this.chunkLeft -= k;
           this.pendingLeft = this.pendingLeft > BigInt(k) ? this.pendingLeft - BigInt(k) : 0n;
@@ -379,10 +386,10 @@ class SavingSession extends SessionBase {
    * reached its end (pending_bytes 0), which is checked against device_state.
    */
   private async nextChunk(): Promise<boolean> {
-    const region = this.owner.v1Region;
+    const region = this.owner.region;
     const pending = await retryTransient(() => readU64Field(region, 'pending_bytes'));
     this.pendingLeft = pending;
-    const stopCopy = this.owner.currentState === MigState.STOP_COPY;
+    const stopCopy = this.owner.state() === MigState.STOP_COPY;
     if (pending === 0n) {
       if (stopCopy) await this.confirmEnd();
       return false;
@@ -410,7 +417,7 @@ class SavingSession extends SessionBase {
    * as EOF would silently truncate the stream (BRIDGE.md pitfall 4).
    */
   private async confirmEnd(): Promise<void> {
-    const raw = await retryTransient(() => readDeviceState(this.owner.v1Region));
+    const raw = await retryTransient(() => readDeviceState(this.owner.region));
     if ((raw & V1_MASK) !== v2ToV1State(MigState.STOP_COPY)) {
       throw new MigrationError('EIO', `v1 stream ended with device_state ${v1StateName(raw)}, not stop-and-copy`);
     }
@@ -424,7 +431,7 @@ class SavingSession extends SessionBase {
       const left = BigInt(this.chunkLeft);
       return this.pendingLeft > left ? this.pendingLeft : left;
     }
-    const pending = await retryTransient(() => readU64Field(this.owner.v1Region, 'pending_bytes'));
+    const pending = await retryTransient(() => readU64Field(this.owner.region, 'pending_bytes'));
     this.pendingLeft = pending;
     return pending;
   }
@@ -438,7 +445,7 @@ class SavingSession extends SessionBase {
     return this.owner.run(async () => {
       // mtty_precopy_ioctl's order: the fd, the state, then the file.
       if (this.closedFd) throw new MigrationError('EBADF', 'data session is closed');
-      const s = this.owner.currentState;
+      const s = this.owner.state();
       if (s !== MigState.PRE_COPY && s !== MigState.PRE_COPY_P2P) {
         throw new MigrationError('EINVAL', `PRECOPY_INFO is only valid in PRE_COPY (device is in ${stateName(s)})`);
       }
@@ -481,7 +488,7 @@ class ResumingSession extends SessionBase {
         }
         const k = Math.min(this.capacity - this.fill, buf.length - done);
         try {
-          await retryTransient(() => this.owner.v1Region.writeAt((this.windowAt as number) + this.fill, buf.subarray(done, done + k)));
+          await retryTransient(() => this.owner.region.writeAt((this.windowAt as number) + this.fill, buf.subarray(done, done + k)));
         } catch (err) {
           return this.fail(err, done);
         }
@@ -505,7 +512,7 @@ class ResumingSession extends SessionBase {
   private async openWindow(): Promise<void> {
     const off = await this.owner.readDataOffset();
     this.windowAt = off;
-    this.capacity = this.owner.v1Region.size - off;
+    this.capacity = this.owner.region.size - off;
     this.fill = 0;
   }
 
@@ -513,7 +520,7 @@ class ResumingSession extends SessionBase {
   async flush(): Promise<void> {
     if (this.ended || this.fill === 0) return;
     const n = this.fill;
-    await retryTransient(() => writeU64Field(this.owner.v1Region, 'data_size', BigInt(n)));
+    await retryTransient(() => writeU64Field(this.owner.region, 'data_size', BigInt(n)));
     this.fill = 0;
     this.windowAt = null;
   }
