@@ -28,6 +28,10 @@ mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
 [ -f /host/run/results/lab.env ] || fail "lab.env missing from the results share"
 . /host/run/results/lab.env
+# The checkout gets its own share, mounted at its own path after the tmpfs
+# mounts: a clone under /tmp or /run (CI's may be) would be hidden otherwise.
+mkdir -p "/host$REPO" 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 repo "/host$REPO" || fail "mounting the checkout $REPO over 9p failed"
 
 stage chroot
 chroot /host /bin/sh "$REPO/test/lab/guest.sh"

@@ -107,6 +107,7 @@ qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" -nographic 
   -kernel "$KERNEL" -initrd "$INITRD" \
   -append "console=ttyS0 panic=-1 oops=panic loglevel=4" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$REPO,mount_tag=repo,security_model=none,readonly=on,multidevs=remap" \
   -virtfs "local,path=$RESULTS,mount_tag=results,security_model=none" \
   </dev/null >"$CONSOLE" 2>&1 &
 QEMU=$!
