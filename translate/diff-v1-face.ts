@@ -85,6 +85,8 @@ export interface V1Model {
   streamsEqual: boolean;
   /** Window bytes known equal on both sides (1 per byte). */
   windowSame: Uint8Array;
+  /** The last data_size written is the same on both sides (not after feeding two different streams). */
+  dataSizeSame: boolean;
 }
 
 const low = (s: number): number => s & V1_MASK;
@@ -139,6 +141,7 @@ export function v1Setup(
       haveStream: false,
       streamsEqual: false,
       windowSame: new Uint8Array(cfg.windowSize).fill(1),
+      dataSizeSame: true,
     },
     real: { stats, ref, dut, windowSize: cfg.windowSize, dataOffset: 4096, drainCap: chunks + 8 },
   };
@@ -163,6 +166,7 @@ async function settle(m: V1Model, r: V1Real): Promise<void> {
     if (low(after) === V1_RESUMING && low(before) !== V1_RESUMING) {
       r.ref.feedPos = 0;
       r.dut.feedPos = 0;
+      m.dataSizeSame = true;
     }
     m.state = after;
   }
@@ -268,13 +272,13 @@ class ReadField extends V1Command {
           comparePending(m, what, va, vb);
           break;
         case FIELD.data_size.offset:
-          if (m.exact || !isSaving(m.state)) sameValue(what, va, vb);
+          if (m.exact || (!isSaving(m.state) && m.dataSizeSame)) sameValue(what, va, vb);
           break;
       }
       if (this.offset === FIELD.pending_bytes.offset) {
+        if (isSaving(m.state)) releaseChunk(m); // first: an unread chunk breaks the capture
         afterPending(m, r, r.ref, va);
         afterPending(m, r, r.dut, vb);
-        if (isSaving(m.state)) releaseChunk(m);
       }
       if (this.offset === FIELD.data_offset.offset && isSaving(m.state)) {
         if (!m.chunkOpen) {
@@ -322,7 +326,8 @@ class WriteField extends V1Command {
     for (let i = 0; i < this.width; i++, v >>= 8n) bytes[i] = Number(v & 0xffn);
     const a = await attempt(() => r.ref.region.writeAt(this.offset, bytes));
     const b = await attempt(() => r.dut.region.writeAt(this.offset, bytes));
-    sameStatus(`write ${this.width} bytes (0x${this.value.toString(16)}) at ${this.offset}`, a, b);
+    const ok = sameStatus(`write ${this.width} bytes (0x${this.value.toString(16)}) at ${this.offset}`, a, b);
+    if (ok && this.offset === FIELD.data_size.offset) m.dataSizeSame = true;
     await settle(m, r);
   }
   toString(): string {
@@ -478,7 +483,8 @@ class FeedChunk extends V1Command {
     super();
   }
   override check(m: Readonly<V1Model>): boolean {
-    return m.haveStream && m.streamsEqual;
+    // In RESUMING only: elsewhere its data_offset read would trigger a save chunk.
+    return m.haveStream && m.streamsEqual && low(m.state) === V1_RESUMING;
   }
   async run(m: V1Model, r: V1Real): Promise<void> {
     const a = await feed(r.ref, this.length);
@@ -512,7 +518,7 @@ class FeedAll extends V1Command {
     super();
   }
   override check(m: Readonly<V1Model>): boolean {
-    return m.haveStream;
+    return m.haveStream && low(m.state) === V1_RESUMING;
   }
   async run(m: V1Model, r: V1Real): Promise<void> {
     const all = async (side: V1Side): Promise<Outcome<number>> => {
@@ -527,7 +533,10 @@ class FeedAll extends V1Command {
     const a = await all(r.ref);
     const b = await all(r.dut);
     sameStatus(`resume the rest in chunks of ${this.length}`, a, b);
-    if (!m.streamsEqual) m.windowSame.fill(0);
+    if (!m.streamsEqual) {
+      m.windowSame.fill(0);
+      m.dataSizeSame = false;
+    }
     else if (a.ok) m.windowSame.fill(1, 0, Math.min(this.length, m.windowSame.length));
     await settle(m, r);
   }
@@ -540,7 +549,10 @@ class Reset extends V1Command {
   async run(m: V1Model, r: V1Real): Promise<void> {
     const a = await attempt(() => r.ref.region.reset());
     const b = await attempt(() => r.dut.region.reset());
-    if (sameStatus('reset', a, b)) m.windowSame.fill(1); // both windows are zeroed
+    if (sameStatus('reset', a, b)) {
+      m.windowSame.fill(1); // both windows are zeroed
+      m.dataSizeSame = true;
+    }
     await settle(m, r);
   }
   toString(): string {

@@ -61,7 +61,8 @@ export interface V2Real {
   stats: DiffStats;
   ref: V2Side;
   dut: V2Side;
-  readCap: number;
+  /** A fresh full stream's length: drains stop after three times that (re-sent pages included). */
+  fullStream: number;
 }
 
 export interface V2Model {
@@ -110,7 +111,7 @@ export function v2Setup(
   const dut = makeSide(cfg, true, wrap);
   return {
     model: { state: MigState.RUNNING, exact: true, savingIdx: -1, resumingIdx: -1, sessionCount: 0, haveStream: false, streamsEqual: false, resume: 'clean', feedComplete: false },
-    real: { stats, ref, dut, readCap: Math.ceil((Number(ref.device.fullStreamBytes()) * 3) / 8) + 16 },
+    real: { stats, ref, dut, fullStream: Number(ref.device.fullStreamBytes()) },
   };
 }
 
@@ -269,7 +270,8 @@ class Drain extends V2Command {
     const drain = async (side: V2Side): Promise<string[]> => {
       const log: string[] = [];
       const h = side.sessions[m.savingIdx];
-      for (let i = 0; i < r.readCap; i++) {
+      const cap = Math.ceil((r.fullStream * 3) / this.length) + 16;
+      for (let i = 0; i < cap; i++) {
         const o = await attempt(async () => {
           const buf = new Uint8Array(this.length);
           return buf.subarray(0, await h.read(buf));
@@ -389,7 +391,8 @@ class FeedAll extends V2Command {
     super();
   }
   override check(m: Readonly<V2Model>): boolean {
-    return m.haveStream && m.resume !== 'failed-leave' && m.resumingIdx >= 0;
+    // Into the live, clean resume only: after a garbage write the two sides' feed positions differ.
+    return m.haveStream && m.resume === 'clean' && m.resumingIdx >= 0 && m.state === MigState.RESUMING;
   }
   async run(m: V2Model, r: V2Real): Promise<void> {
     const feed = async (side: V2Side): Promise<Outcome<number>> => {
