@@ -521,6 +521,7 @@ class FeedAll extends V1Command {
     return m.haveStream && low(m.state) === V1_RESUMING;
   }
   async run(m: V1Model, r: V1Real): Promise<void> {
+    /** Outcome of the last chunk, or ok(0) when nothing was left to feed. */
     const all = async (side: V1Side): Promise<Outcome<number>> => {
       const stream = side.stream as Uint8Array;
       let last: Outcome<number> = { ok: true, value: 0 };
@@ -536,8 +537,9 @@ class FeedAll extends V1Command {
     if (!m.streamsEqual) {
       m.windowSame.fill(0);
       m.dataSizeSame = false;
+    } else if (a.ok && b.ok && a.value > 0) {
+      m.windowSame.fill(1, 0, Math.min(this.length, m.windowSame.length));
     }
-    else if (a.ok) m.windowSame.fill(1, 0, Math.min(this.length, m.windowSame.length));
     await settle(m, r);
   }
   toString(): string {
