@@ -23,7 +23,7 @@ export interface DifferentialPairingInfo {
   translated: string;
 }
 
-/** Every pairing: the v1 face for the four v2 flag sets, the v2 face over v1, and the round trip. */
+/** Every pairing: the v1 face for the four v2 flag sets, the v2 face over v1 (with and without pre-copy), and the round trips. */
 export const DIFFERENTIAL_PAIRINGS = [
   { name: 'v1-stop-copy', face: 'v1', reference: 'SimV1Region', translated: 'LegacyRegionOverV2(SimV2Driver flags=STOP_COPY)' },
   { name: 'v1-p2p', face: 'v1', reference: 'SimV1Region', translated: 'LegacyRegionOverV2(SimV2Driver flags=STOP_COPY|P2P)' },
@@ -36,6 +36,12 @@ export const DIFFERENTIAL_PAIRINGS = [
     face: 'v2',
     reference: 'SimV2Driver flags=STOP_COPY|PRE_COPY',
     translated: 'V2DeviceOverLegacy(LegacyRegionOverV2(SimV2Driver flags=STOP_COPY|PRE_COPY))',
+  },
+  {
+    name: 'v2-round-trip-stop-copy',
+    face: 'v2',
+    reference: 'SimV2Driver flags=STOP_COPY',
+    translated: 'V2DeviceOverLegacy(LegacyRegionOverV2(SimV2Driver flags=STOP_COPY), precopy off)',
   },
 ] as const satisfies readonly DifferentialPairingInfo[];
 
@@ -146,9 +152,10 @@ function buildProperty(
     }
     case 'v2-pre-copy':
     case 'v2-stop-copy':
-    case 'v2-round-trip': {
-      const flags = pairing === 'v2-stop-copy' ? SC : SC | PC;
-      const translated = pairing === 'v2-round-trip' ? 'round-trip' : 'over-sim-v1';
+    case 'v2-round-trip':
+    case 'v2-round-trip-stop-copy': {
+      const flags = pairing === 'v2-stop-copy' || pairing === 'v2-round-trip-stop-copy' ? SC : SC | PC;
+      const translated = pairing.startsWith('v2-round-trip') ? 'round-trip' : 'over-sim-v1';
       const arb = fc.tuple(v2ConfigArbitrary(fc, flags, translated), fc.commands(v2CommandArbitraries(fc), { maxCommands, size: 'max' }));
       return fc.asyncProperty(arb, async ([cfg, cmds]) => {
         await fc.asyncModelRun(() => v2Setup(cfg, stats, wrap.v2), count(cmds));
