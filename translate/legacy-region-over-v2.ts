@@ -246,8 +246,9 @@ export class LegacyRegionOverV2 implements LegacyRegion {
    *    returned 0 (end of stream) with nothing staged; otherwise staged bytes
    *    plus MIG_DATA_SIZE for what the device still holds.
    *  - PRE_COPY(_P2P): staged bytes plus PRECOPY_INFO initial + dirty
-   *    (BRIDGE.md pitfall 5). No read-ahead here: a running device's bytes are
-   *    taken when data_offset is read, the moment v1 defines as the trigger.
+   *    (BRIDGE.md pitfall 5). Decision: no read-ahead here: a running
+   *    device's bytes are taken when data_offset is read, the moment v1
+   *    defines as the trigger (and the moment SimV1Region takes them).
    *  - anywhere else (including 011 emulated over RUNNING): 0.
    * A data-path error fails this read with its errno (pitfall 4).
    */
@@ -281,6 +282,9 @@ export class LegacyRegionOverV2 implements LegacyRegion {
    * the window is full, the stream ends, or a pre-copy read finds nothing
    * right now) and published; re-reads in the same iteration return the same.
    * Outside the saving states it just reports where the window is.
+   * Decision: chunks are as full as the window allows (several device reads
+   * per chunk if needed): fewer v1 iterations, and the chunk boundaries match
+   * the reference v1 driver's, so the two are comparable byte for byte.
    */
   private async readDataOffset(): Promise<bigint> {
     if (this.emulatedPrecopy) {
@@ -365,8 +369,8 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     const f = from & V1_MASK;
     const t = to & V1_MASK;
     if (f === t) {
-      // Same low bits (QEMU 7.2 writes 1->1 at cont and 2->2 at completion): only
-      // the reserved bits change; the v2 device is not asked (a v2 SET to the
+      // Decision: same low bits (QEMU 7.2 writes 1->1 at cont and 2->2 at completion):
+      // only the reserved bits change; the v2 device is not asked (a v2 SET to the
       // current state is a no-op anyway).
       this.v1 = to;
       return;
@@ -423,6 +427,12 @@ export class LegacyRegionOverV2 implements LegacyRegion {
    *  - ERROR: 110b ('expose'), or reset + 001 ('reset'); sessions dropped;
    *  - intermediate: its v1 encoding (P2P states as their non-P2P twin).
    * Always rethrows `err`: the v1 write fails with the device's errno.
+   * Decision: an intermediate state is shown as it is rather than forcing the
+   * device back to the original (v1's "should return previous state"): a
+   * recovery SET could fail too (or, out of RESUMING, oops mtty), and QEMU
+   * 7.2's next write (the failure notifier's ~(SAVING|RESUMING)/RUNNING)
+   * works from any of these states. 'reset' recovery applies to ERROR only;
+   * if that reset fails as well, 110b is shown — the device really is in ERROR.
    */
   private async afterFailedSet(err: MigrationError, prev: MigState): Promise<never> {
     let now: MigState;
@@ -505,7 +515,11 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     return this.session;
   }
 
-  /** Close the held data session (errors ignored: it is ending anyway) and forget everything staged. */
+  /**
+   * Close the held data session and forget everything staged. Decision: the
+   * close's own errors are ignored — the device has already ended the
+   * session (EBADF/ENODEV from a gone fd change nothing for the v1 user).
+   */
   private async dropSession(): Promise<void> {
     const s = this.session;
     this.session = null;

@@ -25,7 +25,8 @@ export interface V2DeviceOverLegacyOptions {
   /**
    * Advertise PRE_COPY (default true). v1 drivers must accept pre-copy (011)
    * even when they have nothing to send early, so it is always available;
-   * false presents a STOP_COPY-only device that never writes 011.
+   * false presents a STOP_COPY-only device that never writes 011 (DESIGN.md's
+   * "precopy emulation on/off" policy, for v1 drivers whose pre-copy is poor).
    */
   precopy?: boolean;
 }
@@ -100,10 +101,16 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   /**
    * MIG_DEVICE_STATE SET. Each arc of the kernel's path (nextState: EINVAL
    * for ERROR, P2P states and unsupported targets before anything is done)
-   * is one v1 write. Only the last arc can open a
-   * session, which is returned. On a failed arc the region's device_state is
-   * read back: the device is where the v1 driver says (the original state,
-   * an intermediate one, or ERROR for 110b).
+   * is one v1 write. Only the last arc can open a session, which is
+   * returned. On a failed arc the region's device_state is read back: the
+   * device is where the v1 driver says (the original state, an intermediate
+   * one, or ERROR for 110b).
+   * Decision: the current state is read from device_state at every SET (and
+   * GET), not cached: it is the read half of the read-modify-write that keeps
+   * the reserved bits, and a v1 driver may have gone to 110b on its own after
+   * a data-path error. Decision: nothing is normalised when the face is
+   * opened (unlike LegacyRegionOverV2): a v2 device keeps its state between
+   * users in the kernel too, and v1 drivers have no mtty-style RESUMING oops.
    */
   setState(target: MigState): Promise<DataSession | null> {
     return this.queue.run(async () => {
@@ -146,7 +153,11 @@ export class V2DeviceOverLegacy implements MigrationDevice {
     });
   }
 
-  /** VFIO_DEVICE_RESET on the region: every session ends; device_state must read 001 after it. */
+  /**
+   * VFIO_DEVICE_RESET on the region: every session ends; device_state must
+   * read 001 after it. Decision: a v1 driver that reads anything else after a
+   * reset fails the reset with EIO (the v2 uAPI promises RUNNING after reset).
+   */
   reset(): Promise<void> {
     return this.queue.run(async () => {
       this.checkOpen();
@@ -302,7 +313,10 @@ abstract class SessionBase implements DataSession {
    * The checks of a kernel migration file, in SimV2Session's order: a closed
    * fd (EBADF), the wrong direction (EBADF: the saving fd is O_RDONLY, the
    * resuming one O_WRONLY), a file the driver ended (ENODEV), then an error
-   * deferred from the previous call.
+   * deferred from the previous call. Decision: these errnos (and ENOTTY for
+   * PRECOPY_INFO on the resuming fd, EBADF for a second close) copy the
+   * kernel/mtty behaviour SimV2Session models, so the face is
+   * indistinguishable from a v2 driver on misuse as well.
    */
   protected check(op: 'read' | 'write'): void {
     if (this.closedFd) throw new MigrationError('EBADF', 'data session is closed');
@@ -351,6 +365,11 @@ class SavingSession extends SessionBase {
   /** pending_bytes at the start of the current iteration, minus what read() took since. */
   private pendingLeft = 0n;
 
+  /**
+   * Decision: one read() fills `buf` across as many v1 chunks as it takes
+   * (stopping early only when pre-copy has nothing more now, or at the end of
+   * stream), so a QEMU-sized 1 MiB read is not cut to one small window.
+   */
   read(buf: Uint8Array): Promise<number> {
     return this.owner.run(async () => {
       this.check('read');
@@ -508,7 +527,11 @@ class ResumingSession extends SessionBase {
     });
   }
 
-  /** v1 resume step a: where this iteration's window is. */
+  /**
+   * v1 resume step a: where this iteration's window is. Decision: data_offset
+   * is read again for every window (as QEMU 7.2 does per chunk): a v1 driver
+   * may move its window between iterations (SPEC §1.4, partitioned sections).
+   */
   private async openWindow(): Promise<void> {
     const off = await this.owner.readDataOffset();
     this.windowAt = off;
