@@ -15,7 +15,8 @@ import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from '
 import { V1_MASK, V1_RUNNING, v1StateName } from '../legacy/v1-state.js';
 import { MigrationError } from '../src/uapi/errors.js';
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../src/v2/contracts.js';
-import { nextState } from '../src/v2/fsm.js';
+import { transitionPath } from '../src/v2/fsm.js';
+import { v1TransitionAllowed } from '../legacy/v1-transitions.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
 import { retryTransient, toMigrationError } from './retry.js';
@@ -119,12 +120,14 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       let cur = this.adopt(raw);
       const reserved = (raw & ~V1_MASK) >>> 0;
       let opened: DataSession | null = null;
-      // The driver loop of mtty_set_state: the first nextState() call validates cur and
-      // target (EINVAL, nothing done); a SET to the current state does nothing.
-      while (cur !== target) {
-        const next = nextState(cur, target, this.flags);
-        opened = await this.arc(cur, next, reserved);
-        cur = next;
+      // As mtty_set_state's loop: a SET to the current state does nothing; otherwise
+      // the kernel's path is computed first (EINVAL for a bad target, nothing done).
+      if (cur === target) return null;
+      const path = transitionPath(cur, target, this.flags);
+      for (let i = 0; i < path.length; i++) {
+        i = directV1Step(cur, path, i);
+        opened = await this.arc(cur, path[i], reserved);
+        cur = path[i];
       }
       return opened;
     });
@@ -186,6 +189,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   }
 
   // ---- internals (run inside the queue) ----------------------------------
+
 
   /** Map a raw v1 device_state to v2 and remember it. Sessions end if the state left their group. */
   private adopt(raw: number): MigState {
@@ -577,4 +581,20 @@ class ResumingSession extends SessionBase {
     this.fill = 0;
     this.windowAt = null;
   }
+}
+
+/**
+ * Decision: the v2 path is the kernel's, but a v1 driver is not a v2 driver.
+ * Where the v1 uAPI documents a direct transition from `cur` to a later step
+ * of the path (001->010 save, 001->100 resume, 100->001 resume done,
+ * 001->000 stop), that one v1 write replaces the walk through 000: it is what
+ * QEMU 7.2 writes, and strict v1 drivers (libvfio-user's v1 server, the 'uapi'
+ * policy) refuse to leave 000 for 010 or 100. Returns the index of the step
+ * to write next (the furthest documented one, else the next single arc).
+ */
+function directV1Step(cur: MigState, path: readonly MigState[], from: number): number {
+  for (let k = path.length - 1; k > from; k--) {
+    if (v1TransitionAllowed('uapi', v2ToV1State(cur), v2ToV1State(path[k]))) return k;
+  }
+  return from;
 }
