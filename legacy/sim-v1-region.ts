@@ -14,8 +14,8 @@ import { MigrationError } from '../src/uapi/errors.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import type { LegacyRegion } from './contracts.js';
 import { FaultySaver } from './faulty-saver.js';
-import { FIELD, type FieldName } from './region-layout.js';
-import { classifyV1Access } from './v1-access.js';
+import type { FieldName } from './region-layout.js';
+import { classifyV1Access, putV1Field, writeV1Field } from './v1-access.js';
 import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1IsValid, v1SetError, v1StateName } from './v1-state.js';
 import { parseV1Policy, v1TransitionAllowed, type V1Policy } from './v1-transitions.js';
 
@@ -109,11 +109,9 @@ export class SimV1Region implements LegacyRegion {
         this.faults.countIo('read');
         buf.set(this.window.subarray(at.start, at.start + at.length));
         return;
-      }
-      const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-      const value = this.readField(at.field);
-      if (FIELD[at.field].width === 4) view.setUint32(0, Number(value), true);
-      else view.setBigUint64(0, value, true);
+      }      const value = this.readField(at.field);
+
+      putV1Field(at.field, value, buf);
     });
   }
 
@@ -130,18 +128,10 @@ export class SimV1Region implements LegacyRegion {
         this.window.set(data, at.start);
         return;
       }
-      const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-      switch (at.field) {
-        case 'device_state':
-          return this.writeDeviceState(view.getUint32(0, true));
-        case 'reserved':
-          return; // "writes are ignored"
-        case 'pending_bytes':
-        case 'data_offset':
-          throw new MigrationError('EINVAL', `${at.field} is read-only`);
-        case 'data_size':
-          return this.writeDataSize(view.getBigUint64(0, true));
-      }
+      return writeV1Field(at.field, data, {
+        deviceState: (v) => this.writeDeviceState(v),
+        dataSize: (v) => this.writeDataSize(v),
+      });
     });
   }
 

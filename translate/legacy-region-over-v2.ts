@@ -12,8 +12,8 @@
 // analogue of a kernel driver's state mutex: a second call starts only
 // after the first has settled, so two state writes never interleave.
 import type { LegacyRegion } from '../legacy/contracts.js';
-import { FIELD, type FieldName } from '../legacy/region-layout.js';
-import { classifyV1Access } from '../legacy/v1-access.js';
+import type { FieldName } from '../legacy/region-layout.js';
+import { classifyV1Access, putV1Field, writeV1Field } from '../legacy/v1-access.js';
 import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1IsValid, v1SetError, v1StateName } from '../legacy/v1-state.js';
 import { parseV1Policy, v1TransitionAllowed, type V1Policy } from '../legacy/v1-transitions.js';
 import { MigrationError } from '../src/uapi/errors.js';
@@ -126,9 +126,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
         return;
       }
       const value = await this.readField(at.field);
-      const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-      if (FIELD[at.field].width === 4) view.setUint32(0, Number(value), true);
-      else view.setBigUint64(0, value, true);
+      putV1Field(at.field, value, buf);
     });
   }
 
@@ -147,18 +145,10 @@ export class LegacyRegionOverV2 implements LegacyRegion {
         this.window.set(data, at.start);
         return;
       }
-      const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-      switch (at.field) {
-        case 'device_state':
-          return this.writeDeviceState(view.getUint32(0, true));
-        case 'reserved':
-          return; // "writes are ignored"
-        case 'pending_bytes':
-        case 'data_offset':
-          throw new MigrationError('EINVAL', `${at.field} is read-only`);
-        case 'data_size':
-          return this.writeDataSize(view.getBigUint64(0, true));
-      }
+      return writeV1Field(at.field, data, {
+        deviceState: (v) => this.writeDeviceState(v),
+        dataSize: (v) => this.writeDataSize(v),
+      });
     });
   }
 
