@@ -12,6 +12,12 @@ const PUBLIC_NAMES = [
   'vfio_device_feature_migration', 'vfio_device_feature_mig_state', 'vfio_device_feature_mig_data_size',
   'vfio_precopy_info', 'vfio_device_info', 'vfio_region_info', 'vfio_info_cap_header', 'vfio_region_info_cap_type',
   'vfio_region_info_cap_sparse_mmap', 'vfio_group_status', 'vfio_iommu_type1_info', 'vfio_iommu_type1_info_cap_migration',
+  // issue 3: reference devices and the two clients
+  'SimDevice', 'SimV2Driver', 'SimV1Region', 'saveV2', 'loadV2', 'saveV1', 'loadV1', 'v1SetState', 'V1FatalError', 'isV1Fatal',
+  // issue 4: the translators and the differential comparison
+  'LegacyRegionOverV2', 'V2DeviceOverLegacy', 'v1ToV2State', 'v2ToV1State', 'runDifferential', 'DIFFERENTIAL_PAIRINGS',
+  // issue 5: the kernel backend
+  'KernelMigrationDevice', 'KernelLegacyRegion', 'koffiSyscalls', 'FakeSyscalls', 'openVfioDevice', 'openGroupDevice', 'openCdevDevice',
 ];
 
 describe('package root (dist/index.js)', () => {
