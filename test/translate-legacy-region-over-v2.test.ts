@@ -3,11 +3,11 @@
 // stream bytes come from a twin SimDevice's own saver, not from the
 // translator; what the translator asks of the v2 device is recorded.
 import { describe, expect, it } from 'vitest';
+import { errnoOf as code, stopCopyStream, readRegion as bytesAt } from './support/sim-helpers.js';
 import type { LegacyRegion } from '../legacy/contracts.js';
 import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from '../legacy/v1-registers.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
-import { MigrationError } from '../src/uapi/errors.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
 import { RecordingDevice } from './support/recording.js';
@@ -27,36 +27,10 @@ function rig(flags: number, opts: { windowSize?: number; errorRecovery?: 'expose
 
 /** The stop-copy stream a fresh saver of an identical device produces. */
 function referenceStream(seed = 3, steps = 0): Uint8Array {
-  const d = new SimDevice({ size: SIZE, seed, pageSize: PAGE });
-  d.running = true;
-  d.step(steps);
-  const saver = d.createSaver();
-  saver.enterStopCopy();
-  const parts: Buffer[] = [];
-  for (;;) {
-    const b = Buffer.alloc(4096);
-    const n = saver.read(b);
-    if (n === 0) break;
-    parts.push(b.subarray(0, n));
-  }
-  return Buffer.concat(parts);
+  return stopCopyStream({ size: SIZE, seed, pageSize: PAGE }, steps);
 }
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    if (e instanceof MigrationError) return e.code;
-    throw e;
-  }
-}
 
-async function bytesAt(r: LegacyRegion, offset: number, length: number): Promise<Uint8Array> {
-  const b = new Uint8Array(length);
-  await r.readAt(offset, b);
-  return b;
-}
 
 /** Stop-copy loop until pending_bytes reads 0, checking that pending is non-zero while chunks come. */
 async function drainStopCopy(r: LegacyRegion): Promise<Uint8Array> {

@@ -3,6 +3,7 @@
 // SET issues are recorded and compared with transitionPath() mapped to v1
 // bits; stream bytes are checked against a twin SimDevice's saver.
 import { describe, expect, it } from 'vitest';
+import { errnoOf as code, stopCopyStream } from './support/sim-helpers.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
 import type { V1Policy } from '../legacy/v1-transitions.js';
 import { readDeviceState, writeDeviceState } from '../legacy/v1-registers.js';
@@ -28,30 +29,9 @@ function rig(opts: { windowSize?: number; seed?: number; precopy?: boolean; poli
 }
 
 function referenceStream(seed = 3, steps = 0): Buffer {
-  const d = new SimDevice({ size: SIZE, seed, pageSize: PAGE });
-  d.running = true;
-  d.step(steps);
-  const saver = d.createSaver();
-  saver.enterStopCopy();
-  const parts: Buffer[] = [];
-  for (;;) {
-    const b = Buffer.alloc(4096);
-    const n = saver.read(b);
-    if (n === 0) break;
-    parts.push(b.subarray(0, n));
-  }
-  return Buffer.concat(parts);
+  return stopCopyStream({ size: SIZE, seed, pageSize: PAGE }, steps);
 }
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    if (e instanceof MigrationError) return e.code;
-    throw e;
-  }
-}
 
 async function readAll(s: DataSession, chunk = 1000): Promise<Buffer> {
   const parts: Buffer[] = [];

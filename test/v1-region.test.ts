@@ -4,8 +4,9 @@
 // from QEMU 7.2's (mask, value) pairs, not from the implementation's table),
 // and a SimDevice twin's saver for the expected stream bytes.
 import { describe, expect, it } from 'vitest';
+import { errnoOf as code, stopCopyStream, readRegion as raw } from './support/sim-helpers.js';
 import {
-  MigrationError, SimDevice, SimV1Region, V1_POLICIES, readDeviceState, readU64Field, v1TransitionAllowed,
+  SimDevice, SimV1Region, V1_POLICIES, readDeviceState, readU64Field, v1TransitionAllowed,
   writeDeviceState, writeU64Field, type V1Policy,
 } from '../index.js';
 
@@ -17,36 +18,10 @@ const newDevice = (seed = 1, size = SIZE) => new SimDevice({ size, seed, pageSiz
 
 /** The stop-copy stream a fresh saver produces for `seed` after `steps` units of work. */
 function referenceStream(seed = 1, steps = 0, size = SIZE): Uint8Array {
-  const d = newDevice(seed, size);
-  d.running = true;
-  d.step(steps);
-  const saver = d.createSaver();
-  saver.enterStopCopy();
-  const parts: Uint8Array[] = [];
-  for (;;) {
-    const b = new Uint8Array(4096);
-    const n = saver.read(b);
-    if (n === 0) break;
-    parts.push(b.subarray(0, n));
-  }
-  return Buffer.concat(parts);
+  return stopCopyStream({ size, seed, pageSize: PAGE }, steps);
 }
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    if (e instanceof MigrationError) return e.code;
-    throw e;
-  }
-}
 
-async function raw(r: SimV1Region, offset: number, length: number): Promise<Uint8Array> {
-  const b = new Uint8Array(length);
-  await r.readAt(offset, b);
-  return b;
-}
 
 /** One save iteration by the registers: pending, then (if > 0) data_offset, data_size, window. */
 async function iteration(r: SimV1Region): Promise<{ pending: bigint; bytes: Uint8Array | null }> {

@@ -1,0 +1,39 @@
+// Small helpers the device and translator suites share.
+import type { LegacyRegion } from '../../legacy/contracts.js';
+import { SimDevice, type SimDeviceOptions } from '../../src/sim/sim-device.js';
+import { MigrationError } from '../../src/uapi/errors.js';
+
+/** 'ok', or the errno name a MigrationError carries (anything else is rethrown). */
+export async function errnoOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    if (e instanceof MigrationError) return e.code;
+    throw e;
+  }
+}
+
+/** The whole stop-copy stream a fresh saver of this device produces after `steps` of work. */
+export function stopCopyStream(options: SimDeviceOptions, steps = 0): Buffer {
+  const d = new SimDevice(options);
+  d.running = true;
+  d.step(steps);
+  const saver = d.createSaver();
+  saver.enterStopCopy();
+  const parts: Buffer[] = [];
+  for (;;) {
+    const b = Buffer.alloc(4096);
+    const n = saver.read(b);
+    if (n === 0) break;
+    parts.push(b.subarray(0, n));
+  }
+  return Buffer.concat(parts);
+}
+
+/** `length` bytes read from a region at `offset`. */
+export async function readRegion(r: LegacyRegion, offset: number, length: number): Promise<Uint8Array> {
+  const b = new Uint8Array(length);
+  await r.readAt(offset, b);
+  return b;
+}
