@@ -55,7 +55,7 @@ describe('README.md', () => {
     expect(commands).toEqual(['npm install && npm start', 'npm install && npm run setup && npm test']);
     const ci = readFileSync(join(ROOT, '.ci/run'), 'utf8');
     expect(ci).toMatch(/^npm run setup$/m);
-    expect(ci).toMatch(/^npm test$/m);
+    expect(ci).toMatch(/^npm test( --.*)?$/m);
     expect(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start).toContain('demo');
   });
 });
