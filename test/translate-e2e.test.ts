@@ -5,8 +5,9 @@
 // windows of 4 KiB, 1 MiB and smaller than one source chunk, pre-copy
 // rounds while the device keeps working; the destination's fingerprint must
 // equal the source's.
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { Sink } from './support/sim-helpers.js';
 import { loadV1, saveV1 } from '../legacy/client.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
 import { readDeviceState } from '../legacy/v1-registers.js';
@@ -21,16 +22,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const SIZE = 3 * MiB + 5 * 4096 + 300; // several 1 MiB chunks and a short last page
 
-class Sink extends Writable {
-  chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.chunks.push(chunk);
-    cb();
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
 
 const newDevice = (seed: number) => new SimDevice({ size: SIZE, seed });
 

@@ -4,8 +4,9 @@
 // recovers, and no session, staged byte or unclosed data_fd outlives it.
 //  v1 face: the QEMU 7.2 client over LegacyRegionOverV2(SimV2Driver).
 //  v2 face: the QEMU 8+ client over V2DeviceOverLegacy(SimV1Region).
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { Sink, failure } from './support/sim-helpers.js';
 import { isV1Fatal, loadV1, saveV1 } from '../legacy/client.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
 import { readDeviceState } from '../legacy/v1-registers.js';
@@ -23,26 +24,7 @@ const FLAGS = MigFlags.STOP_COPY | MigFlags.PRE_COPY;
 const SIZE = 200_000;
 const PAGE = 4096;
 
-class Sink extends Writable {
-  chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.chunks.push(chunk);
-    cb();
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
 
-async function failure(p: Promise<unknown>): Promise<MigrationError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof MigrationError) return e;
-    throw e;
-  }
-  throw new Error('expected a MigrationError, the call succeeded');
-}
 
 // ---- v1 face ---------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 // round trips across protocols with the v2 client over SimV2Driver.
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { Sink, failure } from './support/sim-helpers.js';
 import {
   FLAG_SETS, MigFlags, MigrationError, QEMU72_SET_STATE, SimDevice, SimV1Region, SimV2Driver, V1FatalError, V1_MASK, V1_RESUMING,
   V1_RUNNING, V1_SAVING, VfioMigFlag, MIG_STREAM_MAGIC, isV1Fatal, loadV1, loadV2, readDeviceState, saveV1, saveV2,
@@ -56,19 +57,6 @@ class Recorder implements LegacyRegion {
   }
 }
 
-/** A Writable that keeps what it is given (copies) and the size of each write. */
-class Sink extends Writable {
-  readonly parts: Buffer[] = [];
-  readonly writeSizes: number[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.parts.push(Buffer.from(chunk));
-    this.writeSizes.push(chunk.length);
-    cb();
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.parts);
-  }
-}
 
 function be64(...words: bigint[]): Buffer {
   const b = Buffer.alloc(words.length * 8);
@@ -83,15 +71,6 @@ function dribble(bytes: Uint8Array, piece = 7): Readable {
   return Readable.from(parts);
 }
 
-async function failure(p: Promise<unknown>): Promise<MigrationError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof MigrationError) return e;
-    throw e;
-  }
-  throw new Error('expected a failure');
-}
 
 function workingDevice(seed: number, size: number, steps: number, pageSize = 4096): SimDevice {
   const d = new SimDevice({ size, seed, pageSize });

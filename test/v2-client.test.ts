@@ -5,6 +5,7 @@
 // session left behind.
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { Sink } from './support/sim-helpers.js';
 import type { FaultPlan } from '../src/sim/faults.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
@@ -18,17 +19,6 @@ const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_C
 const ALL = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY;
 const SIZE = 3 * 1024 * 1024 + 4096 * 5 + 100; // several 1 MiB reads, short last page
 
-/** Keeps the very buffers it is given (no copy): a client that reused a handed-over buffer would corrupt the file. */
-class Sink extends Writable {
-  chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.chunks.push(chunk);
-    cb();
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
 
 function pair(flags: number, size = SIZE) {
   const srcDev = new SimDevice({ size, seed: 1234 });

@@ -1,4 +1,5 @@
-// Small helpers the device and translator suites share.
+// Small helpers the device, client and translator suites share.
+import { Writable } from 'node:stream';
 import type { LegacyRegion } from '../../legacy/contracts.js';
 import { SimDevice, type SimDeviceOptions } from '../../src/sim/sim-device.js';
 import { MigrationError } from '../../src/uapi/errors.js';
@@ -36,4 +37,32 @@ export async function readRegion(r: LegacyRegion, offset: number, length: number
   const b = new Uint8Array(length);
   await r.readAt(offset, b);
   return b;
+}
+
+/** The MigrationError a call fails with; anything else, or success, fails the test. */
+export async function failure(p: Promise<unknown>): Promise<MigrationError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof MigrationError) return e;
+    throw e;
+  }
+  throw new Error('expected a MigrationError, the call succeeded');
+}
+
+/**
+ * A Writable that keeps the very buffers it is given (no copy), so a client
+ * that reused a buffer it had handed over would corrupt `bytes`.
+ */
+export class Sink extends Writable {
+  readonly chunks: Buffer[] = [];
+  readonly writeSizes: number[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.chunks.push(chunk);
+    this.writeSizes.push(chunk.length);
+    cb();
+  }
+  get bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
 }
