@@ -3,10 +3,9 @@
 //   sim:v1?size=256MiB&window=1MiB&policy=qemu   simulated v1 region
 //   /dev/vfio/<group>:<device-name>              kernel, group/container API
 //   /dev/vfio/devices/vfioN                      kernel, cdev API
+import { V1_POLICIES, type V1Policy } from '../../legacy/v1-transitions.js';
 import { parseFlags, parseSize } from './parse-values.js';
 import { UsageError } from './usage-error.js';
-
-export type V1Policy = 'qemu' | 'uapi' | 'libvfio-user';
 
 export type DeviceAddress =
   | { kind: 'sim-v2'; size: number; flags: number; seed: number }
@@ -47,8 +46,8 @@ function parseSim(text: string): DeviceAddress {
   }
   const window = parseSize(params.get('window') ?? '1MiB', 'window');
   const policy = params.get('policy') ?? 'qemu';
-  if (policy !== 'qemu' && policy !== 'uapi' && policy !== 'libvfio-user') {
-    throw new UsageError(`bad policy '${policy}': use qemu, uapi or libvfio-user`);
+  if (!(V1_POLICIES as readonly string[]).includes(policy)) {
+    throw new UsageError(`bad policy '${policy}': use ${V1_POLICIES.join(', ')}`);
   }
-  return { kind: 'sim-v1', size, window, seed, policy };
+  return { kind: 'sim-v1', size, window, seed, policy: policy as V1Policy };
 }
