@@ -8,8 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { lvuAllowed, type LvuForm } from './support/libvfio-user-oracle.js';
 import { errnoOf as code, stopCopyStream, readRegion as raw } from './support/sim-helpers.js';
 import {
-  SimDevice, SimV1Region, V1_POLICIES, readDeviceState, readU64Field, v1TransitionAllowed,
-  writeDeviceState, writeU64Field, type V1Policy,
+  MigrationError, SimDevice, SimV1Region, V1_POLICIES, parseV1Policy, readDeviceState, readU64Field, v1AllowedTargets,
+  v1TransitionAllowed, writeDeviceState, writeU64Field, type V1Policy,
 } from '../index.js';
 
 const SIZE = 10_000;
@@ -238,6 +238,22 @@ describe('transition policies: full 8x8 tables', () => {
   const EXPECTED: Record<V1Policy, Set<string>> = {
     qemu: QEMU, uapi: UAPI, 'libvfio-user': lvu('compiled'), 'libvfio-user-as-written': lvu('as-written'),
   };
+
+  it('an unknown policy name is EINVAL naming the policies, also through the table lookups (no prototype keys)', () => {
+    const failure = (f: () => unknown) => {
+      try {
+        f();
+        return 'ok';
+      } catch (e) {
+        return e instanceof MigrationError ? e.message : `not a MigrationError: ${String(e)}`;
+      }
+    };
+    expect(failure(() => parseV1Policy('strict'))).toBe("EINVAL: unknown v1 transition policy 'strict' (use qemu, uapi, libvfio-user, libvfio-user-as-written)");
+    for (const name of ['strict', 'toString', '__proto__']) {
+      expect(failure(() => v1TransitionAllowed(name as V1Policy, 1, 0))).toBe(`EINVAL: unknown v1 transition policy '${name}'`);
+      expect(failure(() => v1AllowedTargets(name as V1Policy, 1))).toBe(`EINVAL: unknown v1 transition policy '${name}'`);
+    }
+  });
 
   it('the qemu table holds every arc SPEC §2.4 lists as a typical result', () => {
     for (const a of ['001>011', '000>010', '011>010', '001>000', '001>010', '010>010', '010>000', '001>100', '100>001', '000>001', '010>001', '011>001']) {
