@@ -108,6 +108,11 @@ export class QemuVm {
     return this.output.join('');
   }
 
+  /** The process (QEMU, or the bridge around it) has not exited yet. */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   get pid(): number {
     return this.child.pid!;
   }
