@@ -6,6 +6,7 @@ import type { DeviceSource } from '../../src/bridge/device-source.js';
 import { makePrivateDir, type PrivateDir } from '../../src/bridge/private-dir.js';
 import { SimDevice } from '../../src/sim/sim-device.js';
 import { SimV2Driver } from '../../src/sim/sim-v2-driver.js';
+import type { MigrationDevice } from '../../src/v2/contracts.js';
 import { MigFlags, type MigState, stateName } from '../../src/v2/states.js';
 
 export interface SimEntry {
@@ -50,11 +51,7 @@ export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?
   const dir = makePrivateDir(tmpdir());
   const sims = new Map<string, SimEntry>();
   const events: BridgeEvent[] = [];
-  // The simulated driver outlives a connection: only the bridge's handle on it is closed.
-  const simSource: DeviceSource = async ({ name }) => {
-    const entry = simEntry(sims, name, options.flags);
-    return { device: { ...bind(entry.driver), close: async () => { entry.closes++; } }, key: name, label: name };
-  };
+  const simSource: DeviceSource = async ({ name }) => ({ device: deviceHandle(simEntry(sims, name, options.flags)), key: name, label: name });
   const server = await BridgeServer.listen({
     dir: dir.path, windowSize: 1024, mmap: true, devices: simSource, commandPid: () => process.pid,
     ...options, onEvent: (e) => { events.push(e); options.onEvent?.(e); },
@@ -68,9 +65,15 @@ export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?
   };
 }
 
-function bind(d: SimV2Driver) {
+/**
+ * The bridge's handle on a simulated device: the driver outlives a
+ * connection as a device outlives the bridge's copy of its fd, so close()
+ * only counts.
+ */
+export function deviceHandle(entry: SimEntry): MigrationDevice {
+  const d = entry.driver;
   return {
     migrationFlags: () => d.migrationFlags(), getState: () => d.getState(), setState: (s: MigState) => d.setState(s),
-    stopCopySize: () => d.stopCopySize(), reset: () => d.reset(),
+    stopCopySize: () => d.stopCopySize(), reset: () => d.reset(), close: async () => { entry.closes++; },
   };
 }
