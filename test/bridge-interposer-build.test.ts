@@ -74,8 +74,14 @@ describe('locateInterposer', () => {
     expect(readdirSync(c.cacheDir)).toEqual([]); // nothing half-built
   });
 
+  it('takes $VFIO_MIG_INTERPOSER as it is, if it exists', async () => {
+    const c = case_(GOOD_C);
+    expect(await locateInterposer({ env: { VFIO_MIG_INTERPOSER: c.src }, cc: '/nonexistent/cc' })).toBe(c.src);
+    expect((await error(locateInterposer({ env: { VFIO_MIG_INTERPOSER: join(dir, 'nope.so') } }))).code).toBe('ENOENT');
+  });
+
   it('a missing source says reinstall', async () => {
-    const e = await error(locateInterposer({ source: join(dir, 'nope.c') }));
+    const e = await error(locateInterposer({ source: join(dir, 'nope.c'), env: {} }));
     expect(e.message).toMatch(/missing: reinstall/);
   });
 

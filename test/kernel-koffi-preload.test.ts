@@ -4,10 +4,11 @@
 // taken from a dlopen("libc.so.6") handle would skip the preloaded library.
 // The child runs the built package (dist/), as the CLI would.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildSharedLibrary } from './support/c-program.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BUILT = join(ROOT, 'dist/src/kernel/koffi-syscalls.js');
@@ -40,10 +41,7 @@ try { console.log(String(sys.ioctl(-1, 0x7e57beef))); } catch (e) { console.log(
 describe('KoffiSyscalls symbol lookup', () => {
   it('goes through an LD_PRELOAD library (global scope), and straight to libc without one', () => {
     expect(existsSync(BUILT), 'run npm run build first').toBe(true);
-    const src = join(dir, 'preload.c');
-    const so = join(dir, 'preload.so');
-    writeFileSync(src, PRELOAD_SOURCE);
-    execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', '-o', so, src, '-ldl'], { stdio: 'pipe' });
+    const so = buildSharedLibrary(dir, 'preload', PRELOAD_SOURCE);
     expect(child({ ...process.env, LD_PRELOAD: so })).toBe('4242');
     expect(child({ ...process.env, LD_PRELOAD: '' })).toBe('EBADF');
   });

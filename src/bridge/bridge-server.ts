@@ -113,6 +113,11 @@ export class BridgeServer implements ConnectionHost {
     return this.connections.size;
   }
 
+  /** Settles once no connection is open (each one's device released). */
+  async drained(): Promise<void> {
+    while (this.connections.size > 0) await Promise.all([...this.connections].map((c) => c.closed));
+  }
+
   /** Stop accepting, drop every connection, release every device. */
   async close(): Promise<void> {
     this.closing = true;
@@ -139,7 +144,8 @@ export class BridgeServer implements ConnectionHost {
       layout = synthesizedRegion(request.numRegions, request.regionsEnd, windowSize, mmap);
       sourced = await this.options.devices({ pid, fd, name });
     } catch (e) {
-      return no(messageOf(e), e instanceof NotBridgeable);
+      // "Not for us" needs no errno; a failure keeps it.
+      return e instanceof NotBridgeable ? no(e.message.replace(/^E\w+: /, ''), true) : no(messageOf(e), false);
     }
     if ([...this.keys.values()].includes(sourced.key)) {
       await sourced.device.close().catch(() => undefined);

@@ -1,4 +1,5 @@
-// Finding the LD_PRELOAD interposer for `vfio-mig bridge`: the library the
+// Finding the LD_PRELOAD interposer for `vfio-mig bridge`: the library named
+// by $VFIO_MIG_INTERPOSER (a packager's prebuilt one), else the library the
 // install step built next to the package (build/), else one built earlier
 // on first use in ${XDG_CACHE_HOME:-~/.cache}/vfio-mig-shim/, else build it
 // there now; both named by a hash of src/bridge/interposer.c. Without a
@@ -18,6 +19,8 @@ interface BuildScript {
 }
 
 export const INSTALL_HINT = 'apt install gcc libc6-dev (Debian, Ubuntu)';
+/** Names a prebuilt interposer library to use as it is. */
+export const INTERPOSER_ENV = 'VFIO_MIG_INTERPOSER';
 
 /** The directory holding this package's package.json (dist/src/bridge or src/bridge lie below it). */
 export function packageRoot(): string {
@@ -43,10 +46,16 @@ export interface LocateOptions {
   cacheDir?: string;
   /** The compiler (default $CC, else cc). */
   cc?: string;
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The path of an interposer library built from the current source: found, or built now. */
 export async function locateInterposer(options: LocateOptions = {}): Promise<string> {
+  const given = (options.env ?? process.env)[INTERPOSER_ENV];
+  if (given) {
+    if (!existsSync(given)) throw new MigrationError('ENOENT', `${INTERPOSER_ENV}=${given}: no such file`);
+    return given;
+  }
   const root = packageRoot();
   const script = (await import(pathToFileURL(join(root, 'scripts/build-interposer.mjs')).href)) as BuildScript;
   const source = options.source ?? join(root, script.SOURCE);
@@ -56,7 +65,7 @@ export async function locateInterposer(options: LocateOptions = {}): Promise<str
   const name = script.interposerFileName(source);
   const prebuilt = join(options.prebuiltDir ?? join(root, script.PREBUILT_DIR), name);
   if (existsSync(prebuilt)) return prebuilt;
-  const cacheDir = options.cacheDir ?? interposerCacheDir();
+  const cacheDir = options.cacheDir ?? interposerCacheDir(options.env);
   const cached = join(cacheDir, name);
   if (existsSync(cached)) return cached;
   let result;

@@ -12,21 +12,14 @@ import {
   VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
 } from '../uapi/constants.js';
 import { NotBridgeable } from './device-source.js';
+import type { RegisterAnswer } from './wire-protocol.js';
 
 export const REGION_ALIGN = 1n << 40n;
 /** pread/pwrite offsets are off_t: the region must end below 2^63. */
 const OFF_T_LIMIT = 1n << 63n;
 
-export interface RegionLayout {
-  index: number;
-  flags: number;
-  /** Device-fd offset of the region. */
-  offset: bigint;
-  size: bigint;
-  /** Where the window starts inside the region (data_offset). */
-  windowOffset: bigint;
-  windowSize: bigint;
-}
+/** The REGISTER answer's description of the region (device-fd offset, size, window place and size, GET_REGION_INFO flags). */
+export type RegionLayout = Omit<RegisterAnswer, 'bridged' | 'windowPath'>;
 
 export function synthesizedRegion(numRegions: number, regionsEnd: bigint, windowSize: number, mmap: boolean): RegionLayout {
   const offset = ((regionsEnd + REGION_ALIGN - 1n) / REGION_ALIGN) * REGION_ALIGN;
