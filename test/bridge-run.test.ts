@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildSharedLibrary } from './support/c-program.js';
+import { makePrivateDir, privateDirBases } from '../src/bridge/private-dir.js';
 import { commandEnv, runBridge, type RunEvent } from '../src/bridge/run-bridge.js';
 import { deviceHandle, simEntry, type SimEntry } from './support/bridge-rig.js';
 
@@ -88,5 +89,17 @@ s.on('connect', () => s.write(encodeRequest({ op: 'register', version: 1, pid: p
     expect(lines[0]).toMatchObject({ ev: 'start', command: [process.execPath, '--input-type=module', '-e', child] });
     expect(lines.filter((l) => l.ev === 'v1').map((l) => `${l.op} ${l.value}`)).toEqual(['read 0x1', 'write 0x2']);
     expect(lines.slice(-2).map((l) => l.ev)).toEqual(['exit', 'end']);
+  });
+});
+
+describe('the private directory', () => {
+  it('goes to $XDG_RUNTIME_DIR, else /dev/shm, else the temp dir: the first that takes it', () => {
+    expect(privateDirBases({ XDG_RUNTIME_DIR: '/run/user/1000' }).slice(0, 2)).toEqual(['/run/user/1000', '/dev/shm']);
+    expect(privateDirBases({})[0]).toBe('/dev/shm');
+    const made = makePrivateDir([join(dir, 'missing'), dir]);
+    expect(made.path.startsWith(`${dir}/vfio-mig-bridge-`)).toBe(true);
+    made.remove();
+    expect(existsSync(made.path)).toBe(false);
+    expect(() => makePrivateDir([join(dir, 'missing')])).toThrow(/EACCES: cannot make the bridge's private directory .*ENOENT.*XDG_RUNTIME_DIR/);
   });
 });

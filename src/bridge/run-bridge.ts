@@ -10,7 +10,7 @@ import type { EventEmitter } from 'node:events';
 import { MigrationError } from '../uapi/errors.js';
 import { BridgeServer, type BridgeEvent, type BridgedRecord } from './bridge-server.js';
 import { kernelDeviceSource, type DeviceSource } from './device-source.js';
-import { makePrivateDir, privateDirBase } from './private-dir.js';
+import { makePrivateDir, privateDirBases } from './private-dir.js';
 import { TraceWriter } from './trace.js';
 
 /** How long the interposer waits for an answer before it treats the bridge as gone. */
@@ -65,7 +65,7 @@ export async function runBridge(o: RunBridgeOptions): Promise<BridgeRun> {
   if (o.command.length === 0) throw new MigrationError('EINVAL', 'no command to run');
   const signals = o.signals ?? process;
   const emit = (e: RunEvent) => o.onEvent?.(e);
-  const dir = makePrivateDir(o.runtimeBase ?? privateDirBase());
+  const dir = makePrivateDir(o.runtimeBase ? [o.runtimeBase] : privateDirBases());
   let trace: TraceWriter | undefined;
   let server: BridgeServer | undefined;
   const forward = new Map<string, () => void>();

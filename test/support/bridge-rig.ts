@@ -48,7 +48,7 @@ export function simEntry(sims: Map<string, SimEntry>, name: string, flags = MigF
 }
 
 export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?: number } = {}): Promise<BridgeRig> {
-  const dir = makePrivateDir(tmpdir());
+  const dir = makePrivateDir([tmpdir()]);
   const sims = new Map<string, SimEntry>();
   const events: BridgeEvent[] = [];
   const simSource: DeviceSource = async ({ name }) => ({ device: deviceHandle(simEntry(sims, name, options.flags)), key: name, label: name });
