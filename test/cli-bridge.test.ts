@@ -55,6 +55,8 @@ describe('vfio-mig bridge', () => {
     expect((await cli('bridge')).stderr).toMatch(/needs a command/);
     expect((await cli('bridge', '--json', '--', 'true')).status).toBe(2);
     expect((await cli('bridge', '--window', '2GiB', '--', 'true')).stderr).toMatch(/more than 1 GiB/);
+    expect((await cli('bridge', '--window', '1000', '--', 'true')).stderr).toMatch(/multiple of 4 KiB/);
+    expect((await cli('bridge', '--window', '1000', '--no-mmap', '--', 'true')).status).toBe(0);
     expect((await cli('bridge', '--help')).stdout).toMatch(/usage: vfio-mig bridge \[--window SIZE\] \[--no-mmap\] \[--trace FILE\] \[--quiet\] -- CMD/);
   });
 

@@ -14,6 +14,7 @@ import { UsageError } from '../usage-error.js';
 const PREFIX = 'vfio-mig bridge:';
 /** The window lives in a tmpfs file per device: keep it to memory one can spare. */
 const MAX_WINDOW = 1 << 30;
+const PAGE = 4096;
 
 export const bridgeCommand: Command = {
   name: 'bridge',
@@ -25,7 +26,8 @@ export const bridgeCommand: Command = {
   served by this process over the kernel's v2 interface. CMD keeps stdin and
   stdout; the bridge writes to stderr only and exits with CMD's status.
 
-  --window SIZE  data window per device, i.e. the largest chunk (default 1 MiB)
+  --window SIZE  data window per device, i.e. the largest chunk (default 1 MiB;
+                 whole 4 KiB pages unless --no-mmap)
   --no-mmap      do not offer the window for mmap: QEMU copies it 8 bytes per
                  pread (slow; for drivers or tools that cannot map it)
   --trace FILE   JSON lines of every v1 register access and v2 call (docs/bridge.md)
@@ -44,12 +46,15 @@ export const bridgeCommand: Command = {
     if (positionals.length === 0) throw new UsageError('bridge needs a command to run, e.g. vfio-mig bridge -- qemu-system-x86_64 ...');
     const windowSize = parseSize(String(values.window), '--window');
     if (windowSize > MAX_WINDOW) throw new UsageError(`--window ${formatSize(windowSize)} is more than ${formatSize(MAX_WINDOW)}`);
+    const mmap = values['no-mmap'] !== true;
+    // QEMU maps the window as one sparse area of RAM-device memory: keep it whole pages.
+    if (mmap && windowSize % PAGE) throw new UsageError(`--window ${windowSize} is not a multiple of 4 KiB, which the mmap path needs (or use --no-mmap)`);
     if (values.trace === '') throw new UsageError('--trace needs a file name');
     const quiet = values.quiet === true;
     const say = (line: string) => ctx.note(`${PREFIX} ${line}`);
     const interposer = await locateInterposer();
     const run = await runBridge({
-      command: positionals, interposer, windowSize, mmap: values['no-mmap'] !== true,
+      command: positionals, interposer, windowSize, mmap,
       tracePath: typeof values.trace === 'string' ? values.trace : undefined,
       onEvent: (e) => {
         const line = eventLine(e, positionals[0]);
