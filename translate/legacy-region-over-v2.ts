@@ -46,6 +46,13 @@ export interface LegacyRegionOverV2Options {
    * 'reset' resets the device, fails the write with the errno and reads back 001.
    */
   errorRecovery?: ErrorRecovery;
+  /**
+   * The data window's memory, exactly windowSize bytes (windowSize defaults
+   * to its length); default a fresh buffer. The bridge passes the shared
+   * mapping of its window file: the data_fd is read straight into it and the
+   * v1 user memcpys from the same pages, with no copy in between.
+   */
+  window?: Uint8Array;
 }
 
 /** What a test may look at without going through the registers. */
@@ -89,7 +96,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
   private resumeRejected = false; // the device refused to leave RESUMING with EINVAL (sticky until reset)
 
   constructor(private readonly device: MigrationDevice, options: LegacyRegionOverV2Options = {}) {
-    const windowSize = options.windowSize ?? LEGACY_OVER_V2_DEFAULT_WINDOW;
+    const windowSize = options.windowSize ?? options.window?.length ?? LEGACY_OVER_V2_DEFAULT_WINDOW;
     if (!Number.isSafeInteger(windowSize) || windowSize < 1) {
       throw new MigrationError('EINVAL', `windowSize must be a positive integer, got ${windowSize}`);
     }
@@ -101,7 +108,10 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     this.policy = parseV1Policy(options.policy ?? 'qemu');
     this.errorRecovery = recovery;
     this.size = this.dataOffset + windowSize;
-    this.window = new Uint8Array(windowSize);
+    if (options.window && options.window.length !== windowSize) {
+      throw new MigrationError('EINVAL', `window is ${options.window.length} bytes, windowSize is ${windowSize}`);
+    }
+    this.window = options.window ?? new Uint8Array(windowSize);
   }
 
   inspect(): LegacyRegionOverV2Snapshot {

@@ -37,3 +37,11 @@ export class CommandFailed extends Error {
     this.name = 'CommandFailed';
   }
 }
+
+/**
+ * A command that exits with another program's status (bridge: the command
+ * it ran) rather than 0; `result` is what --json would print.
+ */
+export class ExitWith {
+  constructor(readonly status: number, readonly result: unknown) {}
+}

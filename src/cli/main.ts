@@ -3,7 +3,7 @@
 // Exit status: 0 ok, 1 failure, 2 usage error.
 import { parseArgs } from 'node:util';
 import type { Syscalls } from '../kernel/syscalls.js';
-import type { CliContext, Command } from './command.js';
+import { ExitWith, type CliContext, type Command } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { explainError } from './explain-error.js';
 import { UsageError } from './usage-error.js';
@@ -30,8 +30,10 @@ export interface CliIo {
 }
 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const json = argv.includes('--json');
-  const debug = argv.includes('--debug');
+  // After `--` the words are another program's (vfio-mig bridge -- CMD ...): its --help or --json are not ours.
+  const own = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  const json = own.includes('--json');
+  const debug = own.includes('--debug');
   const ctx: CliContext = {
     json, debug,
     print: (text) => { if (!json) io.stdout.write(`${text}\n`); },
@@ -47,7 +49,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   const command = COMMANDS.find((c) => c.name === name);
   try {
     if (!command) throw new UsageError(`unknown command '${name}'; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
-    if (rest.includes('--help') || rest.includes('-h')) {
+    if (own.includes('--help') || own.includes('-h')) {
       io.stdout.write(`${commandHelp(command)}\n`);
       return 0;
     }
@@ -62,6 +64,10 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
       throw new UsageError(`${first} (see vfio-mig ${name} --help)`);
     }
     const result = await command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, ctx);
+    if (result instanceof ExitWith) {
+      if (json) io.stdout.write(`${JSON.stringify({ ok: result.status === 0, command: name, result: result.result }, jsonBigint, 2)}\n`);
+      return result.status;
+    }
     if (json) io.stdout.write(`${JSON.stringify({ ok: true, command: name, result }, jsonBigint, 2)}\n`);
     return 0;
   } catch (e) {

@@ -1,12 +1,16 @@
-// Syscalls through koffi (libc.so.6). koffi is loaded lazily, on the first
-// KoffiSyscalls, so importing the package never loads native code. errno is
-// read with koffi.errno() on the line right after the failing call.
+// Syscalls through koffi. koffi is loaded lazily, on the first KoffiSyscalls,
+// so importing the package never loads native code. errno is read with
+// koffi.errno() on the line right after the failing call.
+// Symbols come from the process's global scope (dlopen(NULL)), not from a
+// dlopen("libc.so.6") handle: the global scope puts LD_PRELOAD libraries
+// before libc, so under `vfio-mig bridge` our own pread/pwrite/ioctl go
+// through the bridge's interposer exactly as QEMU's do.
 import { readdirSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type KoffiModule from 'koffi';
 import { ERRNO, MigrationError } from '../uapi/errors.js';
 import {
-  MAP_SHARED, type IoctlArg, type Mapping, type Syscalls, ioctlName, syscallError,
+  MAP_SHARED, type IoctlArg, type Mapping, type PeerCredentials, type ProcessSyscalls, type Syscalls, ioctlName, syscallError,
 } from './syscalls.js';
 
 type Koffi = typeof KoffiModule;
@@ -15,6 +19,7 @@ type Fn = ((...args: unknown[]) => unknown);
 interface Libc {
   koffi: Koffi;
   open: Fn; close: Fn; ioctl: Fn; read: Fn; write: Fn; pread: Fn; pwrite: Fn; mmap: Fn; munmap: Fn;
+  syscall: Fn; getsockopt: Fn;
 }
 
 let libc: Libc | undefined;
@@ -27,7 +32,7 @@ function loadLibc(): Libc {
   } catch (e) {
     throw new MigrationError('ENOSYS', `cannot load koffi (the FFI the kernel backend needs): ${(e as Error).message}`);
   }
-  const lib = koffi.load('libc.so.6');
+  const lib = koffi.load(null);
   libc = {
     koffi,
     open: lib.func('int open(const char *path, int flags, ...)'),
@@ -39,6 +44,8 @@ function loadLibc(): Libc {
     pwrite: lib.func('intptr_t pwrite64(int fd, const void *buf, size_t count, int64_t offset)'),
     mmap: lib.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
     munmap: lib.func('int munmap(void *addr, size_t length)'),
+    syscall: lib.func('long syscall(long number, ...)'),
+    getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *length)'),
   };
   return libc;
 }
@@ -46,7 +53,14 @@ function loadLibc(): Libc {
 /** (void *)-1 */
 const MAP_FAILED = 0xffffffffffffffffn;
 
-export class KoffiSyscalls implements Syscalls {
+/** Syscall numbers of the generic table (x86_64, aarch64 and every arch but alpha share them past 424). */
+const SYS_pidfd_open = 434;
+const SYS_pidfd_getfd = 438;
+/** <asm-generic/socket.h> (x86_64, aarch64): getsockopt(SOL_SOCKET, SO_PEERCRED) fills a struct ucred. */
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+
+export class KoffiSyscalls implements Syscalls, ProcessSyscalls {
   private readonly c: Libc;
 
   constructor() {
@@ -107,6 +121,28 @@ export class KoffiSyscalls implements Syscalls {
   munmap(mapping: Mapping): void {
     const r = Number(this.c.munmap(mapping.address, mapping.length));
     if (r < 0) throw syscallError(this.c.koffi.errno(), `munmap 0x${mapping.address.toString(16)}`);
+  }
+
+  pidfdOpen(pid: number): number {
+    const fd = Number(this.c.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0));
+    if (fd < 0) throw syscallError(this.c.koffi.errno(), `pidfd_open pid ${pid}`);
+    return fd;
+  }
+
+  pidfdGetfd(pidfd: number, targetFd: number): number {
+    const fd = Number(this.c.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', targetFd, 'unsigned int', 0));
+    if (fd < 0) throw syscallError(this.c.koffi.errno(), `pidfd_getfd fd ${targetFd}`);
+    return fd;
+  }
+
+  peerCredentials(socketFd: number): PeerCredentials {
+    const ucred = new Uint8Array(12); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+    const length = new Uint8Array(4);
+    const view = new DataView(ucred.buffer);
+    new DataView(length.buffer).setUint32(0, ucred.length, true);
+    const r = Number(this.c.getsockopt(socketFd, SOL_SOCKET, SO_PEERCRED, ucred, length));
+    if (r < 0) throw syscallError(this.c.koffi.errno(), `getsockopt SO_PEERCRED on fd ${socketFd}`);
+    return { pid: view.getInt32(0, true), uid: view.getUint32(4, true), gid: view.getUint32(8, true) };
   }
 
   readlink(path: string): string {

@@ -56,6 +56,23 @@ export interface Syscalls {
   readdir(path: string): string[];
 }
 
+/** struct ucred: who is at the other end of a Unix socket (SO_PEERCRED). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** What the bridge needs besides Syscalls: another process's fd, a socket peer's identity. */
+export interface ProcessSyscalls {
+  /** pidfd_open(2), flags 0. */
+  pidfdOpen(pid: number): number;
+  /** pidfd_getfd(2), flags 0: a copy of fd `targetFd` of the pidfd's process (O_CLOEXEC set). */
+  pidfdGetfd(pidfd: number, targetFd: number): number;
+  /** getsockopt(SOL_SOCKET, SO_PEERCRED): the peer as it was at connect(2). */
+  peerCredentials(socketFd: number): PeerCredentials;
+}
+
 /** The MigrationError for a failed syscall: `EACCES: open /dev/vfio/3: <hint>`. */
 export function syscallError(errno: number, what: string, hint?: string): MigrationError {
   return new MigrationError(errno, hint ? `${what}: ${hint}` : what);

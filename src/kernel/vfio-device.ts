@@ -187,6 +187,37 @@ export function resolveSysfsDevice(sysfs: string, sys: Syscalls, api: 'group' | 
   return { name, group, cdev: `/dev/vfio/devices/${node}` };
 }
 
+/**
+ * What `readlink /proc/self/fd/N` says for a VFIO device fd: the group API's
+ * anonymous inode (drivers/vfio/group.c vfio_device_open_file:
+ * anon_inode_getfile("[vfio-device]")) or a cdev node (device_cdev.c
+ * vfio_device_devnode: "vfio/devices/vfioN"); anything else is no VFIO device.
+ */
+export function vfioDeviceApiOf(link: string): 'group' | 'cdev' | undefined {
+  if (link === 'anon_inode:[vfio-device]') return 'group';
+  if (/^\/dev\/vfio\/devices\/vfio\d+$/.test(link)) return 'cdev';
+  return undefined;
+}
+
+/**
+ * A VfioDevice over a device fd another process opened (the bridge's
+ * pidfd_getfd copy of QEMU's fd). It owns that one fd — close() closes it —
+ * and no group, container or iommufd: the opener keeps those. The fd is
+ * checked to be a VFIO device (readlink) before any ioctl touches it; ENOTTY
+ * when it is not. Takes ownership of `fd` on every path: closed on failure.
+ */
+export function adoptVfioDevice(fd: number, name: string, sys: Syscalls = koffiSyscalls()): VfioDevice {
+  try {
+    const link = sys.readlink(`/proc/self/fd/${fd}`);
+    const api = vfioDeviceApiOf(link);
+    if (!api) throw new MigrationError('ENOTTY', `fd ${fd} is ${link}, not a VFIO device`);
+    return new VfioDevice(sys, fd, name || link, api, []);
+  } catch (e) {
+    closeQuietly(sys, [fd]);
+    throw e;
+  }
+}
+
 /** Group/container API, in QEMU 7.2's order: group + viability, container, TYPE1v2, device fd, info. */
 export function openGroupDevice(group: number | string, name: string, sys: Syscalls = koffiSyscalls()): VfioDevice {
   const opened: number[] = [];

@@ -1,4 +1,4 @@
-// Compile and run a small C program with the machine's gcc; returns stdout.
+// Compile and run a small C program with the machine's gcc; build a small shared library.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,4 +15,13 @@ export function runC(source: string): string {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Compile `source` into `dir`/`name`.so (-shared -fPIC, warnings are errors); returns its path. */
+export function buildSharedLibrary(dir: string, name: string, source: string): string {
+  const src = join(dir, `${name}.c`);
+  const so = join(dir, `${name}.so`);
+  writeFileSync(src, source);
+  execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', '-o', so, src, '-ldl'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return so;
 }

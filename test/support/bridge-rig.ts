@@ -1,0 +1,79 @@
+// A BridgeServer in a private directory, serving simulated v2 devices
+// (SimV2Driver, one per registered name), with every event recorded.
+import { tmpdir } from 'node:os';
+import { BridgeServer, type BridgeEvent, type BridgeServerOptions } from '../../src/bridge/bridge-server.js';
+import type { DeviceSource } from '../../src/bridge/device-source.js';
+import { makePrivateDir, type PrivateDir } from '../../src/bridge/private-dir.js';
+import { SimDevice } from '../../src/sim/sim-device.js';
+import { SimV2Driver } from '../../src/sim/sim-v2-driver.js';
+import type { MigrationDevice } from '../../src/v2/contracts.js';
+import { MigFlags, type MigState, stateName } from '../../src/v2/states.js';
+
+export interface SimEntry {
+  sim: SimDevice;
+  driver: SimV2Driver;
+  /** Every single arc the driver walked, "FROM>TO". */
+  arcs: string[];
+  /** Resets the driver did. */
+  resets: number;
+  /** Times the bridge closed its handle on the device (its copy of the fd). */
+  closes: number;
+}
+
+export interface BridgeRig {
+  dir: PrivateDir;
+  server: BridgeServer;
+  sims: Map<string, SimEntry>;
+  events: BridgeEvent[];
+  close(): Promise<void>;
+}
+
+export const SIM_SIZE = 20_000;
+const seedOf = (name: string) => [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
+
+/** The device a name stands for: made on first use, the same driver on every later registration. */
+export function simEntry(sims: Map<string, SimEntry>, name: string, flags = MigFlags.STOP_COPY | MigFlags.PRE_COPY | MigFlags.P2P): SimEntry {
+  let e = sims.get(name);
+  if (!e) {
+    const sim = new SimDevice({ size: SIM_SIZE, seed: seedOf(name), pageSize: 512 });
+    const arcs: string[] = [];
+    const driver = new SimV2Driver(sim, { flags, onArc: (a: MigState, b: MigState) => arcs.push(`${stateName(a)}>${stateName(b)}`) });
+    e = { sim, driver, arcs, resets: 0, closes: 0 };
+    const entry = e;
+    const reset = driver.reset.bind(driver);
+    driver.reset = async () => { entry.resets++; await reset(); };
+    sims.set(name, e);
+  }
+  return e;
+}
+
+export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?: number } = {}): Promise<BridgeRig> {
+  const dir = makePrivateDir([tmpdir()]);
+  const sims = new Map<string, SimEntry>();
+  const events: BridgeEvent[] = [];
+  const simSource: DeviceSource = async ({ name }) => ({ device: deviceHandle(simEntry(sims, name, options.flags)), key: name, label: name });
+  const server = await BridgeServer.listen({
+    dir: dir.path, windowSize: 1024, mmap: true, devices: simSource, commandPid: () => process.pid,
+    ...options, onEvent: (e) => { events.push(e); options.onEvent?.(e); },
+  });
+  return {
+    dir, server, sims, events,
+    async close() {
+      await server.close();
+      dir.remove();
+    },
+  };
+}
+
+/**
+ * The bridge's handle on a simulated device: the driver outlives a
+ * connection as a device outlives the bridge's copy of its fd, so close()
+ * only counts.
+ */
+export function deviceHandle(entry: SimEntry): MigrationDevice {
+  const d = entry.driver;
+  return {
+    migrationFlags: () => d.migrationFlags(), getState: () => d.getState(), setState: (s: MigState) => d.setState(s),
+    stopCopySize: () => d.stopCopySize(), reset: () => d.reset(), close: async () => { entry.closes++; },
+  };
+}
