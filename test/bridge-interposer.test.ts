@@ -5,7 +5,7 @@
 // product builds it, and built with AddressSanitizer + UndefinedBehaviorSanitizer, where any
 // report fails the test.
 import { constants } from 'node:os';
-import { closeSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, rmSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeBridge, OP, answer, windowPattern, type Connection, type FakeBridgeOptions } from './support/fake-bridge.js';
@@ -376,6 +376,27 @@ describe.each(VARIANTS)('interposer, $name', ({ sanitized }) => {
       expect(ok(await w.client.cmd(`pread ${fd} ${REGION} 4`)).hex).toBe(u32(1));
     });
 
+    it('a program that reuses the bridge socket\'s number (dup2 onto it, close + socket) loses that device; no frame lands in its socket', async () => {
+      const w = await world();
+      const a = await openDevice(w);
+      const sockA = bridgeSockets(ok(await w.client.cmd('fds')))[0].fd;
+      const pairA = ok(await w.client.cmd('socketpair'));
+      ok(await w.client.cmd(`dup2 ${pairA.r} ${sockA}`));
+      failsWith(await w.client.cmd(`pread ${a.fd} ${REGION} 4`), EIO);
+      expect(ok(await w.client.cmd(`unread ${pairA.peer}`)).r).toBe(0);
+      const b = await openDevice(w, 'dev-b');
+      const known = new Set([pairA.r, pairA.peer]);
+      const sockB = bridgeSockets(ok(await w.client.cmd('fds'))).find((f) => !known.has(f.fd) && f.fd !== sockA)!.fd;
+      ok(await w.client.cmd(`close ${sockB}`));
+      let pairB = ok(await w.client.cmd('socketpair'));
+      for (let i = 0; i < 4 && pairB.r !== sockB && pairB.peer !== sockB; i++) pairB = ok(await w.client.cmd('socketpair'));
+      expect([pairB.r, pairB.peer]).toContain(sockB);
+      failsWith(await w.client.cmd(`pread ${b.fd} ${REGION} 4`), EIO);
+      expect(ok(await w.client.cmd(`unread ${pairB.peer}`)).r).toBe(0);
+      expect(ok(await w.client.cmd(`unread ${pairB.r}`)).r).toBe(0);
+      await until(() => a.conn.closed && b.conn.closed, 'both connections to close');
+    });
+
     it('the bridge socket is O_CLOEXEC and no window fd stays open', async () => {
       const w = await world();
       await openDevice(w);
@@ -465,6 +486,22 @@ describe.each(VARIANTS)('interposer, $name', ({ sanitized }) => {
       await until(() => w.bridge.connections[0]?.closed === true, 'the connection to close');
       expect(ok(await w.client.cmd(`pread ${fd} ${REGION} 4`)).r).toBe(0);
     });
+
+    const spoilers: [string, (p: Buffer, c: Connection) => void][] = [
+      ['a region over the real ones', (p) => p.writeBigUInt64LE(9n * TIB, 16)],
+      ['an index that is not the next one', (p) => p.writeUInt32LE(12, 4)],
+      ['a window that is not page aligned', (p) => { p.writeBigUInt64LE(100n, 32); p.writeBigUInt64LE(REGION_SIZE - 100n, 40); }],
+      ['a window file shorter than the window', (_p, c) => truncateSync(c.windowPath, 100)],
+    ];
+    for (const [what, spoil] of spoilers) {
+      it(`a REGISTER answer with ${what}: the device stays untouched, one line on stderr says why`, async () => {
+        const w = await world({ bridge: { editRegister: spoil } });
+        const fd = ok(await w.client.cmd('group dev-a')).r;
+        expect(ok(await w.client.cmd(`info ${fd}`)).numRegions).toBe(9);
+        await until(() => w.bridge.connections[0]?.closed === true, 'the connection to close');
+        expect((await w.client.close()).stderr).toMatch(/unusable region layout or window file/);
+      });
+    }
 
     it('an unreachable bridge: the device stays untouched, one line on stderr says why', async () => {
       const w = await world({ socket: '/nonexistent/bridge.sock' });

@@ -679,7 +679,6 @@ static void after_fork_child(void)
         slot_t *chunk = atomic_load(&chunks[c]);
         for (int i = 0; chunk && i < CHUNK; i++) atomic_store(&chunk[i], NULL);
     }
-    for (int i = 0; i < PENDING_NAMES; i++) pending[i].fd = -1;
     pthread_mutex_unlock(&table_lock);
 }
 

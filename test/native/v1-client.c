@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -449,6 +450,17 @@ static void run(char *line)
     } else if (!strcmp(c, "close")) answer(close(fd));
     else if (!strcmp(c, "close_range")) answer(close_range((unsigned)num(argv[1]), (unsigned)num(argv[2]), (int)num(argv[3])));
     else if (!strcmp(c, "reset")) answer(ioctl(fd, VFIO_DEVICE_RESET));
+    else if (!strcmp(c, "socketpair")) {
+        int sv[2];
+        int r = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+        begin(r ? r : sv[0]);
+        fprintf(out, ",\"peer\":%d", sv[1]);
+        end();
+    } else if (!strcmp(c, "unread")) {  /* bytes waiting to be read on a socket */
+        int n = 0;
+        int r = ioctl(fd, FIONREAD, &n);
+        answer(r ? r : n);
+    }
     else if (!strcmp(c, "feature")) {   /* feature FD FLAGS [ARGSZ] */
         unsigned char buf[32] = { 0 };
         struct vfio_device_feature f = { .argsz = argv[3] ? (uint32_t)num(argv[3]) : 16, .flags = (uint32_t)num(argv[2]) };

@@ -33,6 +33,7 @@ export interface FakeBridgeOptions {
   mmap?: boolean;                     // MMAP flag in the answer (default true)
   refuse?: (r: Register) => boolean;  // answer "not bridged"
   answer?: (frame: Frame, conn: Connection) => Buffer | undefined; // override one answer
+  editRegister?: (payload: Buffer, conn: Connection) => void;       // spoil a REGISTER answer
 }
 
 export class FakeBridge {
@@ -164,6 +165,7 @@ export class FakeBridge {
     out.writeBigUInt64LE(4096n, 32);
     out.writeBigUInt64LE(BigInt(this.window), 40);
     out.write(conn.windowPath, 48, 'latin1');
+    this.opts.editRegister?.(out, conn);
     return answer(0, out, 0);
   }
 }
