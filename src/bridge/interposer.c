@@ -751,59 +751,65 @@ int ioctl(int fd, unsigned long request, ...)
     return r;
 }
 
-#define PASS_UNLESS_IN_REGION(realcall)                                                  \
-    READY();                                                                  \
-    struct device *d = lookup(fd);                                            \
-    if (!d || !in_region(d, off)) return realcall;
+/* The bridged device whose region holds `off`, or NULL: the passthrough test of the hot path. */
+static struct device *region_at(int fd, int64_t off)
+{
+    READY();
+    struct device *d = lookup(fd);
+    return d && in_region(d, off) ? d : NULL;
+}
 
 ssize_t pread(int fd, void *buf, size_t count, off_t off)
 {
-    PASS_UNLESS_IN_REGION(real.pread(fd, buf, count, off))
-    return region_access(d, buf, count, off, 0);
+    struct device *d = region_at(fd, off);
+    return d ? region_access(d, buf, count, off, 0) : real.pread(fd, buf, count, off);
 }
 
 ssize_t pread64(int fd, void *buf, size_t count, off64_t off)
 {
-    PASS_UNLESS_IN_REGION(real.pread64(fd, buf, count, off))
-    return region_access(d, buf, count, off, 0);
+    struct device *d = region_at(fd, off);
+    return d ? region_access(d, buf, count, off, 0) : real.pread64(fd, buf, count, off);
 }
 
 ssize_t __pread_chk(int fd, void *buf, size_t count, off_t off, size_t buflen)
 {
-    PASS_UNLESS_IN_REGION(real.pread_chk(fd, buf, count, off, buflen))
+    struct device *d = region_at(fd, off);
+    if (!d) return real.pread_chk(fd, buf, count, off, buflen);
     if (count > buflen) __chk_fail();
     return region_access(d, buf, count, off, 0);
 }
 
 ssize_t __pread64_chk(int fd, void *buf, size_t count, off64_t off, size_t buflen)
 {
-    PASS_UNLESS_IN_REGION(real.pread64_chk(fd, buf, count, off, buflen))
+    struct device *d = region_at(fd, off);
+    if (!d) return real.pread64_chk(fd, buf, count, off, buflen);
     if (count > buflen) __chk_fail();
     return region_access(d, buf, count, off, 0);
 }
 
+/* region_access only reads buf when writing */
 ssize_t pwrite(int fd, const void *buf, size_t count, off_t off)
 {
-    PASS_UNLESS_IN_REGION(real.pwrite(fd, buf, count, off))
-    return region_access(d, (void *)buf, count, off, 1);
+    struct device *d = region_at(fd, off);
+    return d ? region_access(d, (void *)buf, count, off, 1) : real.pwrite(fd, buf, count, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off64_t off)
 {
-    PASS_UNLESS_IN_REGION(real.pwrite64(fd, buf, count, off))
-    return region_access(d, (void *)buf, count, off, 1);
+    struct device *d = region_at(fd, off);
+    return d ? region_access(d, (void *)buf, count, off, 1) : real.pwrite64(fd, buf, count, off);
 }
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    PASS_UNLESS_IN_REGION(real.mmap(addr, len, prot, flags, fd, off))
-    return region_mmap(d, addr, len, prot, flags, off);
+    struct device *d = region_at(fd, off);
+    return d ? region_mmap(d, addr, len, prot, flags, off) : real.mmap(addr, len, prot, flags, fd, off);
 }
 
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
 {
-    PASS_UNLESS_IN_REGION(real.mmap64(addr, len, prot, flags, fd, off))
-    return region_mmap(d, addr, len, prot, flags, off);
+    struct device *d = region_at(fd, off);
+    return d ? region_mmap(d, addr, len, prot, flags, off) : real.mmap64(addr, len, prot, flags, fd, off);
 }
 
 int close(int fd)
@@ -852,16 +858,30 @@ int dup3(int from, int to, int flags)
     return r;
 }
 
-#define FCNTL_BODY(realfn)                                                    \
-    va_list ap;                                                               \
-    va_start(ap, cmd);                                                        \
-    void *arg = va_arg(ap, void *);                                           \
-    va_end(ap);                                                               \
-    READY();                                                                  \
-    if (!realfn) return fail(ENOSYS);                                         \
-    int r = realfn(fd, cmd, arg);                                             \
-    if (r >= 0 && active && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) track_dup(fd, r); \
+static int fcntl_via(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
+{
+    if (!fn) return fail(ENOSYS);
+    int r = fn(fd, cmd, arg);
+    if (r >= 0 && active && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) track_dup(fd, r);
     return r;
+}
 
-int fcntl(int fd, int cmd, ...) { FCNTL_BODY(real.fcntl) }
-int fcntl64(int fd, int cmd, ...) { FCNTL_BODY(real.fcntl64) }
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);     /* as glibc does: the third argument, whatever it is */
+    va_end(ap);
+    READY();
+    return fcntl_via(real.fcntl, fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    READY();
+    return fcntl_via(real.fcntl64, fd, cmd, arg);
+}
