@@ -5,9 +5,13 @@
 // product builds it, and built with AddressSanitizer + UndefinedBehaviorSanitizer, where any
 // report fails the test.
 import { constants } from 'node:os';
-import { closeSync, openSync, readFileSync, readSync, rmSync, truncateSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { requireFile } from './support/kernel-tree.js';
 import { FakeBridge, OP, answer, windowPattern, type Connection, type FakeBridgeOptions } from './support/fake-bridge.js';
 import {
   ClientSession, INTERPOSER_C, PRODUCT_FLAGS, buildNative, fakeDeviceDir, gcc, sanitizerReport, type Answer, type NativeBuild,
@@ -511,6 +515,45 @@ describe.each(VARIANTS)('interposer, $name', ({ sanitized }) => {
       expect(exit.stderr).toMatch(/cannot reach the bridge at \/nonexistent\/bridge\.sock/);
     });
   });
+});
+
+describe('the real QEMU 7.2 binary with the interposer loaded and no VFIO device', () => {
+  it('starts, migrates to exec: (its sh -c cat child loads the interposer too) and quits, untouched', async () => {
+    const qemu = requireFile('/usr/bin/qemu-system-x86_64', 'qemu-system-x86');
+    const out = join(mkdtempSync(join(tmpdir(), 'vfio-mig-qemu-')), 'migration');
+    const child = spawn(qemu, ['-M', 'pc', '-m', '64', '-display', 'none', '-nodefaults', '-S', '-qmp', 'stdio'], {
+      env: { ...process.env, LD_PRELOAD: buildNative(false).interposer, VFIO_MIG_BRIDGE_SOCKET: '/nonexistent/bridge.sock' },
+    });
+    const replies: Record<string, unknown>[] = [];
+    createInterface({ input: child.stdout }).on('line', (l) => replies.push(JSON.parse(l) as Record<string, unknown>));
+    const qmp = async (command: string, args?: object): Promise<Record<string, unknown>> => {
+      const seen = replies.length;
+      child.stdin.write(`${JSON.stringify({ execute: command, arguments: args })}\n`);
+      await until(() => replies.slice(seen).some((r) => 'return' in r || 'error' in r), `QMP ${command}`);
+      return replies.slice(seen).find((r) => 'return' in r || 'error' in r)!;
+    };
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const exited = new Promise<number | null>((r) => child.on('close', r));
+    try {
+      await until(() => replies.length > 0, 'the QMP greeting');
+      await qmp('qmp_capabilities');
+      expect(await qmp('migrate', { uri: `exec:cat > ${out}` })).toEqual({ return: {} });
+      let status = '';
+      for (let i = 0; i < 100 && !['completed', 'failed'].includes(status); i++) {
+        status = ((await qmp('query-migrate')).return as { status: string }).status;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(status).toBe('completed');
+      await qmp('quit');
+      expect(await exited).toBe(0);
+      expect(stderr).toBe('');
+      expect(statSync(out).size).toBeGreaterThan(0);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dirname(out), { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('interposer build', () => {
