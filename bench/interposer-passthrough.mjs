@@ -1,7 +1,8 @@
 // What the bridge interposer costs on the path it must keep cheap: an 8-byte pread64 at a BAR
 // offset (vCPU threads trap BAR accesses this way), on the bridged device fd and on an
 // unrelated fd, with and without the interposer. Prints one JSON object; numbers are the
-// median ns per call over --rounds runs of --calls calls each, modes interleaved.
+// median ns of thread CPU time per call over --rounds runs of --calls calls each, modes
+// interleaved.
 //
 //   node bench/interposer-passthrough.mjs [--calls 1000000] [--rounds 7]
 //
