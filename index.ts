@@ -17,7 +17,7 @@ export { uapi, structLayouts } from './legacy/abi.js';
 // Real kernel backend (src/kernel): syscalls via koffi or an in-memory fake, VFIO device opening,
 // KernelMigrationDevice (v2 over ioctl) and KernelLegacyRegion (v1 over pread/pwrite).
 export {
-  KoffiSyscalls, koffiSyscalls, FakeSyscalls, FakeDevice, MttyModel, MttyMigrationFile, V1RegionModel,
+  KoffiSyscalls, koffiSyscalls, FakeSyscalls, FakeKernelOops, FakeDevice, MttyModel, MttyMigrationFile, V1RegionModel,
   MTTY_MAGIC, MTTY_HEADER_SIZE, MTTY_PORT_SIZE, UART_SCR, VfioDevice, openVfioDevice, openGroupDevice,
   openCdevDevice, resolveSysfsDevice, getDeviceInfo, getRegionInfo, VFIO_CONTAINER_PATH, VFIO_NOIOMMU_IOMMU, IOMMUFD_PATH,
   KernelMigrationDevice, KernelDataSession, KernelLegacyRegion, syscallError, ioctlName,
