@@ -3,7 +3,7 @@
 // stream bytes come from a twin SimDevice's own saver, not from the
 // translator; what the translator asks of the v2 device is recorded.
 import { describe, expect, it } from 'vitest';
-import { errnoOf as code, stopCopyStream, readRegion as bytesAt } from './support/sim-helpers.js';
+import { drainStopCopy, errnoOf as code, stopCopyStream, readRegion as bytesAt } from './support/sim-helpers.js';
 import type { LegacyRegion } from '../legacy/contracts.js';
 import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from '../legacy/v1-registers.js';
 import { SimDevice } from '../src/sim/sim-device.js';
@@ -31,20 +31,6 @@ function referenceStream(seed = 3, steps = 0): Uint8Array {
 }
 
 
-
-/** Stop-copy loop until pending_bytes reads 0, checking that pending is non-zero while chunks come. */
-async function drainStopCopy(r: LegacyRegion): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for (;;) {
-    const pending = await readU64Field(r, 'pending_bytes');
-    if (pending === 0n) break;
-    const off = Number(await readU64Field(r, 'data_offset'));
-    const n = Number(await readU64Field(r, 'data_size'));
-    expect(n, 'pending > 0 promises a non-empty chunk').toBeGreaterThan(0);
-    parts.push(await bytesAt(r, off, n));
-  }
-  return Buffer.concat(parts);
-}
 
 describe('header access', () => {
   it('natural width and alignment only; reserved reads 0 and ignores writes; gap and past-end are EINVAL', async () => {
@@ -324,7 +310,7 @@ describe('resume', () => {
 
 describe('opening over a device left in another state', () => {
   it.each([MigState.STOP, MigState.RESUMING, MigState.STOP_COPY, MigState.PRE_COPY])(
-    'left in %s: normalised with a reset, never a SET (BRIDGE.md pitfall 2)',
+    'left in %s: normalised with a reset (checked to give RUNNING), never a SET (BRIDGE.md pitfall 2)',
     async (left) => {
       const device = new SimDevice({ size: SIZE, seed: 1, pageSize: PAGE });
       const driver = new SimV2Driver(device, { flags: SC | PC });
@@ -333,7 +319,7 @@ describe('opening over a device left in another state', () => {
       const rec = new RecordingDevice(driver);
       const region = new LegacyRegionOverV2(rec);
       expect(await readDeviceState(region)).toBe(1);
-      expect(rec.log.starts()).toEqual(['migrationFlags', 'getState', 'reset']);
+      expect(rec.log.starts()).toEqual(['migrationFlags', 'getState', 'reset', 'getState']);
       expect(driver.currentState).toBe(MigState.RUNNING);
       expect(driver.openSessions).toBe(0);
     },
