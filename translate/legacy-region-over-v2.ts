@@ -20,7 +20,7 @@ import { MigrationError } from '../src/uapi/errors.js';
 import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
-import { takeOver } from '../src/v2/takeover.js';
+import { takeOver, type Takeover } from '../src/v2/takeover.js';
 import { retryTransient, toMigrationError } from './retry.js';
 import { v1ToV2State, v2ToV1State } from './state-map.js';
 
@@ -65,6 +65,8 @@ export interface LegacyRegionOverV2Snapshot {
   /** Stream bytes read from the device and not yet released (committed chunk or read-ahead). */
   stagedBytes: number;
   closed: boolean;
+  /** What the first use found and did (the device rule; only RUNNING is kept here). */
+  takeover?: Takeover;
 }
 
 export class LegacyRegionOverV2 implements LegacyRegion {
@@ -78,6 +80,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
   /** The data window's memory: a saved chunk is staged at [0, staged); resume bytes land where written. */
   private readonly window: Uint8Array;
   private ready = false;
+  private taken: Takeover | undefined;
   private closed = false;
   private flags = 0;
   private v2: MigState = MigState.RUNNING;
@@ -116,6 +119,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
       session: this.session === null ? null : this.v2 === MigState.RESUMING ? 'resuming' : 'saving',
       stagedBytes: this.staged,
       closed: this.closed,
+      ...(this.taken ? { takeover: this.taken } : {}),
     };
   }
 
@@ -198,7 +202,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
   private async ensureReady(): Promise<void> {
     if (this.ready) return;
     const flags = await retryTransient(() => this.device.migrationFlags());
-    await takeOver('the v2 device', {
+    this.taken = await takeOver('the v2 device', {
       getState: () => retryTransient(() => this.device.getState()),
       reset: () => retryTransient(() => this.device.reset()),
     }, [MigState.RUNNING]);

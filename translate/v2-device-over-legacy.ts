@@ -23,7 +23,7 @@ import { transitionPath } from '../src/v2/fsm.js';
 import { v1TransitionAllowed } from '../legacy/v1-transitions.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
-import { refuseForeignResume, takeOver } from '../src/v2/takeover.js';
+import { refuseForeignResume, takeOver, type Takeover } from '../src/v2/takeover.js';
 import { retryTransient, toMigrationError } from './retry.js';
 import { v1ToV2State, v2ToV1State } from './state-map.js';
 
@@ -44,6 +44,8 @@ export interface V2DeviceOverLegacySnapshot {
   /** Save: bytes of the open v1 chunk not yet handed to read(). Resume: bytes batched, not yet flushed. */
   bufferedBytes: number;
   closed: boolean;
+  /** What the first call found and did (the device rule). */
+  takeover?: Takeover;
 }
 
 /** What a data session needs from its device (kept off the public class). */
@@ -64,8 +66,9 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   private readonly flags: number;
   private state: MigState = MigState.RUNNING;
   private closed = false;
-  /** The region was taken over by the device rule (first call). */
+  /** The region was taken over by the device rule (first call, or a reset). */
   private taken = false;
+  private takeoverReport: Takeover | undefined;
   /** This face's own arc entered the RESUMING the region is in. */
   private resumeEntered = false;
   private saving: SavingSession | null = null;
@@ -90,6 +93,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       session: this.saving ? 'saving' : this.resuming ? 'resuming' : null,
       bufferedBytes: this.saving ? this.saving.chunkLeft : this.resuming ? this.resuming.fill : 0,
       closed: this.closed,
+      ...(this.takeoverReport ? { takeover: this.takeoverReport } : {}),
     };
   }
 
@@ -210,7 +214,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   private async ready(): Promise<void> {
     this.checkOpen();
     if (this.taken) return;
-    await takeOver('the v1 device', { getState: () => this.refreshState(), reset: () => this.resetRegion() });
+    this.takeoverReport = await takeOver('the v1 device', { getState: () => this.refreshState(), reset: () => this.resetRegion() });
     this.taken = true;
   }
 
