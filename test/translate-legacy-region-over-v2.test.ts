@@ -30,6 +30,27 @@ function referenceStream(seed = 3, steps = 0): Uint8Array {
   return stopCopyStream({ size: SIZE, seed, pageSize: PAGE }, steps);
 }
 
+/**
+ * One v1 save iteration (pending_bytes, data_offset, data_size, the window),
+ * then three more rounds of re-reads (with `between` run before each): the
+ * same values and bytes each time, and no call reaches the device.
+ */
+async function expectStableIteration(region: LegacyRegion, rec: RecordingDevice, between = () => {}): Promise<{ off: bigint; size: bigint; bytes: Uint8Array }> {
+  await readU64Field(region, 'pending_bytes');
+  const off = await readU64Field(region, 'data_offset');
+  const size = await readU64Field(region, 'data_size');
+  const bytes = await bytesAt(region, Number(off), Number(size));
+  rec.log.clear();
+  for (let i = 0; i < 3; i++) {
+    between();
+    expect(await readU64Field(region, 'data_offset')).toBe(off);
+    expect(await readU64Field(region, 'data_size')).toBe(size);
+    expect(await bytesAt(region, Number(off), Number(size))).toEqual(bytes);
+  }
+  expect(rec.log.starts()).toEqual([]);
+  return { off, size, bytes };
+}
+
 
 
 describe('header access', () => {
@@ -164,21 +185,11 @@ describe('save', () => {
   it('re-reads of data_offset and data_size in one iteration return the same chunk; the next pending read releases it', async () => {
     const { region, rec } = rig(SC | PC, { windowSize: 100 });
     await writeDeviceState(region, 2);
-    await readU64Field(region, 'pending_bytes');
-    const off = await readU64Field(region, 'data_offset');
-    const size = await readU64Field(region, 'data_size');
-    const first = await bytesAt(region, Number(off), Number(size));
-    rec.log.clear();
-    for (let i = 0; i < 3; i++) {
-      expect(await readU64Field(region, 'data_offset')).toBe(off);
-      expect(await readU64Field(region, 'data_size')).toBe(size);
-      expect(await bytesAt(region, Number(off), Number(size))).toEqual(first);
-    }
-    expect(rec.log.starts().filter((c) => c.startsWith('read('))).toEqual([]);
+    const first = await expectStableIteration(region, rec);
     await readU64Field(region, 'pending_bytes');
     await readU64Field(region, 'data_offset');
-    const second = await bytesAt(region, Number(off), Number(await readU64Field(region, 'data_size')));
-    expect(Buffer.from(Buffer.concat([first, second])).equals(Buffer.from(referenceStream()).subarray(0, first.length + second.length))).toBe(true);
+    const second = await bytesAt(region, Number(first.off), Number(await readU64Field(region, 'data_size')));
+    expect(Buffer.from(Buffer.concat([first.bytes, second])).equals(Buffer.from(referenceStream()).subarray(0, first.bytes.length + second.length))).toBe(true);
   });
 
   it('pending_bytes reads before data_offset have no visible side effect', async () => {
@@ -242,6 +253,48 @@ describe('save', () => {
     const perRead = (performance.now() - t0) / 50;
     expect(rec.log.entries).toEqual([]);
     expect(perRead).toBeLessThan(20); // a per-byte loop over 1 MiB of async calls would take seconds
+  });
+});
+
+describe('re-reads of data_offset and data_size within one iteration: same values, no device call', () => {
+  it('in pre-copy (a PRE_COPY device): no read, no PRECOPY_INFO, no MIG_DATA_SIZE', async () => {
+    const rec = new RecordingDevice(new SimV2Driver(new SimDevice({ size: SIZE, seed: 3, pageSize: PAGE }), { flags: SC | P2P | PC }));
+    const region = new LegacyRegionOverV2(rec, { windowSize: 500 });
+    await writeDeviceState(region, 3);
+    expect((await expectStableIteration(region, rec)).size).toBe(500n);
+  });
+
+  it('in pre-copy on a chunk shorter than the window, while the running device dirties more pages', async () => {
+    const device = new SimDevice({ size: SIZE, seed: 3, pageSize: PAGE });
+    const rec = new RecordingDevice(new SimV2Driver(device, { flags: SC | P2P | PC }));
+    const region = new LegacyRegionOverV2(rec, { windowSize: 100_000 });
+    await writeDeviceState(region, 3);
+    const { size } = await expectStableIteration(region, rec, () => void device.step(4));
+    expect(size).toBeGreaterThan(0n);
+    expect(size).toBeLessThan(100_000n); // all there was when data_offset was read; new dirt waits for the next iteration
+    expect(await readU64Field(region, 'pending_bytes')).toBeGreaterThan(0n);
+  });
+
+  it('in an emulated pre-copy: the empty chunk stays empty, also across 011 -> 010', async () => {
+    const rec = new RecordingDevice(new SimV2Driver(new SimDevice({ size: SIZE, seed: 3, pageSize: PAGE }), { flags: SC }));
+    const region = new LegacyRegionOverV2(rec, { windowSize: 500 });
+    await writeDeviceState(region, 3);
+    expect((await expectStableIteration(region, rec)).size).toBe(0n);
+    await writeDeviceState(region, 2);
+    expect(await readU64Field(region, 'data_size')).toBe(0n);
+    expect(await readU64Field(region, 'data_offset')).toBe(BigInt(region.dataOffset));
+    expect(await readU64Field(region, 'data_size')).toBe(0n);
+  });
+
+  it('in stop-and-copy on the last, short chunk', async () => {
+    const rec = new RecordingDevice(new SimV2Driver(new SimDevice({ size: SIZE, seed: 3, pageSize: PAGE }), { flags: SC | P2P | PC }));
+    const region = new LegacyRegionOverV2(rec, { windowSize: 4000 });
+    await writeDeviceState(region, 2);
+    const first = (await expectStableIteration(region, rec)).size;
+    expect(first).toBe(4000n);
+    const last = (await expectStableIteration(region, rec)).size;
+    expect(Number(first + last)).toBe(referenceStream().length);
+    expect(await readU64Field(region, 'pending_bytes')).toBe(0n);
   });
 });
 

@@ -6,7 +6,8 @@
 //  - pending_bytes saturates at 2^64 - 1 instead of wrapping to 0;
 //  - direct tests of failure paths: EAGAIN/EINTR from the v1 region under
 //    V2DeviceOverLegacy, a failing VFIO_DEVICE_RESET while sessions are open,
-//    cancelling an emulated pre-copy, and re-reads of data_offset/data_size.
+//    and cancelling an emulated pre-copy (re-reads of data_offset/data_size:
+//    translate-legacy-region-over-v2.test.ts).
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { LegacyRegion } from '../legacy/contracts.js';
@@ -25,7 +26,7 @@ import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
 import { TRANSIENT_RETRIES } from '../translate/retry.js';
 import { V2DeviceOverLegacy } from '../translate/v2-device-over-legacy.js';
 import { RecordingDevice, RecordingRegion } from './support/recording.js';
-import { Sink, drainStopCopy, failure, readRegion, stopCopyStream } from './support/sim-helpers.js';
+import { Sink, drainStopCopy, failure, stopCopyStream } from './support/sim-helpers.js';
 
 const { STOP_COPY: SC_F, P2P, PRE_COPY: PC_F } = MigFlags;
 const ALL = SC_F | P2P | PC_F;
@@ -333,68 +334,6 @@ describe('cancelling an emulated pre-copy (a device without PRE_COPY)', () => {
     await writeDeviceState(region, 0);
     expect(driver.openSessions).toBe(0);
     expect(driver.openHandles).toBe(0);
-  });
-});
-
-describe('re-reads of data_offset and data_size within one iteration', () => {
-  /**
-   * After pending_bytes + data_offset + data_size, three more rounds of re-reads
-   * (with `between` run before each): same values, same bytes, no device call.
-   */
-  async function expectStableIteration(region: LegacyRegionOverV2, rec: RecordingDevice, between = () => {}): Promise<bigint> {
-    await readU64Field(region, 'pending_bytes');
-    const off = await readU64Field(region, 'data_offset');
-    const size = await readU64Field(region, 'data_size');
-    const bytes = await readRegion(region, Number(off), Number(size));
-    rec.log.clear();
-    for (let i = 0; i < 3; i++) {
-      between();
-      expect(await readU64Field(region, 'data_offset')).toBe(off);
-      expect(await readU64Field(region, 'data_size')).toBe(size);
-      expect(await readRegion(region, Number(off), Number(size))).toEqual(bytes);
-    }
-    expect(rec.log.starts()).toEqual([]);
-    return size;
-  }
-
-  it('in pre-copy (a PRE_COPY device): no read, no PRECOPY_INFO, no MIG_DATA_SIZE', async () => {
-    const rec = new RecordingDevice(new SimV2Driver(simDevice(), { flags: ALL }));
-    const region = new LegacyRegionOverV2(rec, { windowSize: 500 });
-    await writeDeviceState(region, 3);
-    expect(await expectStableIteration(region, rec)).toBe(500n);
-  });
-
-  it('in pre-copy on a chunk shorter than the window, while the running device dirties more pages', async () => {
-    const device = simDevice();
-    const rec = new RecordingDevice(new SimV2Driver(device, { flags: ALL }));
-    const region = new LegacyRegionOverV2(rec, { windowSize: 100_000 });
-    await writeDeviceState(region, 3);
-    const size = await expectStableIteration(region, rec, () => void device.step(4));
-    expect(size).toBeGreaterThan(0n);
-    expect(size).toBeLessThan(100_000n); // all there was when data_offset was read; new dirt waits for the next iteration
-    expect(await readU64Field(region, 'pending_bytes')).toBeGreaterThan(0n);
-  });
-
-  it('in an emulated pre-copy: the empty chunk stays empty, also across 011 -> 010', async () => {
-    const rec = new RecordingDevice(new SimV2Driver(simDevice(), { flags: SC_F }));
-    const region = new LegacyRegionOverV2(rec, { windowSize: 500 });
-    await writeDeviceState(region, 3);
-    expect(await expectStableIteration(region, rec)).toBe(0n);
-    await writeDeviceState(region, 2);
-    expect(await readU64Field(region, 'data_size')).toBe(0n);
-    expect(await readU64Field(region, 'data_offset')).toBe(BigInt(region.dataOffset));
-    expect(await readU64Field(region, 'data_size')).toBe(0n);
-  });
-
-  it('in stop-and-copy on the last, short chunk', async () => {
-    const rec = new RecordingDevice(new SimV2Driver(simDevice(), { flags: ALL }));
-    const region = new LegacyRegionOverV2(rec, { windowSize: 4000 });
-    await writeDeviceState(region, 2);
-    const first = await expectStableIteration(region, rec);
-    expect(first).toBe(4000n);
-    const last = await expectStableIteration(region, rec);
-    expect(Number(first + last)).toBe(reference().length);
-    expect(await readU64Field(region, 'pending_bytes')).toBe(0n);
   });
 });
 
