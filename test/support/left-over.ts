@@ -43,3 +43,15 @@ export function rawState(spec: DeviceSpec, sys: Syscalls): MigState {
     vfio.close();
   }
 }
+
+/** A v1 device left at device_state `bits` (a raw pwrite on its migration region), then closed without a reset. */
+export function abandonV1At(spec: DeviceSpec, sys: Syscalls, bits: number): void {
+  const vfio = openVfioDevice(spec, sys);
+  try {
+    const state = new Uint8Array(4);
+    new DataView(state.buffer).setUint32(0, bits, true);
+    vfio.writeRegion(vfio.migrationRegion()!, 0, state);
+  } finally {
+    vfio.close();
+  }
+}
