@@ -17,7 +17,7 @@ export { uapi, structLayouts } from './legacy/abi.js';
 // Real kernel backend (src/kernel): syscalls via koffi or an in-memory fake, VFIO device opening,
 // KernelMigrationDevice (v2 over ioctl) and KernelLegacyRegion (v1 over pread/pwrite).
 export {
-  KoffiSyscalls, koffiSyscalls, FakeSyscalls, FakeDevice, MttyModel, MttyMigrationFile, V1RegionModel,
+  KoffiSyscalls, koffiSyscalls, FakeSyscalls, FakeKernelOops, FakeDevice, MttyModel, MttyMigrationFile, V1RegionModel,
   MTTY_MAGIC, MTTY_HEADER_SIZE, MTTY_PORT_SIZE, UART_SCR, VfioDevice, openVfioDevice, openGroupDevice,
   openCdevDevice, resolveSysfsDevice, getDeviceInfo, getRegionInfo, VFIO_CONTAINER_PATH, VFIO_NOIOMMU_IOMMU, IOMMUFD_PATH,
   KernelMigrationDevice, KernelDataSession, KernelLegacyRegion, syscallError, ioctlName,
@@ -55,6 +55,11 @@ export { QemuMigrationState } from './src/v2/qemu-migration-state.js';
 export { asMigrationError } from './src/v2/as-migration-error.js';
 export { saveV2, loadV2, VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './src/v2/client.js';
 export type { SaveV2Options, SaveV2Result, LoadV2Options, LoadV2Result, MigrationProgress, MigrationPhase } from './src/v2/client.js';
+// The device rule (a left-over state is reset, never SET) and what a failed client did to the device.
+export { takeOver, refuseForeignResume, KEPT_AT_TAKEOVER } from './src/v2/takeover.js';
+export type { Takeover, TakeoverIo } from './src/v2/takeover.js';
+export { recoveryOf } from './src/v2/failure-recovery.js';
+export type { DeviceRecovery } from './src/v2/failure-recovery.js';
 // v1 protocol (legacy/): transition policies, region access rules, the reference v1 region driver, the v1 client (QEMU 7.2).
 export { V1_POLICIES, v1AllowedTargets, v1TransitionAllowed, parseV1Policy } from './legacy/v1-transitions.js';
 export type { V1Policy } from './legacy/v1-transitions.js';

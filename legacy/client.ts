@@ -12,11 +12,15 @@
 // stopped, then the migration notifier (~(SAVING|RESUMING)/RUNNING).
 // loadV1: vfio_load_setup (~MASK/RESUMING), vfio_load_buffer per data record
 // (split to the destination window), then the VM start (~MASK/RUNNING), where
-// the device validates and applies the data. QEMU 7.2 never resets a device.
+// the device validates and applies the data. QEMU 7.2 never resets a device:
+// after a failed load it exits and leaves the device in 100, which the next
+// user must not leave by a state write (src/v2/takeover.ts). loadV1 resets
+// the device instead and notes that on the error (src/v2/failure-recovery.ts).
 import type { Readable, Writable } from 'node:stream';
 import { MigrationError, type ErrnoName } from '../src/uapi/errors.js';
 import { asMigrationError } from '../src/v2/as-migration-error.js';
 import type { MigrationPhase, MigrationProgress } from '../src/v2/client.js';
+import { noteRecovery } from '../src/v2/failure-recovery.js';
 import { MIG_STREAM_DATA_HEADER_BYTES, MigStreamDecoder } from '../src/v2/stream-format.js';
 import { MigStreamWriter } from '../src/v2/stream-writer.js';
 import type { LegacyRegion } from './contracts.js';
@@ -270,9 +274,30 @@ export async function loadV1(region: LegacyRegion, input: Readable | AsyncIterab
   // vfio_load_setup
   await v1SetState(region, QEMU72_SET_STATE.loadSetup.mask, QEMU72_SET_STATE.loadSetup.value);
   report('resume');
+  try {
+    await loadChunks(region, input, access, result, () => report('resume'));
+    if (options.startVm ?? true) await v1VmStart(region);
+  } catch (err) {
+    const first = asMigrationError(err);
+    // Where QEMU 7.2 exits (or aborts) and leaves the device in 100 (or 110b): a reset instead.
+    try {
+      await region.reset();
+    } catch (resetErr) {
+      throw noteRecovery(first, { reset: false, error: asMigrationError(resetErr) });
+    }
+    throw noteRecovery(first, { reset: true });
+  }
+  report('done');
+  return result;
+}
 
-  // vfio_load_buffer, one sub-chunk at a time: pread data_offset, take
-  // min(record bytes left, region size - data_offset), write it, pwrite data_size.
+/**
+ * vfio_load_buffer, one sub-chunk at a time: pread data_offset, take
+ * min(record bytes left, region size - data_offset), write it, pwrite data_size.
+ */
+async function loadChunks(
+  region: LegacyRegion, input: Readable | AsyncIterable<Uint8Array>, access: V1WindowAccess, result: LoadV1Result, progress: () => void,
+): Promise<void> {
   let staging: Uint8Array | null = null;
   let fill = 0;
   let dataOffset = 0;
@@ -293,7 +318,7 @@ export async function loadV1(region: LegacyRegion, input: Readable | AsyncIterab
     result.deviceBytes += fill;
     result.chunks++;
     fill = 0;
-    report('resume');
+    progress();
   };
 
   const decoder = new MigStreamDecoder();
@@ -336,11 +361,6 @@ export async function loadV1(region: LegacyRegion, input: Readable | AsyncIterab
     }
   }
   decoder.end();
-  staging = null;
-
-  if (options.startVm ?? true) await v1VmStart(region);
-  report('done');
-  return result;
 }
 
 function checkAccess(access: string): void {

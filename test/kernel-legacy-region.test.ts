@@ -6,6 +6,7 @@ import {
   FakeSyscalls, KernelLegacyRegion, MigrationError, V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP,
   VFIO_DEVICE_RESET, type LegacyRegion,
 } from '../index.js';
+import { abandonV1At } from './support/left-over.js';
 import { expectMttyHeader } from './support/mtty-scenarios.js';
 
 const A = 'v1-a';
@@ -109,9 +110,12 @@ describe('KernelLegacyRegion on a fake v1 driver', () => {
   it('bounds every access to the region and refuses use after close', async () => {
     const sys = fake();
     const a = await KernelLegacyRegion.open({ group: 0, name: A }, sys);
+    await readState(a);
+    const accesses = () => sys.calls.filter((c) => c.op === 'pread' || c.op === 'pwrite').length;
+    const before = accesses();
     await expect(a.readAt(a.size - 4, new Uint8Array(8))).rejects.toMatchObject({ code: 'EINVAL' });
     await expect(a.writeAt(-1, new Uint8Array(1))).rejects.toMatchObject({ code: 'EINVAL' });
-    expect(sys.calls.filter((c) => c.op === 'pread' || c.op === 'pwrite')).toEqual([]);
+    expect(accesses()).toBe(before);
     await a.close();
     await a.close();
     await expect(a.readAt(0, new Uint8Array(4))).rejects.toMatchObject({ code: 'EBADF' });
@@ -146,5 +150,49 @@ describe('KernelLegacyRegion on a fake v1 driver', () => {
       await expect(scenario(sys)).rejects.toBeInstanceOf(MigrationError);
       expect(sys.openFds(), `fault at call ${nth}`).toEqual([]);
     }
+  });
+});
+
+describe('KernelLegacyRegion and the device rule (src/v2/takeover.ts)', () => {
+  const stateWrites = (sys: FakeSyscalls) => sys.callsOf('pwrite').filter((c) => (c.offset! & 0xffffffffffn) === 0n && c.length === 4);
+
+  it.each([[V1_RESUMING, 'reset'], [V1_SAVING, 'reset'], [V1_RUNNING | V1_SAVING, 'reset'], [V1_STOP, 'kept'], [V1_RUNNING, 'kept']] as const)(
+    'a device left at %i by an earlier user: %s at first use, never a device_state write', async (bits, action) => {
+      const sys = fake();
+      abandonV1At({ group: 0, name: A }, sys, bits);
+      const writesBefore = stateWrites(sys).length;
+      const a = await KernelLegacyRegion.open({ group: 0, name: A }, sys);
+      expect(await readState(a)).toBe(action === 'reset' ? V1_RUNNING : bits);
+      expect(sys.callsOf('ioctl', VFIO_DEVICE_RESET)).toHaveLength(action === 'reset' ? 1 : 0);
+      expect(stateWrites(sys)).toHaveLength(writesBefore);
+      await a.close();
+      expect(sys.openFds()).toEqual([]);
+    },
+  );
+
+  it('a device_state write out of a 100 this handle did not write is refused (EBUSY); its own 100 it may leave', async () => {
+    const sys = fake();
+    const a = await KernelLegacyRegion.open({ group: 0, name: A }, sys);
+    expect(await readState(a)).toBe(V1_RUNNING);
+    a.vfio.writeRegion(a.region, 0, u32(V1_RESUMING)); // another user of the same device fd
+    const e = await a.writeAt(0, u32(V1_RUNNING)).catch((x: unknown) => x as MigrationError);
+    expect(e).toMatchObject({ code: 'EBUSY' });
+    expect(await readState(a)).toBe(V1_RESUMING);
+    await a.reset();
+    await a.writeAt(0, u32(V1_RESUMING));
+    await expect(a.writeAt(0, u32(V1_RUNNING))).rejects.toMatchObject({ code: 'EINVAL' }); // its own: the driver refuses no data
+    await a.close();
+  });
+
+  it('close resets a region its holder leaves at 100', async () => {
+    const sys = fake();
+    const a = await KernelLegacyRegion.open({ group: 0, name: A }, sys);
+    await a.writeAt(0, u32(V1_RESUMING));
+    await a.close();
+    expect(sys.callsOf('ioctl', VFIO_DEVICE_RESET)).toHaveLength(1);
+    const again = await KernelLegacyRegion.open({ group: 0, name: A }, sys);
+    expect(await readState(again)).toBe(V1_RUNNING);
+    expect(sys.callsOf('ioctl', VFIO_DEVICE_RESET)).toHaveLength(1); // nothing left over this time
+    await again.close();
   });
 });

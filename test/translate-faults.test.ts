@@ -103,7 +103,7 @@ describe('v1 face: LegacyRegionOverV2 under the QEMU 7.2 client', () => {
     await v1MigratesAgain(r);
   });
 
-  it('a truncated source stream is refused by the destination at VM start (100 -> 001); reset recovers it', async () => {
+  it('a truncated source stream is refused by the destination at VM start (100 -> 001); the client resets it', async () => {
     const src = v1Rig('expose', { truncateStreamAt: 50_000 });
     const { sink } = await v1Save(src); // the source cannot know: its device said end of stream
     const dst = v1Rig();
@@ -111,9 +111,7 @@ describe('v1 face: LegacyRegionOverV2 under the QEMU 7.2 client', () => {
     const e = await failure(loadV1(dst.region, Readable.from([sink.bytes]), { windowAccess: 'mmap' }));
     expect(e.code).toBe('EINVAL');
     expect(isV1Fatal(e)).toBe(false);
-    expect(await readDeviceState(dst.region)).toBe(4);
     expect(dst.device.fingerprint()).toBe(before);
-    await dst.region.reset();
     expect(await readDeviceState(dst.region)).toBe(1);
     expectClean(dst);
   });

@@ -3,7 +3,7 @@
 // stream bytes come from a twin SimDevice's own saver, not from the
 // translator; what the translator asks of the v2 device is recorded.
 import { describe, expect, it } from 'vitest';
-import { errnoOf as code, stopCopyStream, readRegion as bytesAt } from './support/sim-helpers.js';
+import { drainStopCopy, errnoOf as code, stopCopyStream, readRegion as bytesAt } from './support/sim-helpers.js';
 import type { LegacyRegion } from '../legacy/contracts.js';
 import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from '../legacy/v1-registers.js';
 import { SimDevice } from '../src/sim/sim-device.js';
@@ -30,21 +30,28 @@ function referenceStream(seed = 3, steps = 0): Uint8Array {
   return stopCopyStream({ size: SIZE, seed, pageSize: PAGE }, steps);
 }
 
-
-
-/** Stop-copy loop until pending_bytes reads 0, checking that pending is non-zero while chunks come. */
-async function drainStopCopy(r: LegacyRegion): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for (;;) {
-    const pending = await readU64Field(r, 'pending_bytes');
-    if (pending === 0n) break;
-    const off = Number(await readU64Field(r, 'data_offset'));
-    const n = Number(await readU64Field(r, 'data_size'));
-    expect(n, 'pending > 0 promises a non-empty chunk').toBeGreaterThan(0);
-    parts.push(await bytesAt(r, off, n));
+/**
+ * One v1 save iteration (pending_bytes, data_offset, data_size, the window),
+ * then three more rounds of re-reads (with `between` run before each): the
+ * same values and bytes each time, and no call reaches the device.
+ */
+async function expectStableIteration(region: LegacyRegion, rec: RecordingDevice, between = () => {}): Promise<{ off: bigint; size: bigint; bytes: Uint8Array }> {
+  await readU64Field(region, 'pending_bytes');
+  const off = await readU64Field(region, 'data_offset');
+  const size = await readU64Field(region, 'data_size');
+  const bytes = await bytesAt(region, Number(off), Number(size));
+  rec.log.clear();
+  for (let i = 0; i < 3; i++) {
+    between();
+    expect(await readU64Field(region, 'data_offset')).toBe(off);
+    expect(await readU64Field(region, 'data_size')).toBe(size);
+    expect(await bytesAt(region, Number(off), Number(size))).toEqual(bytes);
   }
-  return Buffer.concat(parts);
+  expect(rec.log.starts()).toEqual([]);
+  return { off, size, bytes };
 }
+
+
 
 describe('header access', () => {
   it('natural width and alignment only; reserved reads 0 and ignores writes; gap and past-end are EINVAL', async () => {
@@ -178,21 +185,11 @@ describe('save', () => {
   it('re-reads of data_offset and data_size in one iteration return the same chunk; the next pending read releases it', async () => {
     const { region, rec } = rig(SC | PC, { windowSize: 100 });
     await writeDeviceState(region, 2);
-    await readU64Field(region, 'pending_bytes');
-    const off = await readU64Field(region, 'data_offset');
-    const size = await readU64Field(region, 'data_size');
-    const first = await bytesAt(region, Number(off), Number(size));
-    rec.log.clear();
-    for (let i = 0; i < 3; i++) {
-      expect(await readU64Field(region, 'data_offset')).toBe(off);
-      expect(await readU64Field(region, 'data_size')).toBe(size);
-      expect(await bytesAt(region, Number(off), Number(size))).toEqual(first);
-    }
-    expect(rec.log.starts().filter((c) => c.startsWith('read('))).toEqual([]);
+    const first = await expectStableIteration(region, rec);
     await readU64Field(region, 'pending_bytes');
     await readU64Field(region, 'data_offset');
-    const second = await bytesAt(region, Number(off), Number(await readU64Field(region, 'data_size')));
-    expect(Buffer.from(Buffer.concat([first, second])).equals(Buffer.from(referenceStream()).subarray(0, first.length + second.length))).toBe(true);
+    const second = await bytesAt(region, Number(first.off), Number(await readU64Field(region, 'data_size')));
+    expect(Buffer.from(Buffer.concat([first.bytes, second])).equals(Buffer.from(referenceStream()).subarray(0, first.bytes.length + second.length))).toBe(true);
   });
 
   it('pending_bytes reads before data_offset have no visible side effect', async () => {
@@ -256,6 +253,48 @@ describe('save', () => {
     const perRead = (performance.now() - t0) / 50;
     expect(rec.log.entries).toEqual([]);
     expect(perRead).toBeLessThan(20); // a per-byte loop over 1 MiB of async calls would take seconds
+  });
+});
+
+describe('re-reads of data_offset and data_size within one iteration: same values, no device call', () => {
+  it('in pre-copy (a PRE_COPY device): no read, no PRECOPY_INFO, no MIG_DATA_SIZE', async () => {
+    const rec = new RecordingDevice(new SimV2Driver(new SimDevice({ size: SIZE, seed: 3, pageSize: PAGE }), { flags: SC | P2P | PC }));
+    const region = new LegacyRegionOverV2(rec, { windowSize: 500 });
+    await writeDeviceState(region, 3);
+    expect((await expectStableIteration(region, rec)).size).toBe(500n);
+  });
+
+  it('in pre-copy on a chunk shorter than the window, while the running device dirties more pages', async () => {
+    const device = new SimDevice({ size: SIZE, seed: 3, pageSize: PAGE });
+    const rec = new RecordingDevice(new SimV2Driver(device, { flags: SC | P2P | PC }));
+    const region = new LegacyRegionOverV2(rec, { windowSize: 100_000 });
+    await writeDeviceState(region, 3);
+    const { size } = await expectStableIteration(region, rec, () => void device.step(4));
+    expect(size).toBeGreaterThan(0n);
+    expect(size).toBeLessThan(100_000n); // all there was when data_offset was read; new dirt waits for the next iteration
+    expect(await readU64Field(region, 'pending_bytes')).toBeGreaterThan(0n);
+  });
+
+  it('in an emulated pre-copy: the empty chunk stays empty, also across 011 -> 010', async () => {
+    const rec = new RecordingDevice(new SimV2Driver(new SimDevice({ size: SIZE, seed: 3, pageSize: PAGE }), { flags: SC }));
+    const region = new LegacyRegionOverV2(rec, { windowSize: 500 });
+    await writeDeviceState(region, 3);
+    expect((await expectStableIteration(region, rec)).size).toBe(0n);
+    await writeDeviceState(region, 2);
+    expect(await readU64Field(region, 'data_size')).toBe(0n);
+    expect(await readU64Field(region, 'data_offset')).toBe(BigInt(region.dataOffset));
+    expect(await readU64Field(region, 'data_size')).toBe(0n);
+  });
+
+  it('in stop-and-copy on the last, short chunk', async () => {
+    const rec = new RecordingDevice(new SimV2Driver(new SimDevice({ size: SIZE, seed: 3, pageSize: PAGE }), { flags: SC | P2P | PC }));
+    const region = new LegacyRegionOverV2(rec, { windowSize: 4000 });
+    await writeDeviceState(region, 2);
+    const first = (await expectStableIteration(region, rec)).size;
+    expect(first).toBe(4000n);
+    const last = (await expectStableIteration(region, rec)).size;
+    expect(Number(first + last)).toBe(referenceStream().length);
+    expect(await readU64Field(region, 'pending_bytes')).toBe(0n);
   });
 });
 
@@ -324,7 +363,7 @@ describe('resume', () => {
 
 describe('opening over a device left in another state', () => {
   it.each([MigState.STOP, MigState.RESUMING, MigState.STOP_COPY, MigState.PRE_COPY])(
-    'left in %s: normalised with a reset, never a SET (BRIDGE.md pitfall 2)',
+    'left in %s: normalised with a reset (checked to give RUNNING), never a SET (BRIDGE.md pitfall 2)',
     async (left) => {
       const device = new SimDevice({ size: SIZE, seed: 1, pageSize: PAGE });
       const driver = new SimV2Driver(device, { flags: SC | PC });
@@ -333,7 +372,7 @@ describe('opening over a device left in another state', () => {
       const rec = new RecordingDevice(driver);
       const region = new LegacyRegionOverV2(rec);
       expect(await readDeviceState(region)).toBe(1);
-      expect(rec.log.starts()).toEqual(['migrationFlags', 'getState', 'reset']);
+      expect(rec.log.starts()).toEqual(['migrationFlags', 'getState', 'reset', 'getState']);
       expect(driver.currentState).toBe(MigState.RUNNING);
       expect(driver.openSessions).toBe(0);
     },

@@ -287,6 +287,7 @@ describe('errors and reset', () => {
 describe('serialization', () => {
   it('two overlapping SETs do not interleave their v1 writes', async () => {
     const { dev, region } = rig();
+    await dev.getState(); // the first call takes the region over (one device_state read)
     region.log.clear();
     region.stateWriteGate.close();
     const a = dev.setState(MigState.STOP_COPY); // 010 (001 -> 010 directly)

@@ -130,13 +130,17 @@ describe('round trips (all four flag sets, device working during pre-copy)', () 
     expect(p.dstDev.fingerprint()).toBe(p.srcDev.fingerprint());
   });
 
-  it('saving from RESUMING is refused with EINVAL and the device is recovered to RUNNING', async () => {
+  it('saving from RESUMING is refused with EINVAL before anything is changed: never a SET out of RESUMING', async () => {
     const p = pair(ALL);
     await p.src.setState(S);
     const held = (await p.src.setState(RS))!;
+    p.srcArcs.length = 0;
     expect(await codeOf(saveV2(p.src, new Sink()))).toBe('EINVAL');
+    expect(p.srcArcs).toEqual([]);
+    expect(p.src.currentState).toBe(RS); // the holder's RESUMING, untouched
     await held.close();
-    expectClean(p.src, R); // the PRECOPY_FAILED notifier's set_or_reset(RUNNING): RS->S refuses no data, so: reset
+    await p.src.reset();
+    expectClean(p.src, R);
   });
 });
 

@@ -20,6 +20,7 @@ import { MigrationError } from '../src/uapi/errors.js';
 import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
+import { takeOver, type Takeover } from '../src/v2/takeover.js';
 import { retryTransient, toMigrationError } from './retry.js';
 import { v1ToV2State, v2ToV1State } from './state-map.js';
 
@@ -32,6 +33,9 @@ import { v1ToV2State, v2ToV1State } from './state-map.js';
 export const LEGACY_OVER_V2_DATA_OFFSET = 4096;
 /** Decision: 1 MiB default window = QEMU 8+'s default data_fd read size (SPEC §4.3), so a chunk is one device read. */
 export const LEGACY_OVER_V2_DEFAULT_WINDOW = 1 << 20;
+
+/** The largest value the 8-byte pending_bytes register holds; sums are clamped to it, never wrapped. */
+const U64_MAX = (1n << 64n) - 1n;
 
 export type ErrorRecovery = 'expose' | 'reset';
 
@@ -68,6 +72,8 @@ export interface LegacyRegionOverV2Snapshot {
   /** Stream bytes read from the device and not yet released (committed chunk or read-ahead). */
   stagedBytes: number;
   closed: boolean;
+  /** What the first use found and did (the device rule; only RUNNING is kept here). */
+  takeover?: Takeover;
 }
 
 export class LegacyRegionOverV2 implements LegacyRegion {
@@ -81,6 +87,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
   /** The data window's memory: a saved chunk is staged at [0, staged); resume bytes land where written. */
   private readonly window: Uint8Array;
   private ready = false;
+  private taken: Takeover | undefined;
   private closed = false;
   private flags = 0;
   private v2: MigState = MigState.RUNNING;
@@ -122,6 +129,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
       session: this.session === null ? null : this.v2 === MigState.RESUMING ? 'resuming' : 'saving',
       stagedBytes: this.staged,
       closed: this.closed,
+      ...(this.taken ? { takeover: this.taken } : {}),
     };
   }
 
@@ -173,30 +181,41 @@ export class LegacyRegionOverV2 implements LegacyRegion {
   /**
    * Decision: the region owns the device it was given: close() ends the
    * session (the user's data_fd) and closes the device, as closing a v1
-   * device fd releases the driver behind it. Idempotent.
+   * device fd releases the driver behind it. A device left in RESUMING is
+   * reset first (the device rule, src/v2/takeover.ts: a v2 driver keeps the
+   * state when closed and may oops on the next SET out of it); the device is
+   * closed even if that reset fails, whose error is then thrown. Idempotent.
    */
   close(): Promise<void> {
     return this.queue.run(async () => {
       if (this.closed) return;
       this.closed = true;
       await this.dropSession();
+      let resetErr: unknown;
+      if (this.ready && this.v2 === MigState.RESUMING) {
+        await retryTransient(() => this.device.reset()).catch((e: unknown) => { resetErr = e; });
+      }
       await this.device.close();
+      if (resetErr) throw resetErr;
     });
   }
 
   // ---- first use ---------------------------------------------------------
 
   /**
-   * Normalise a device left in another state by an earlier user (BRIDGE.md
-   * pitfalls 2 and 3): anything but RUNNING is reset, never SET (a SET out
-   * of a left-over RESUMING oopses mtty). Runs inside the first queued call;
-   * if it fails, that call fails with the errno and the next call retries.
+   * Take the device over by the device rule (src/v2/takeover.ts), keeping
+   * only RUNNING: QEMU 7.2 assumes 001 at start, so a device left in any
+   * other state (STOP too) is reset, never SET (a SET out of a left-over
+   * RESUMING oopses mtty). Runs inside the first queued call; if it fails,
+   * that call fails with the errno and the next call retries.
    */
   private async ensureReady(): Promise<void> {
     if (this.ready) return;
     const flags = await retryTransient(() => this.device.migrationFlags());
-    const state = await retryTransient(() => this.device.getState());
-    if (state !== MigState.RUNNING) await retryTransient(() => this.device.reset());
+    this.taken = await takeOver('the v2 device', {
+      getState: () => retryTransient(() => this.device.getState()),
+      reset: () => retryTransient(() => this.device.reset()),
+    }, [MigState.RUNNING]);
     this.flags = flags;
     this.enterRunningAfterReset();
     this.ready = true;
@@ -271,10 +290,10 @@ export class LegacyRegionOverV2 implements LegacyRegion {
       } catch {
         more = 0n;
       }
-      return BigInt(this.staged) + more;
+      return saturatingSum(BigInt(this.staged), more);
     }
     const info = await retryTransient(() => session.precopyInfo());
-    return BigInt(this.staged) + info.initialBytes + info.dirtyBytes;
+    return saturatingSum(BigInt(this.staged), info.initialBytes, info.dirtyBytes);
   }
 
   /**
@@ -368,10 +387,15 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     }
     const f = from & V1_MASK;
     const t = to & V1_MASK;
-    if (f === t) {
-      // Decision: same low bits (QEMU 7.2 writes 1->1 at cont and 2->2 at completion):
-      // only the reserved bits change; the v2 device is not asked (a v2 SET to the
-      // current state is a no-op anyway).
+    const emulate = t === (V1_RUNNING | V1_SAVING) && !(this.flags & MigFlags.PRE_COPY);
+    // SPEC §6.6: 011 on a device without PRE_COPY stays RUNNING; the session opens at 011 -> 010.
+    const target = emulate ? MigState.RUNNING : v1ToV2State(t);
+    if (f === t && this.v2 === target && this.emulatedPrecopy === emulate) {
+      // Decision: a write of the value shown over exactly the v2 state it maps to (QEMU 7.2
+      // writes 1->1 at cont and 2->2 at completion): only the reserved bits change; the v2
+      // device is not asked. Same low bits over another state — RUNNING_P2P shown as 001,
+      // PRE_COPY_P2P as 011 after an arc failed mid-path — are not this case: the write
+      // must bring the device to the state it maps to, so it goes on to the SET below.
       this.v1 = to;
       return;
     }
@@ -383,9 +407,6 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     if (this.resumeRejected && f === V1_RESUMING) {
       throw new MigrationError('EINVAL', 'the resumed data was rejected; reset the device');
     }
-    const emulate = t === (V1_RUNNING | V1_SAVING) && !(this.flags & MigFlags.PRE_COPY);
-    // SPEC §6.6: 011 on a device without PRE_COPY stays RUNNING; the session opens at 011 -> 010.
-    const target = emulate ? MigState.RUNNING : v1ToV2State(t);
     const prev = this.v2;
     // Decision: an (empty) emulated pre-copy chunk whose data_offset was read stays the
     // open chunk across 011 -> 010, as a real chunk does: data_offset/data_size re-reads
@@ -544,4 +565,10 @@ export class LegacyRegionOverV2 implements LegacyRegion {
   private checkOpen(): void {
     if (this.closed) throw new MigrationError('EBADF', 'region is closed');
   }
+}
+
+/** a + b + ... as the 8-byte pending_bytes register holds it: clamped at 2^64 - 1, never wrapped to a small number. */
+function saturatingSum(...terms: bigint[]): bigint {
+  const sum = terms.reduce((x, y) => x + y, 0n);
+  return sum > U64_MAX ? U64_MAX : sum;
 }

@@ -9,16 +9,21 @@
 // session pumps the v1 save loop (pending_bytes, data_offset, data_size,
 // window) into read(); the resuming session batches write() bytes into full
 // windows. Every call, sessions' included, runs on one SerialQueue.
+// The device rule (src/v2/takeover.ts) holds on this face as on a kernel v2
+// device: the first call takes the region over (a left-over 100, 010, 011 or
+// 110b is reset, never written), a SET out of a RESUMING this face did not
+// enter is refused, and close() resets a region it leaves in 100.
 import type { LegacyRegion } from '../legacy/contracts.js';
 import { HEADER_SIZE } from '../legacy/region-layout.js';
 import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from '../legacy/v1-registers.js';
-import { V1_MASK, V1_RUNNING, v1StateName } from '../legacy/v1-state.js';
+import { V1_MASK, V1_RESUMING, V1_RUNNING, v1StateName } from '../legacy/v1-state.js';
 import { MigrationError } from '../src/uapi/errors.js';
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../src/v2/contracts.js';
 import { transitionPath } from '../src/v2/fsm.js';
 import { v1TransitionAllowed } from '../legacy/v1-transitions.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
+import { refuseForeignResume, takeOver, type Takeover } from '../src/v2/takeover.js';
 import { retryTransient, toMigrationError } from './retry.js';
 import { v1ToV2State, v2ToV1State } from './state-map.js';
 
@@ -39,6 +44,8 @@ export interface V2DeviceOverLegacySnapshot {
   /** Save: bytes of the open v1 chunk not yet handed to read(). Resume: bytes batched, not yet flushed. */
   bufferedBytes: number;
   closed: boolean;
+  /** What the first call found and did (the device rule). */
+  takeover?: Takeover;
 }
 
 /** What a data session needs from its device (kept off the public class). */
@@ -59,6 +66,11 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   private readonly flags: number;
   private state: MigState = MigState.RUNNING;
   private closed = false;
+  /** The region was taken over by the device rule (first call, or a reset). */
+  private taken = false;
+  private takeoverReport: Takeover | undefined;
+  /** This face's own arc entered the RESUMING the region is in. */
+  private resumeEntered = false;
   private saving: SavingSession | null = null;
   private resuming: ResumingSession | null = null;
   /** The last data_offset seen, to size the window outside a saving iteration. */
@@ -81,12 +93,13 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       session: this.saving ? 'saving' : this.resuming ? 'resuming' : null,
       bufferedBytes: this.saving ? this.saving.chunkLeft : this.resuming ? this.resuming.fill : 0,
       closed: this.closed,
+      ...(this.takeoverReport ? { takeover: this.takeoverReport } : {}),
     };
   }
 
   migrationFlags(): Promise<number> {
     return this.queue.run(async () => {
-      this.checkOpen();
+      await this.ready();
       return this.flags;
     });
   }
@@ -94,7 +107,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   /** MIG_DEVICE_STATE GET: device_state read from the region, mapped (110b -> ERROR). */
   getState(): Promise<MigState> {
     return this.queue.run(async () => {
-      this.checkOpen();
+      await this.ready();
       return this.refreshState();
     });
   }
@@ -109,13 +122,13 @@ export class V2DeviceOverLegacy implements MigrationDevice {
    * Decision: the current state is read from device_state at every SET (and
    * GET), not cached: it is the read half of the read-modify-write that keeps
    * the reserved bits, and a v1 driver may have gone to 110b on its own after
-   * a data-path error. Decision: nothing is normalised when the face is
-   * opened (unlike LegacyRegionOverV2): a v2 device keeps its state between
-   * users in the kernel too, and v1 drivers have no mtty-style RESUMING oops.
+   * a data-path error. A SET out of a RESUMING this face did not enter is
+   * refused (EBUSY) with nothing written: leaving 100 makes a v1 driver apply
+   * resume data this face never wrote.
    */
   setState(target: MigState): Promise<DataSession | null> {
     return this.queue.run(async () => {
-      this.checkOpen();
+      await this.ready();
       const raw = await retryTransient(() => readDeviceState(this.region));
       let cur = this.adopt(raw);
       const reserved = (raw & ~V1_MASK) >>> 0;
@@ -123,6 +136,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       // As mtty_set_state's loop: a SET to the current state does nothing; otherwise
       // the kernel's path is computed first (EINVAL for a bad target, nothing done).
       if (cur === target) return null;
+      refuseForeignResume('the v1 device', cur, target, this.resumeEntered);
       const path = transitionPath(cur, target, this.flags);
       for (let i = 0; i < path.length; i++) {
         i = directV1Step(cur, path, i);
@@ -143,7 +157,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
    */
   stopCopySize(): Promise<bigint> {
     return this.queue.run(async () => {
-      this.checkOpen();
+      await this.ready();
       if (this.saving && this.state === MigState.STOP_COPY) return this.saving.estimate();
       const window = BigInt(await this.windowBytes());
       if (this.saving && isSavingState(this.state)) {
@@ -164,32 +178,58 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   reset(): Promise<void> {
     return this.queue.run(async () => {
       this.checkOpen();
-      this.endSessions('device reset');
-      await retryTransient(() => this.region.reset());
-      const raw = await retryTransient(() => readDeviceState(this.region));
-      if ((raw & V1_MASK) !== V1_RUNNING) {
-        this.adopt(raw);
-        throw new MigrationError('EIO', `v1 device_state reads ${v1StateName(raw)} after reset, expected 001`);
-      }
-      this.state = MigState.RUNNING;
+      await this.resetRegion();
+      this.taken = true; // a reset is what taking over would do
     });
   }
 
   /**
    * Decision: the device owns its region; close() ends the sessions and closes
-   * the region. A second close is EBADF, as for SimV2Driver (a closed fd).
+   * the region. A region this face leaves in 100 is reset first (the device
+   * rule); the region is closed even if that fails, whose error is then
+   * thrown. A second close is EBADF, as for SimV2Driver (a closed fd).
    */
   close(): Promise<void> {
     return this.queue.run(async () => {
       this.checkOpen();
       this.closed = true;
       this.endSessions('device closed');
+      let resetErr: unknown;
+      if (this.taken) {
+        try {
+          const raw = await retryTransient(() => readDeviceState(this.region));
+          if ((raw & V1_MASK) === V1_RESUMING) await retryTransient(() => this.region.reset());
+        } catch (e) {
+          resetErr = e;
+        }
+      }
       await this.region.close();
+      if (resetErr) throw toMigrationError(resetErr);
     });
   }
 
   // ---- internals (run inside the queue) ----------------------------------
 
+  /** The first call takes the region over by the device rule (src/v2/takeover.ts). */
+  private async ready(): Promise<void> {
+    this.checkOpen();
+    if (this.taken) return;
+    this.takeoverReport = await takeOver('the v1 device', { getState: () => this.refreshState(), reset: () => this.resetRegion() });
+    this.taken = true;
+  }
+
+  /** VFIO_DEVICE_RESET on the region; every session ends first; 001 must read back. */
+  private async resetRegion(): Promise<void> {
+    this.endSessions('device reset');
+    this.resumeEntered = false;
+    await retryTransient(() => this.region.reset());
+    const raw = await retryTransient(() => readDeviceState(this.region));
+    if ((raw & V1_MASK) !== V1_RUNNING) {
+      this.adopt(raw);
+      throw new MigrationError('EIO', `v1 device_state reads ${v1StateName(raw)} after reset, expected 001`);
+    }
+    this.state = MigState.RUNNING;
+  }
 
   /** Map a raw v1 device_state to v2 and remember it. Sessions end if the state left their group. */
   private adopt(raw: number): MigState {
@@ -202,6 +242,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       s = MigState.ERROR;
     }
     this.state = s;
+    if (s !== MigState.RESUMING) this.resumeEntered = false;
     if (this.saving && !isSavingState(s)) this.endSaving('device left the saving states');
     if (this.resuming && s !== MigState.RESUMING) this.endResuming('device left RESUMING');
     return s;
@@ -230,6 +271,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       throw e;
     }
     this.state = next;
+    if (next !== MigState.RESUMING) this.resumeEntered = false;
     if (isSavingState(cur) && !isSavingState(next)) this.endSaving(`${stateName(cur)} -> ${stateName(next)}`);
     if (cur === MigState.RESUMING) this.endResuming(`${stateName(cur)} -> ${stateName(next)}`);
     if (isSavingState(next) && !isSavingState(cur)) {
@@ -237,6 +279,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       return this.saving;
     }
     if (next === MigState.RESUMING) {
+      this.resumeEntered = true;
       this.resuming = new ResumingSession(this.host);
       return this.resuming;
     }

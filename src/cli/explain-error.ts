@@ -3,9 +3,10 @@
 // MigrationFileError's problem, the errno); the wording lives here only.
 // main.ts prints `vfio-mig: <message>`, and the stack only with --debug.
 import { MigrationError } from '../uapi/errors.js';
+import { recoveryOf } from '../v2/failure-recovery.js';
 import { CommandFailed } from './command.js';
 import { MigrationFileError } from './migration-file.js';
-import { DeviceOpenError } from './open-device.js';
+import { DeviceOpenError, type FaceTakeover, type OpenedDevice } from './open-device.js';
 import { UsageError } from './usage-error.js';
 
 /** A save or load that failed on the device (the file was fine). */
@@ -149,6 +150,27 @@ function operationMessage(e: DeviceOperationError): string {
   let hint = '';
   if (e.operation === 'load' && e.code === 'EINVAL') hint = ': the device refused the state; was the file saved from this kind of device (same type, same size)?';
   if (e.code === 'EOPNOTSUPP') hint = ': the device cannot do this';
-  if (e.code === 'ENOSPC' && e.operation === 'load') hint = ': the device took no more data; the file holds more state than this device has';
-  return `${what} failed: ${e.code}: ${strip(e.message)}${hint}`;
+  if ((e.code === 'ENOSPC' || e.code === 'ENOMEM') && e.operation === 'load') {
+    hint = ': the device took no more data; the file holds more state than this device has (was it saved from this kind of device?)';
+  }
+  return `${what} failed: ${e.code}: ${strip(e.message)}${hint}${recoveryMessage(e.cause)}`;
+}
+
+/** What the client did to the device after the failure (failure-recovery.ts), as the message's last clause. */
+function recoveryMessage(cause: unknown): string {
+  const r = recoveryOf(cause);
+  if (!r) return '';
+  if (r.reset) return '; the device was reset (VFIO_DEVICE_RESET) and is RUNNING again';
+  return `; resetting the device failed too (${r.error.code}: ${strip(r.error.message)}): it may be left mid-migration, so reset it before any other use`;
+}
+
+/** One line per face that reset a device an earlier user left behind (the device rule), for stderr. */
+export function takeoverNotes(dev: OpenedDevice): string[] {
+  return dev.takeovers().filter((t) => t.action === 'reset').map((t) => takeoverNote(dev.text, t));
+}
+
+function takeoverNote(address: string, t: FaceTakeover): string {
+  const reset = 'it was reset (VFIO_DEVICE_RESET) to RUNNING before use';
+  if (t.face === 'v1') return `${address} was in ${t.found}; the v1 face (LegacyRegionOverV2) starts from RUNNING, as QEMU 7.2 assumes 001: ${reset}`;
+  return `${address} was left in ${t.found} by an earlier user; ${reset}`;
 }

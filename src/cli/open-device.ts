@@ -21,6 +21,8 @@ import { SimDevice } from '../sim/sim-device.js';
 import { SimV2Driver } from '../sim/sim-v2-driver.js';
 import { MigrationError, type ErrnoName } from '../uapi/errors.js';
 import type { MigrationDevice } from '../v2/contracts.js';
+import { stateName } from '../v2/states.js';
+import type { Takeover } from '../v2/takeover.js';
 import type { DeviceAddress } from './address.js';
 
 export type Protocol = 'v1' | 'v2';
@@ -45,6 +47,13 @@ export class DeviceOpenError extends MigrationError {
     if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
   }
 }
+
+/**
+ * What taking a device over found and did (the device rule, src/v2/takeover.ts),
+ * for the face that applied it: 'v2' the kernel device (or V2DeviceOverLegacy),
+ * 'v1' LegacyRegionOverV2 (which keeps only RUNNING).
+ */
+export interface FaceTakeover { face: Protocol; found: string; action: Takeover['action'] }
 
 /** The face a client talks to. */
 export interface V2Face { protocol: 'v2'; device: MigrationDevice; translator?: 'V2DeviceOverLegacy' }
@@ -73,6 +82,8 @@ export interface OpenedDevice {
   face(via: 'v2'): V2Face;
   face(via: 'v1'): V1Face;
   face(via?: Protocol): Face;
+  /** What each face that applies the device rule found and did so far (kernel devices and translators). */
+  takeovers(): FaceTakeover[];
   close(): Promise<void>;
 }
 
@@ -201,6 +212,17 @@ class Opened implements OpenedDevice {
     }
     this.faces.set(via, face);
     return face;
+  }
+
+  takeovers(): FaceTakeover[] {
+    const found: [Protocol, Takeover | undefined][] = [];
+    if (this.v2 instanceof KernelMigrationDevice) found.push(['v2', this.v2.takeover]);
+    for (const f of this.faces.values()) {
+      if (f.protocol === 'v2' && f.device instanceof V2DeviceOverLegacy) found.push(['v2', f.device.inspect().takeover]);
+      if (f.protocol === 'v1' && f.region instanceof LegacyRegionOverV2) found.push(['v1', f.region.inspect().takeover]);
+    }
+    return found.filter((x): x is [Protocol, Takeover] => x[1] !== undefined)
+      .map(([face, t]) => ({ face, found: stateName(t.found), action: t.action }));
   }
 
   /**

@@ -25,6 +25,19 @@ const MAX_FIFO_OFFSET = 33;
 /** The data a migration file carries: struct mtty_data with room for two ports. */
 const MIGF_CAPACITY = MTTY_HEADER_SIZE + 2 * MTTY_PORT_SIZE;
 
+/**
+ * What the real driver does where this model throws it: a kernel oops (the
+ * lab boots with oops=panic, the guest dies). Deliberately not a
+ * MigrationError: no caller can handle it, and FakeSyscalls fails every later
+ * call with it, as nothing runs after a panic.
+ */
+export class FakeKernelOops extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FakeKernelOops';
+  }
+}
+
 /** struct mtty_migration_file */
 export class MttyMigrationFile {
   readonly data = new Uint8Array(MIGF_CAPACITY);
@@ -154,7 +167,7 @@ export class MttyModel {
   }
 
   private checkAlive(): void {
-    if (this.oops) throw new MigrationError('EIO', `device unusable after kernel oops: ${this.oops}`);
+    if (this.oops) throw new FakeKernelOops(`device unusable after kernel oops: ${this.oops}`);
   }
 
   /** mtty_disable_files */
@@ -217,12 +230,15 @@ export class MttyModel {
     return ret;
   }
 
-  /** mtty_load_state; with no resuming file the real driver dereferences NULL. */
+  /**
+   * mtty_load_state. With no resuming file (mtty_close dropped it while the
+   * state stayed RESUMING) the real driver dereferences NULL: an oops.
+   */
   private loadState(): void {
     const migf = this.resuming;
     if (!migf) {
       this.oops = 'BUG: kernel NULL pointer dereference in mtty_load_state (RESUMING left without a resuming file)';
-      throw new MigrationError('EIO', this.oops);
+      throw new FakeKernelOops(this.oops);
     }
     if (migf.filled < this.dataSize()) {
       throw new MigrationError('EINVAL', `resume data incomplete: expected ${this.dataSize()}, got ${migf.filled}`);

@@ -33,7 +33,7 @@ import {
   IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_NOIOMMU_IOMMU, iommu_ioas_alloc, vfio_device_attach_iommufd_pt,
   vfio_device_bind_iommufd,
 } from './cdev-abi.js';
-import { MttyMigrationFile, MttyModel, V1RegionModel } from './fake-mtty.js';
+import { FakeKernelOops, MttyMigrationFile, MttyModel, V1RegionModel } from './fake-mtty.js';
 import { PROT_WRITE, type IoctlArg, type Mapping, type Syscalls, ioctlName } from './syscalls.js';
 
 export interface FakeDeviceOptions {
@@ -164,6 +164,7 @@ export class FakeSyscalls implements Syscalls {
   private readonly mappings = new Map<bigint, { fd: number; mapping: Mapping }>();
   private faults: (FakeFault & { seen: number })[] = [];
   private nextMapAddress = 0x7f0000000000n;
+  private panicked: string | null = null;
 
   constructor(readonly opts: FakeKernelOptions = {}) {
     this.devices = (opts.devices ?? []).map((d, i) => new FakeDevice(d, d.cdev ?? i));
@@ -176,6 +177,11 @@ export class FakeSyscalls implements Syscalls {
     const d = this.devices.find((x) => x.name === name);
     if (!d) throw new Error(`fake: no device ${name}`);
     return d;
+  }
+
+  /** The first kernel oops a device model hit, or null; after one, every call throws FakeKernelOops. */
+  get oops(): string | null {
+    return this.panicked;
   }
 
   /** Every fd currently open, with what it is: the leak check. */
@@ -318,6 +324,8 @@ export class FakeSyscalls implements Syscalls {
   private run<T>(call: FakeCall, body: () => T, onFault?: () => void): T {
     if (call.fd !== undefined) call.target = this.files.get(call.fd)?.kind;
     this.calls.push(call);
+    // oops=panic, as the lab boots: after an oops nothing answers any more.
+    if (this.panicked) throw new FakeKernelOops(`the kernel panicked earlier: ${this.panicked}`);
     const fault = this.faults.find((f) => (f.op === undefined || f.op === call.op)
       && (f.request === undefined || f.request === call.request)
       && (f.target === undefined || f.target === call.target)
@@ -333,6 +341,7 @@ export class FakeSyscalls implements Syscalls {
       return body();
     } catch (e) {
       if (e instanceof MigrationError) call.errno = e.code;
+      if (e instanceof FakeKernelOops) this.panicked ??= e.message;
       throw e;
     }
   }

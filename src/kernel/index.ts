@@ -4,7 +4,7 @@ export * from './syscalls.js';
 export { KoffiSyscalls, koffiSyscalls } from './koffi-syscalls.js';
 export * from './fake-syscalls.js';
 export {
-  MttyModel, MttyMigrationFile, V1RegionModel, MTTY_MAGIC, MTTY_HEADER_SIZE, MTTY_PORT_SIZE, UART_SCR,
+  FakeKernelOops, MttyModel, MttyMigrationFile, V1RegionModel, MTTY_MAGIC, MTTY_HEADER_SIZE, MTTY_PORT_SIZE, UART_SCR,
 } from './fake-mtty.js';
 export * from './cdev-abi.js';
 export * from './vfio-device.js';

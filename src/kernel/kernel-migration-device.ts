@@ -6,7 +6,11 @@
 // VFIO_DEVICE_RESET. Calls (device and sessions) are serialized, as the
 // driver's state mutex serializes them. Every fd is closed on every path:
 // a session's close closes its data_fd; reset() and close() close live sessions.
-import { MigrationError } from '../uapi/errors.js';
+// The device rule (../v2/takeover.ts) lives here for every kernel user: the
+// first call takes the device over (a left-over RESUMING, ERROR or saving
+// state is reset, never SET), a SET out of a RESUMING this handle did not
+// enter is refused, and close() resets a device left in RESUMING.
+import { MigrationError, isErrno } from '../uapi/errors.js';
 import { VFIO_DEVICE_FEATURE, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO } from '../uapi/ioctl.js';
 import {
   VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
@@ -19,6 +23,8 @@ import {
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../v2/contracts.js';
 import { MigState, stateName } from '../v2/states.js';
 import { SerialQueue } from '../v2/serial.js';
+import { asMigrationError } from '../v2/as-migration-error.js';
+import { refuseForeignResume, takeOver, type Takeover } from '../v2/takeover.js';
 import { openVfioDevice, type DeviceSpec, type VfioDevice } from './vfio-device.js';
 import type { Syscalls } from './syscalls.js';
 import { koffiSyscalls } from './koffi-syscalls.js';
@@ -27,14 +33,22 @@ export class KernelMigrationDevice implements MigrationDevice {
   private readonly queue = new SerialQueue();
   private readonly sessions = new Set<KernelDataSession>();
   private isClosed = false;
+  /** What taking the device over found and did; null: the driver has no migration ops (nothing to guard). */
+  private taken: Takeover | null | undefined;
+  /** This handle's SET entered the RESUMING the device is in (it holds or held the data file). */
+  private resumeEntered = false;
 
-  /** Takes ownership of `vfio`: close() closes it. */
+  /**
+   * Takes ownership of `vfio`: close() closes it. Works on any open device fd
+   * (also one opened elsewhere): the rule is applied by the first call.
+   */
   constructor(readonly vfio: VfioDevice) {}
 
   /**
    * Open a device and check it speaks v2 migration (FEATURE_MIGRATION GET, as
-   * QEMU's vfio_migration_init does first). ENOTTY there means the driver has no
-   * mig_ops. On any failure every fd opened so far is closed again.
+   * QEMU's vfio_migration_init does first), after taking it over. ENOTTY there
+   * means the driver has no mig_ops. On any failure every fd opened so far is
+   * closed again.
    */
   static async open(spec: DeviceSpec, sys: Syscalls = koffiSyscalls()): Promise<KernelMigrationDevice> {
     const vfio = openVfioDevice(spec, sys);
@@ -52,6 +66,11 @@ export class KernelMigrationDevice implements MigrationDevice {
     return this.isClosed;
   }
 
+  /** What the first call found and did (see ../v2/takeover.ts); undefined before it. */
+  get takeover(): Takeover | undefined {
+    return this.taken ?? undefined;
+  }
+
   /** Sessions handed out and not closed yet. */
   get liveSessions(): number {
     return this.sessions.size;
@@ -59,7 +78,7 @@ export class KernelMigrationDevice implements MigrationDevice {
 
   migrationFlags(): Promise<number> {
     return this.queue.run(async () => {
-      this.check();
+      await this.ready();
       try {
         const out = this.feature(VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION, vfio_device_feature_migration.size);
         return Number(vfio_device_feature_migration.decode(out).flags);
@@ -74,16 +93,19 @@ export class KernelMigrationDevice implements MigrationDevice {
 
   getState(): Promise<MigState> {
     return this.queue.run(async () => {
-      this.check();
-      const payload = vfio_device_feature_mig_state.encode({ device_state: 0, data_fd: -1 });
-      const out = this.feature(VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, payload);
-      return vfio_device_feature_mig_state.decode(out).device_state as MigState;
+      await this.ready();
+      return this.stateNow();
     });
   }
 
+  /**
+   * MIG_DEVICE_STATE SET, after a GET: a SET out of a RESUMING this handle
+   * did not enter is refused (EBUSY) before it reaches the driver.
+   */
   setState(target: MigState): Promise<DataSession | null> {
     return this.queue.run(async () => {
-      this.check();
+      await this.ready();
+      refuseForeignResume(`device ${this.vfio.name}`, this.stateNow(), target, this.resumeEntered);
       const payload = vfio_device_feature_mig_state.encode({ device_state: target, data_fd: -1 });
       let out: Uint8Array;
       try {
@@ -93,7 +115,9 @@ export class KernelMigrationDevice implements MigrationDevice {
       }
       // vfio_ioctl_device_feature_mig_device_state: data_fd >= 0 only when the arc opened a file.
       const fd = vfio_device_feature_mig_state.decode(out).data_fd;
+      if (target !== MigState.RESUMING) this.resumeEntered = false;
       if (fd < 0) return null;
+      if (target === MigState.RESUMING) this.resumeEntered = true;
       const session = new KernelDataSession(this, fd, target === MigState.RESUMING ? 'resume' : 'save');
       this.sessions.add(session);
       return session;
@@ -102,7 +126,7 @@ export class KernelMigrationDevice implements MigrationDevice {
 
   stopCopySize(): Promise<bigint> {
     return this.queue.run(async () => {
-      this.check();
+      await this.ready();
       const out = this.feature(VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, vfio_device_feature_mig_data_size.size);
       return vfio_device_feature_mig_data_size.decode(out).stop_copy_length;
     });
@@ -115,7 +139,7 @@ export class KernelMigrationDevice implements MigrationDevice {
    */
   probeFeature(feature: number, ops: number): Promise<boolean> {
     return this.queue.run(async () => {
-      this.check();
+      await this.ready();
       try {
         this.feature(VFIO_DEVICE_FEATURE_PROBE | ops | feature, 0);
         return true;
@@ -126,28 +150,36 @@ export class KernelMigrationDevice implements MigrationDevice {
     });
   }
 
-  /** VFIO_DEVICE_RESET: the device returns to RUNNING and its data files die; our session fds are closed too. */
+  /**
+   * VFIO_DEVICE_RESET: the device returns to RUNNING and its data files die;
+   * our session fds are closed too, also when the reset fails. Needs no
+   * takeover first: a reset is what the rule itself does.
+   */
   reset(): Promise<void> {
     return this.queue.run(async () => {
       this.check();
-      let first: unknown;
-      try {
-        this.vfio.sys.ioctl(this.vfio.fd, VFIO_DEVICE_RESET);
-      } catch (e) {
-        first = e;
-      }
-      const closeErr = this.closeSessions();
-      first ??= closeErr;
-      if (first) throw first;
+      this.resetNow();
     });
   }
 
-  /** Close live sessions, then the device (and its group/container). Idempotent. */
+  /**
+   * Close live sessions, then the device (and its group/container). A device
+   * this handle leaves in RESUMING is reset first (mtty_close would drop the
+   * resume file and keep the state: the next SET out of it oopses). Every fd
+   * is closed even when that reset fails; the error then says so. Idempotent.
+   */
   close(): Promise<void> {
     return this.queue.run(async () => {
       if (this.isClosed) return;
       this.isClosed = true;
-      let first = this.closeSessions();
+      let first: unknown;
+      try {
+        this.resetIfResuming();
+      } catch (e) {
+        first = e;
+      }
+      const closeErr = this.closeSessions(); // always, even after a failed reset
+      first ??= closeErr;
       try {
         this.vfio.close();
       } catch (e) {
@@ -171,6 +203,61 @@ export class KernelMigrationDevice implements MigrationDevice {
 
   get sys(): Syscalls {
     return this.vfio.sys;
+  }
+
+  /** The rule's first step, once: take the device over (reset a left-over state) before anything else. */
+  private async ready(): Promise<void> {
+    this.check();
+    if (this.taken !== undefined) return;
+    try {
+      this.taken = await takeOver(`device ${this.vfio.name}`, {
+        getState: async () => this.stateNow(),
+        reset: async () => this.resetNow(),
+      });
+    } catch (e) {
+      // No migration ops (ENOTTY): there is no state to guard; the call itself reports it.
+      if (!isErrno(e, 'ENOTTY')) throw e;
+      this.taken = null;
+    }
+  }
+
+  private stateNow(): MigState {
+    const payload = vfio_device_feature_mig_state.encode({ device_state: 0, data_fd: -1 });
+    const out = this.feature(VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, payload);
+    return vfio_device_feature_mig_state.decode(out).device_state as MigState;
+  }
+
+  /** VFIO_DEVICE_RESET, then our session fds closed whatever the ioctl said; the first error is thrown. */
+  private resetNow(): void {
+    let first: unknown;
+    try {
+      this.vfio.sys.ioctl(this.vfio.fd, VFIO_DEVICE_RESET);
+      this.resumeEntered = false;
+    } catch (e) {
+      first = e;
+    }
+    const closeErr = this.closeSessions(); // always, even after a failed ioctl
+    first ??= closeErr;
+    if (first) throw first;
+  }
+
+  /** close()'s first step: a device in RESUMING is reset (a driver without migration ops is left alone). */
+  private resetIfResuming(): void {
+    if (this.taken === null) return;
+    let state: MigState;
+    try {
+      state = this.stateNow();
+    } catch (e) {
+      if (isErrno(e, 'ENOTTY')) return;
+      throw e;
+    }
+    if (state !== MigState.RESUMING) return;
+    try {
+      this.resetNow();
+    } catch (e) {
+      const m = asMigrationError(e);
+      throw new MigrationError(m.errno, `device ${this.vfio.name} is left in RESUMING: VFIO_DEVICE_RESET failed (${m.message}); the next user must reset it before any SET`);
+    }
   }
 
   private closeSessions(): unknown {

@@ -14,10 +14,15 @@
 // Failures follow QEMU: a failed SET walks its recover ladder (recover state,
 // else reset); a failed save ends with vfio_save_cleanup and the
 // PRECOPY_FAILED notifier (device back to RUNNING); the first error is thrown.
+// Where QEMU relies on the process exiting, these clients leave the device
+// usable instead (takeover.ts): a start state they cannot work from is refused
+// before anything is changed; a failed load resets the device (QEMU would exit
+// and leave it in RESUMING) and notes that on the error (failure-recovery.ts).
 import type { Readable, Writable } from 'node:stream';
 import { MigrationError, isErrno } from '../uapi/errors.js';
 import { asMigrationError } from './as-migration-error.js';
 import type { DataSession, MigrationDevice } from './contracts.js';
+import { noteRecovery } from './failure-recovery.js';
 import { QemuMigrationState } from './qemu-migration-state.js';
 import { MIG_STREAM_DATA_HEADER_BYTES } from './stream-format.js';
 import { readMigStream } from './stream-reader.js';
@@ -98,6 +103,11 @@ export async function saveV2(device: MigrationDevice, out: Writable, options: Sa
 
   const flags = await migrationFlagsOf(device);
   const mig = new QemuMigrationState(device, await device.getState());
+  // vfio_save_setup's precondition, checked before anything is changed: nothing to undo.
+  const startState = mig.state;
+  if (startState !== MigState.RUNNING && startState !== MigState.STOP) {
+    throw new MigrationError('EINVAL', `cannot save from ${MigState[startState]}: only a RUNNING or STOP device is saved`);
+  }
   const writer = new MigStreamWriter(out);
   const reuseBuffer = options.reuseBuffer ?? writer.releasesBuffersOnCallback;
   const result: SaveV2Result = { precopyBytes: 0, stopCopyBytes: 0, fileBytes: 0, usedPrecopy: false };
@@ -188,10 +198,6 @@ export async function saveV2(device: MigrationDevice, out: Writable, options: Sa
 
   try {
     // vfio_save_setup
-    const startState = mig.state;
-    if (startState !== MigState.RUNNING && startState !== MigState.STOP) {
-      throw new MigrationError('EINVAL', `cannot save from ${MigState[startState]}`);
-    }
     const stopCopySize = await queryStopCopySize(VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE);
     bufferSize = Math.min(maxRead, stopCopySize);
     if (bufferSize < 1) throw new MigrationError('ENOMEM', 'MIG_DATA_SIZE is 0: no data buffer (QEMU g_try_malloc0(0) fails)');
@@ -249,7 +255,7 @@ export async function saveV2(device: MigrationDevice, out: Writable, options: Sa
     });
     await ignoreFailure(() => mig.closeSession());
     await ignoreFailure(() => mig.setOrReset(MigState.RUNNING));
-    throw first;
+    throw mig.resets > 0 ? noteRecovery(first, { reset: true }) : first;
   } finally {
     result.fileBytes = writer.bytesWritten;
     writer.release();
@@ -273,6 +279,10 @@ export async function loadV2(device: MigrationDevice, input: Readable | AsyncIte
   const mig = new QemuMigrationState(device, await device.getState());
   const result: LoadV2Result = { deviceBytes: 0 };
   const report = (phase: MigrationPhase) => options.onProgress?.({ phase, bytes: result.deviceBytes });
+  if (mig.state === MigState.RESUMING) {
+    // Someone else's RESUMING: joining it would mix our data into theirs; leaving it is theirs to do.
+    throw new MigrationError('EBUSY', 'the device is already in RESUMING, entered by another user: reset it (VFIO_DEVICE_RESET) before loading');
+  }
 
   // vfio_load_setup
   await mig.set(MigState.RESUMING, mig.state);
@@ -290,19 +300,26 @@ export async function loadV2(device: MigrationDevice, input: Readable | AsyncIte
         throw new MigrationError('EINVAL', 'DEV_INIT_DATA_SENT received but switchover-ack is not in use');
       }
     }
+    // vfio_load_cleanup
+    await mig.closeSession();
+    // VM start: vfio_vmstate_change_prepare (P2P), then vfio_vmstate_change(running).
+    if (flags & MigFlags.P2P) await mig.setOrReset(MigState.RUNNING_P2P);
+    await mig.setOrReset(MigState.RUNNING);
   } catch (err) {
     const first = asMigrationError(err);
-    // QEMU exits after a failed load (vfio_load_cleanup closes the data_fd). A device left in
-    // RESUMING must not be SET out of it with bad data (BRIDGE.md pitfall 2): reset it.
+    // QEMU exits after a failed load (vfio_load_cleanup closes the data_fd) and leaves the device in
+    // RESUMING, where the next SET out of it can oops the kernel (takeover.ts): reset it instead,
+    // unless the ladder already did.
     await ignoreFailure(() => mig.closeSession());
-    await ignoreFailure(() => mig.resetDevice(first));
-    throw first;
+    if (mig.resets === 0) {
+      try {
+        await mig.resetDevice(first);
+      } catch (resetErr) {
+        throw noteRecovery(first, { reset: false, error: asMigrationError(resetErr) });
+      }
+    }
+    throw noteRecovery(first, { reset: true });
   }
-  // vfio_load_cleanup
-  await mig.closeSession();
-  // VM start: vfio_vmstate_change_prepare (P2P), then vfio_vmstate_change(running).
-  if (flags & MigFlags.P2P) await mig.setOrReset(MigState.RUNNING_P2P);
-  await mig.setOrReset(MigState.RUNNING);
   report('done');
   return result;
 }

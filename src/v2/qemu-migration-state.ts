@@ -3,14 +3,22 @@
 // vfio_migration_set_state(new, recover) with its recovery ladder:
 //   SET new fails -> (recover == ERROR ? reset : SET recover, and if that fails reset);
 //   reset -> cached state RUNNING; the first error is what the caller gets.
+// One addition to QEMU (the device rule, takeover.ts): a SET out of a RESUMING
+// this state did not enter is refused before it reaches the device, and counts
+// as a failed SET (so the ladder resets instead).
 import { MigrationError } from '../uapi/errors.js';
 import { asMigrationError } from './as-migration-error.js';
 import type { DataSession, MigrationDevice } from './contracts.js';
 import { MigState } from './states.js';
+import { refuseForeignResume } from './takeover.js';
 
 export class QemuMigrationState {
   /** The data_fd QEMU holds (vfio_migration->data_fd), or null. */
   session: DataSession | null = null;
+  /** Successful resets so far (by the ladder or resetDevice). */
+  resets = 0;
+  /** This state's own SET entered the RESUMING the device is in. */
+  private enteredResuming = false;
 
   constructor(
     private readonly device: MigrationDevice,
@@ -23,6 +31,7 @@ export class QemuMigrationState {
     if (next === this.state) return; // QEMU 10.0: already there, nothing to do
     let fresh: DataSession | null;
     try {
+      this.refuseLeavingForeignResume(next);
       fresh = await this.device.setState(next);
     } catch (err) {
       const first = asMigrationError(err);
@@ -31,6 +40,7 @@ export class QemuMigrationState {
         throw first;
       }
       try {
+        this.refuseLeavingForeignResume(recover);
         const unexpected = await this.device.setState(recover);
         // QEMU ignores a data_fd from the recover SET (it would leak); close it.
         if (unexpected) await unexpected.close().catch(() => undefined);
@@ -41,6 +51,7 @@ export class QemuMigrationState {
       throw first;
     }
     this.state = next;
+    this.enteredResuming = next === MigState.RESUMING && (fresh !== null || this.enteredResuming);
     if (fresh) {
       if (this.session) {
         // "data_fd out of sync": the device ended a transfer behind QEMU's back.
@@ -72,5 +83,11 @@ export class QemuMigrationState {
       throw new MigrationError(e.errno, `device reset failed (${e.message})${cause ? ` while recovering from ${cause.message}` : ''}`);
     }
     this.state = MigState.RUNNING;
+    this.enteredResuming = false;
+    this.resets++;
+  }
+
+  private refuseLeavingForeignResume(next: MigState): void {
+    refuseForeignResume('the device', this.state, next, this.enteredResuming);
   }
 }

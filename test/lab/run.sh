@@ -101,6 +101,8 @@ fi
 RESULTS=$LAB/results
 CONSOLE=$LAB/console.log
 rm -rf "$RESULTS" && mkdir -p "$RESULTS"
+# Sourced by the guest's sh: the filter (free text, e.g. two words) is single-quoted.
+filter=${LAB_FILTER:-}
 cat >"$RESULTS/lab.env" <<EOF
 REPO=$REPO
 NODE=$NODE
@@ -109,7 +111,7 @@ UUID_B=$UUID_B
 UUID_C=$UUID_C
 UUID_D=$UUID_D
 TRIXIE=$LAB/trixie
-LAB_FILTER=${LAB_FILTER:-}
+LAB_FILTER='${filter//\'/\'\\\'\'}'
 EOF
 say "booting $KVER under qemu-system-x86_64 (TCG, timeout ${TIMEOUT}s); console: $CONSOLE"
 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" -nographic -no-reboot -nic none \

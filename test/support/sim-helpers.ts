@@ -1,6 +1,8 @@
 // Small helpers the device, client and translator suites share.
 import { Writable } from 'node:stream';
+import { expect } from 'vitest';
 import type { LegacyRegion } from '../../legacy/contracts.js';
+import { readU64Field } from '../../legacy/v1-registers.js';
 import { SimDevice, type SimDeviceOptions } from '../../src/sim/sim-device.js';
 import { MigrationError } from '../../src/uapi/errors.js';
 
@@ -37,6 +39,20 @@ export async function readRegion(r: LegacyRegion, offset: number, length: number
   const b = new Uint8Array(length);
   await r.readAt(offset, b);
   return b;
+}
+
+/** A v1 stop-copy loop until pending_bytes reads 0, checking that pending is non-zero while chunks come. */
+export async function drainStopCopy(r: LegacyRegion): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for (;;) {
+    const pending = await readU64Field(r, 'pending_bytes');
+    if (pending === 0n) break;
+    const off = Number(await readU64Field(r, 'data_offset'));
+    const n = Number(await readU64Field(r, 'data_size'));
+    expect(n, 'pending > 0 promises a non-empty chunk').toBeGreaterThan(0);
+    parts.push(await readRegion(r, off, n));
+  }
+  return Buffer.concat(parts);
 }
 
 /** The MigrationError a call fails with; anything else, or success, fails the test. */

@@ -38,6 +38,8 @@ export interface InspectReport {
     stopCopySizeNote?: string;
     /** Why a kernel device has no native v2 face. */
     nativeUnavailable?: string;
+    /** The state the device was found in and what opening it did (the device rule: a left-over state is reset). */
+    takeover?: { found: string; action: 'kept' | 'reset' };
   };
   /** The device's own v1 migration region, or null. */
   v1Region: null | {
@@ -85,7 +87,11 @@ function deviceFlagNames(flags: number): string {
   return names.join('|') || 'none';
 }
 
-/** Gather everything inspect shows. Reads only: no state is changed. */
+/**
+ * Gather everything inspect shows. Reads only: no state is changed, except
+ * that opening a kernel device applies the device rule (a state an earlier
+ * user left mid-migration is reset, never SET), which the report shows.
+ */
 export async function inspectDevice(dev: OpenedDevice): Promise<InspectReport> {
   const { address } = dev;
   const v2Face = dev.face('v2');
@@ -93,6 +99,7 @@ export async function inspectDevice(dev: OpenedDevice): Promise<InspectReport> {
   const state = await v2Face.device.getState();
   let stopCopySize: number | null = null;
   let stopCopySizeNote: string | undefined;
+  const takeover = dev.takeovers().find((t) => t.face === 'v2');
   if (dev.v2) {
     try {
       stopCopySize = Number(await dev.v2.stopCopySize());
@@ -123,6 +130,7 @@ export async function inspectDevice(dev: OpenedDevice): Promise<InspectReport> {
       flags, flagNames: flagNames(flags), state: stateName(state), stopCopySize,
       ...(stopCopySizeNote ? { stopCopySizeNote } : {}),
       ...(dev.v2Unavailable ? { nativeUnavailable: dev.v2Unavailable } : {}),
+      ...(takeover ? { takeover: { found: takeover.found, action: takeover.action } } : {}),
     },
     v1Region,
   };
@@ -160,7 +168,9 @@ export function renderInspect(r: InspectReport): string {
       ? `v2 native; v1 clients ${r.clients.v1 === 'native' ? 'use its own v1 region' : 'go through LegacyRegionOverV2 (--via v1)'}`
       : `v1 native (migration region); v2 clients go through V2DeviceOverLegacy (--via v2)`],
     [r.native === 'v2' ? 'flags' : 'flags (v2 face)', `${r.v2.flags} (${r.v2.flagNames})`],
-    [r.native === 'v2' ? 'state' : 'state (v2 face)', r.v2.state],
+    [r.native === 'v2' ? 'state' : 'state (v2 face)', r.v2.takeover?.action === 'reset'
+      ? `${r.v2.state} (found in ${r.v2.takeover.found}, left by an earlier user: reset with VFIO_DEVICE_RESET)`
+      : r.v2.state],
     ['MIG_DATA_SIZE', r.v2.stopCopySize === null ? `unknown: ${r.v2.stopCopySizeNote ?? ''}` : bytes(r.v2.stopCopySize)],
   ];
   if (r.v2.nativeUnavailable) rows.push(['v2 (native)', `none: ${r.v2.nativeUnavailable.replace(/^E\w+: /, '')}`]);
@@ -200,7 +210,9 @@ export const inspectCommand: Command = {
 
   <device>  sim:v2?size=64MiB&flags=7&seed=1, sim:v1?size=64MiB&window=1MiB&seed=1&policy=qemu,
             /dev/vfio/<group>:<device-name> or /dev/vfio/devices/vfioN
-  Reads only: the device's state is not changed.`,
+  Reads only: the device's state is not changed, except that a device an
+  earlier user left mid-migration (RESUMING, ERROR, a saving state) is reset
+  to RUNNING, as every command does; the state row says so.`,
   options: {},
   async run(_values, positionals, ctx) {
     const { text, address } = oneAddress(positionals, 'inspect');

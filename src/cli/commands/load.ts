@@ -9,7 +9,7 @@ import { loadV1 } from '../../../legacy/client.js';
 import { loadV2, type MigrationProgress } from '../../v2/client.js';
 import { CommandFailed, type Command } from '../command.js';
 import { oneAddress, parseVia, requireOption, withDevice } from '../device-args.js';
-import { DeviceOperationError } from '../explain-error.js';
+import { DeviceOperationError, takeoverNotes } from '../explain-error.js';
 import { MigrationFileError, readPayload, verifyMigrationFile } from '../migration-file.js';
 import { formatSize } from '../parse-values.js';
 import { progressBar } from '../progress.js';
@@ -75,10 +75,12 @@ export const loadCommand: Command = {
         throw e instanceof MigrationFileError ? e : new DeviceOperationError('load', text, face.protocol, e);
       } finally {
         bar.stop();
+        for (const note of takeoverNotes(dev)) ctx.note(`vfio-mig: note: ${note}`);
       }
       return {
         native: dev.native, via: face.protocol, translator: face.translator ?? null, deviceBytes,
         fingerprintBefore: before ?? null, fingerprint: dev.sim?.fingerprint() ?? null, durationMs: Math.round(performance.now() - started),
+        takeover: dev.takeovers(),
       };
     });
 

@@ -6,7 +6,7 @@ import { saveV1 } from '../../../legacy/client.js';
 import { saveV2, type MigrationProgress } from '../../v2/client.js';
 import type { Command } from '../command.js';
 import { oneAddress, parseCount, parseVia, requireOption, withDevice } from '../device-args.js';
-import { DeviceOperationError } from '../explain-error.js';
+import { DeviceOperationError, takeoverNotes } from '../explain-error.js';
 import { MigrationFileError, MigrationFileWriter, type MigrationFileInfo } from '../migration-file.js';
 import type { OpenedDevice } from '../open-device.js';
 import { formatSize } from '../parse-values.js';
@@ -76,6 +76,7 @@ export const saveCommand: Command = {
       fileBytes: written.fileBytes, payloadBytes: written.payloadBytes, sha256: written.sha256,
       deviceBytes: info.deviceBytes, precopyBytes: info.precopyBytes, stopCopyBytes: info.stopCopyBytes,
       rounds, usedPrecopy: result.usedPrecopy, fingerprint: info.sim?.fingerprint ?? null, durationMs: result.durationMs,
+      takeover: result.takeover,
     };
 
     async function saveOnce(dev: OpenedDevice) {
@@ -108,6 +109,7 @@ export const saveCommand: Command = {
         throw e instanceof MigrationFileError ? e : new DeviceOperationError('save', text, face.protocol, e);
       } finally {
         bar.stop();
+        for (const note of takeoverNotes(dev)) ctx.note(`vfio-mig: note: ${note}`);
       }
       const info: MigrationFileInfo = {
         format: 'vfio-mig-shim migration file', source: text, native: dev.native, via: face.protocol,
@@ -116,7 +118,10 @@ export const saveCommand: Command = {
       };
       return {
         info,
-        result: { native: dev.native, via: face.protocol, translator: face.translator, usedPrecopy, durationMs: Math.round(performance.now() - started) },
+        result: {
+          native: dev.native, via: face.protocol, translator: face.translator, usedPrecopy, durationMs: Math.round(performance.now() - started),
+          takeover: dev.takeovers(),
+        },
       };
     }
   },
