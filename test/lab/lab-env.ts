@@ -1,5 +1,5 @@
 // What the lab's guest script hands the tests: the four mtty-2 instances and the QEMU 10 root.
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 
 function need(name: string): string {
   const v = process.env[name];
@@ -12,6 +12,9 @@ export const DEV_B = need('LAB_DEV_B');
 export const DEV_C = need('LAB_DEV_C');
 export const DEV_D = need('LAB_DEV_D');
 export const sysfs = (uuid: string) => `/sys/bus/mdev/devices/${uuid}`;
+
+/** The CLI's address of an mdev instance: its group node and its name. */
+export const address = (uuid: string) => `/dev/vfio/${readlinkSync(`${sysfs(uuid)}/iommu_group`).split('/').pop()}:${uuid}`;
 
 /** Open fds of this process, to prove nothing leaks. */
 export const fdCount = (): number => readdirSync('/proc/self/fd').length;

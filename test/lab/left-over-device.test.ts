@@ -7,7 +7,7 @@
 // command line as installed (main() of the built dist/src/cli/main.js, what
 // the vfio-mig bin runs) does save, inspect, and load --via v1 / --via v2 with
 // data mtty rejects, and each leaves the device usable and says what it did.
-import { mkdirSync, readlinkSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelMigrationDevice, MigState, koffiSyscalls } from '../../index.js';
@@ -15,12 +15,10 @@ import { KernelMigrationDevice, MigState, koffiSyscalls } from '../../index.js';
 import { main } from '../../dist/src/cli/main.js';
 import { abandonIn, rawState } from '../support/left-over.js';
 import { readScratch, writeScratch } from '../support/mtty-scenarios.js';
-import { DEV_A, DEV_B, fdCount, sysfs } from './lab-env.js';
+import { address, DEV_A, DEV_B, fdCount, sysfs } from './lab-env.js';
 
 const TMP = `${process.env.LAB_TMP ?? '/tmp/vfio-mig-lab'}/left-over`;
-const groupOf = (uuid: string) => Number(readlinkSync(`${sysfs(uuid)}/iommu_group`).split('/').pop());
-const spec = (uuid: string) => ({ group: groupOf(uuid), name: uuid });
-const address = (uuid: string) => `/dev/vfio/${groupOf(uuid)}:${uuid}`;
+const spec = (uuid: string) => ({ group: Number(address(uuid).replace(/^\/dev\/vfio\/|:.*$/g, '')), name: uuid });
 const stateOf = (uuid: string) => MigState[rawState(spec(uuid), koffiSyscalls())];
 const leaveInResuming = (uuid: string) => {
   abandonIn(spec(uuid), koffiSyscalls(), MigState.RESUMING);

@@ -224,6 +224,19 @@ export class QemuVm {
     }
   }
 
+  /**
+   * `quit` a QEMU whose parent (the bridge) is gone: its exit is only seen as
+   * the monitor closing. Waits for that, so its devices can be opened again.
+   */
+  async quitOrphan(timeoutMs = 30_000): Promise<void> {
+    if (!this.socket || this.socket.destroyed) return;
+    const closed = new Promise<void>((resolve) => this.socket!.once('close', () => resolve()));
+    this.socket.write(`${JSON.stringify({ execute: 'quit' })}\n`);
+    const timer = setTimeout(() => this.socket?.destroy(), timeoutMs);
+    await closed;
+    clearTimeout(timer);
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     this.child.kill(signal);
   }

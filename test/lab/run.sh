@@ -40,6 +40,9 @@ NODE=$(readlink -f "$NODE")
 # The guest tests the built package (dist/), as a user imports it.
 say "building dist/ (npm run build)"
 npm run -s build >"$LAB/build.log" 2>&1 || { cat "$LAB/build.log" >&2; die "npm run build failed (log above)"; }
+# The bridge's interposer, built here (the checkout is read-only in the guest).
+node scripts/build-interposer.mjs >>"$LAB/build.log" 2>&1 || { cat "$LAB/build.log" >&2; die "building the interposer failed (log above)"; }
+ls build/vfio-mig-interposer-*.so >/dev/null 2>&1 || die "no interposer library in build/ after scripts/build-interposer.mjs (is gcc installed?)"
 
 # --- 2. mtty.ko from linux-source-6.12 (only samples/vfio-mdev/mtty.c) -------
 MTTY=$LAB/mtty
