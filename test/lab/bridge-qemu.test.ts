@@ -82,6 +82,8 @@ describe('QEMU 7.2 under vfio-mig bridge (lab acceptance)', () => {
   it('the bridge killed mid-migration: QEMU fails the migration, the VM keeps running', async () => {
     await setMarks(DEV_A, [0x11, 0x22]);
     const vm = await QemuVm.start({ qemu: '7.2', name: 'q72-bridge-killed', devices: [DEV_A], bridge: bridge() });
+    const qemu = vm.children();
+    expect(qemu).toHaveLength(1);
     try {
       expect(await vm.status()).toBe('running');
       // The pipe stays full for a while, so the migration is still in its pre-copy phase when the bridge dies.
@@ -94,7 +96,7 @@ describe('QEMU 7.2 under vfio-mig bridge (lab acceptance)', () => {
       expect(info.status).toBe('failed');
       expect(await vm.status()).toBe('running');
     } finally {
-      await vm.quitOrphan();
+      await vm.quitOrphans(qemu);
     }
     // QEMU is gone; the device is usable again (the takeover rule resets what the dead bridge left).
     expect(await marksOf(DEV_A)).toEqual([0x11, 0x22]);

@@ -4,7 +4,7 @@
 // (SeaBIOS finds no boot device and waits): what migrates is the machine, its
 // RAM and the devices' state, which is all these scenarios look at.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { sysfs } from './lab-env.js';
 
@@ -224,17 +224,43 @@ export class QemuVm {
     }
   }
 
+  /** Pids of the processes whose parent is this VM's process (QEMU, when a bridge runs it). */
+  children(): number[] {
+    return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
+      try {
+        // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after the last ')'.
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === this.pid;
+      } catch {
+        return false; // exited meanwhile
+      }
+    });
+  }
+
   /**
-   * `quit` a QEMU whose parent (the bridge) is gone: its exit is only seen as
-   * the monitor closing. Waits for that, so its devices can be opened again.
+   * `quit` QEMUs whose parent (the bridge) was killed: their exit cannot be
+   * waited for, so poll until each pid is gone or a zombie (its fds, and so its
+   * devices, are released then).
    */
-  async quitOrphan(timeoutMs = 30_000): Promise<void> {
-    if (!this.socket || this.socket.destroyed) return;
-    const closed = new Promise<void>((resolve) => this.socket!.once('close', () => resolve()));
-    this.socket.write(`${JSON.stringify({ execute: 'quit' })}\n`);
-    const timer = setTimeout(() => this.socket?.destroy(), timeoutMs);
-    await closed;
-    clearTimeout(timer);
+  async quitOrphans(pids: number[], timeoutMs = 30_000): Promise<void> {
+    if (this.socket && !this.socket.destroyed) this.socket.write(`${JSON.stringify({ execute: 'quit' })}\n`);
+    const deadline = Date.now() + timeoutMs;
+    const alive = (pid: number) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+      } catch {
+        return false;
+      }
+    };
+    while (pids.some(alive)) {
+      if (Date.now() > deadline) {
+        for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
+        throw new Error(`${this.options.name}: QEMU (${pids.join(', ')}) did not quit within ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    this.socket?.destroy();
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
