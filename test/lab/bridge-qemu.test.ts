@@ -7,19 +7,16 @@
 // VM keeps running. The control (the same QEMU without the bridge refuses)
 // is in qemu-controls.test.ts; the lab fails on any guest BUG:/Oops.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KernelMigrationDevice } from '../../index.js';
 import { saveStream } from '../support/mtty-scenarios.js';
 import { address, DEV_A, DEV_B, DEV_C, DEV_D, sysfs } from './lab-env.js';
 import { marksOf, migrateAndCheck, setMarks } from './migration-scenarios.js';
-import { LAB_RUN_DIR, QemuVm, type BridgeRun } from './qemu-vm.js';
+import { LAB_RUN_DIR, QemuVm, vfioMigBridge, vfioMigCommand } from './qemu-vm.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = `${root}${(JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { bin: Record<string, string> }).bin['vfio-mig'].replace(/^\.\//, '')}`;
-const vfioMig = [process.execPath, bin];
-const bridge = (...options: string[]): BridgeRun => ({ command: vfioMig, options });
+const vfioMig = vfioMigCommand();
+const bridge = vfioMigBridge;
 
 /** The bridge's own lines (start, summary) from a run's output. */
 const bridgeLines = (log: string) => log.split('\n').filter((l) => l.startsWith('vfio-mig bridge:'));
@@ -68,13 +65,13 @@ describe('QEMU 7.2 under vfio-mig bridge (lab acceptance)', () => {
     rmSync(file, { force: true });
     await setMarks(DEV_A, [0x3c, 0xc3]);
     await setMarks(DEV_B, [0, 0]);
-    const save = spawnSync(vfioMig[0], [bin, 'bridge', '--', ...vfioMig, 'save', address(DEV_A), '--via', 'v1', '--rounds', '0', '--out', file, '--json'], { encoding: 'utf8' });
+    const save = spawnSync(vfioMig[0], [vfioMig[1], 'bridge', '--', ...vfioMig, 'save', address(DEV_A), '--via', 'v1', '--rounds', '0', '--out', file, '--json'], { encoding: 'utf8' });
     console.log(`bridged save: ${save.stderr.trim()}`);
     expect(save.status, save.stderr).toBe(0);
     const saved = JSON.parse(save.stdout) as { result: { via: string; native: string; translator: unknown; deviceBytes: number } };
     // Inside the bridge the device looks like a v1 kernel's: its own v1 region, no v2 face.
     expect(saved.result).toMatchObject({ via: 'v1', native: 'v1', translator: null, deviceBytes: 96 });
-    const load = spawnSync(vfioMig[0], [bin, 'load', address(DEV_B), '--in', file], { encoding: 'utf8' });
+    const load = spawnSync(vfioMig[0], [vfioMig[1], 'load', address(DEV_B), '--in', file], { encoding: 'utf8' });
     expect(load.status, load.stderr).toBe(0);
     expect(await marksOf(DEV_B)).toEqual([0x3c, 0xc3]);
   });

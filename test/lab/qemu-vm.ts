@@ -6,6 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { sysfs } from './lab-env.js';
 
 export type QemuVersion = '7.2' | '10';
@@ -32,6 +34,15 @@ export interface VmOptions {
   /** Machine type; both sides must agree and 7.2 must know it (CROSS-VERSION facts). */
   machine?: string;
 }
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const bin = join(root, (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['vfio-mig']);
+
+/** `vfio-mig bridge [options]` as the package installs it, run by the lab's node. */
+export const vfioMigBridge = (...options: string[]): BridgeRun => ({ command: [process.execPath, bin], options });
+
+/** The installed `vfio-mig` command line. */
+export const vfioMigCommand = (): string[] => [process.execPath, bin];
 
 /** Where the lab keeps sockets and migration files: /tmp is the same path inside the QEMU 10 chroot. */
 export const LAB_RUN_DIR = `${process.env.LAB_TMP ?? '/tmp/vfio-mig-lab'}/vms`;
