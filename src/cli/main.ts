@@ -1,5 +1,4 @@
-#!/usr/bin/env node
-// vfio-mig: the command-line face of vfio-mig-shim.
+// vfio-mig: the command-line face of vfio-mig-shim (bin.ts runs it).
 // Exit status: 0 ok, 1 failure, 2 usage error.
 import { parseArgs } from 'node:util';
 import type { Syscalls } from '../kernel/syscalls.js';
@@ -85,9 +84,4 @@ function writeStacks(out: NodeJS.WritableStream, e: unknown): void {
 
 function jsonBigint(_key: string, value: unknown): unknown {
   return typeof value === 'bigint' ? (value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString()) : value;
-}
-
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (invokedDirectly) {
-  main(process.argv.slice(2)).then((status) => { process.exitCode = status; });
 }
