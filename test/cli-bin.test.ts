@@ -3,7 +3,7 @@
 // that `npm pack` makes, installed into a scratch project. Tests that call
 // main() in-process cannot see any of this.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -44,20 +44,79 @@ describe('the bin file', () => {
   });
 });
 
+const npm = (args: string[], cwd: string) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
+
+/** An empty project to install into. */
+function project(name: string): string {
+  const dir = join(scratch, name);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'package.json'), '{"name":"scratch","private":true}\n');
+  return dir;
+}
+
+/** This checkout's sources as a fresh clone has them: no node_modules, no dist. */
+function freshCheckout(name: string): string {
+  const dir = join(scratch, name);
+  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' }).split('\0').filter(Boolean);
+  for (const f of files) if (existsSync(join(ROOT, f))) cpSync(join(ROOT, f), join(dir, f));
+  return dir;
+}
+
+function expectWorkingBin(dir: string): void {
+  const bin = join(dir, 'node_modules', '.bin', 'vfio-mig');
+  expectHelp(run(bin, ['--help'], false));
+  const demo = run(bin, ['demo', '--size', '1MiB', '--window', '64KiB', '--rounds', '1'], false);
+  expect(demo.status, demo.stderr).toBe(0);
+  expect(demo.stdout.match(/ match [0-9a-f]{12}/g)).toHaveLength(3);
+}
+
 describe('npm pack + npm install <tarball>', () => {
   it('installs a working vfio-mig: --help and a small demo', () => {
-    const npm = (args: string[], cwd: string) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
     // dist/ is built (npm test builds first); pack it without rebuilding.
     const tarball = npm(['pack', ROOT, '--ignore-scripts', '--pack-destination', scratch, '--json'], scratch);
-    const file = join(scratch, JSON.parse(tarball)[0].filename);
-    const project = join(scratch, 'project');
-    mkdirSync(project);
-    writeFileSync(join(project, 'package.json'), '{"name":"scratch","private":true}\n');
-    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', file], project);
-    const bin = join(project, 'node_modules', '.bin', 'vfio-mig');
-    expectHelp(run(bin, ['--help'], false));
-    const demo = run(bin, ['demo', '--size', '1MiB', '--window', '64KiB', '--rounds', '1'], false);
-    expect(demo.status, demo.stderr).toBe(0);
-    expect(demo.stdout.match(/ match [0-9a-f]{12}/g)).toHaveLength(3);
+    const packed = JSON.parse(tarball)[0];
+    const file = join(scratch, packed.filename);
+    // The license package.json names ships with the package, and nothing but dist/ besides the usual files.
+    const paths: string[] = packed.files.map((f: { path: string }) => f.path);
+    expect(PKG.license).toBe('MIT');
+    expect(paths).toContain('LICENSE');
+    expect(readFileSync(join(ROOT, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n\nCopyright \(c\) \d{4} vfio-mig-shim contributors\n/);
+    expect(paths.filter((p) => !p.startsWith('dist/')).sort()).toEqual(['LICENSE', 'README.md', 'package.json']);
+    expect(paths).toContain(PKG.bin['vfio-mig'].replace(/^\.\//, ''));
+    const dir = project('from-tarball');
+    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', file], dir);
+    expectWorkingBin(dir);
+  });
+});
+
+describe('npm install from sources (the prepare build)', () => {
+  it('npm install <git url>: npm installs the devDependencies, prepare builds dist/', () => {
+    const repo = freshCheckout('repo');
+    const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd: repo, stdio: 'ignore' });
+    git('init', '-q');
+    git('add', '-A');
+    git('commit', '-q', '-m', 'snapshot');
+    const dir = project('from-git');
+    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `git+file://${repo}`], dir);
+    expectWorkingBin(dir);
+  });
+
+  it('npm install <folder> of a fresh clone: prepare installs the folder\'s own dependencies, then builds', () => {
+    const folder = freshCheckout('folder');
+    const dir = project('from-folder');
+    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', folder], dir);
+    expectWorkingBin(dir);
+  });
+});
+
+describe('README', () => {
+  it('states the Node version package.json requires, and the install forms tested above', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const major = /^>=(\d+)$/.exec(PKG.engines.node)?.[1];
+    expect(major).toBeDefined();
+    expect(readme).toContain(`**Node.js ${major} or newer**`);
+    expect(readme).toMatch(/`npm install git\+https:\/\/[^`]+`/);
+    expect(readme).toMatch(/`npm install \/path\/to\/vfio-mig-shim`/);
+    expect(readme).toContain(`npm install ./${PKG.name}-${PKG.version}.tgz`);
   });
 });
