@@ -262,6 +262,6 @@ describe('bad input', () => {
     expect(save.stdout).toContain('usage: vfio-mig save <device> --out FILE [--via v1|v2] [--rounds N]');
     const load = await runCli('load', '-h');
     expect(load.status).toBe(0);
-    expect(load.stdout).toContain('usage: vfio-mig load <device> --in FILE [--via v1|v2]');
+    expect(load.stdout).toContain('usage: vfio-mig load <device> --in FILE|- [--via v1|v2]');
   });
 });

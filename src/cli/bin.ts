@@ -4,4 +4,6 @@
 // which a symlink (node_modules/.bin) or a '#' in the path would defeat.
 import { main } from './main.js';
 
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2), {
+  stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, exit: (status) => process.exit(status),
+});

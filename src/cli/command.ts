@@ -15,6 +15,13 @@ export interface CliContext {
   interactive: boolean;
   /** The OS boundary for kernel device addresses (tests pass a FakeSyscalls); default koffi. */
   syscalls?: Syscalls;
+  /**
+   * Standard output for a migration file (`--out -`): from now on print()
+   * goes to stderr. UsageError when stdout is a terminal.
+   */
+  stateOut(): NodeJS.WritableStream;
+  /** Standard input for a migration file (`--in -`). UsageError when stdin is a terminal. */
+  stateIn(): NodeJS.ReadableStream;
 }
 
 export interface Command {

@@ -123,6 +123,7 @@ function fileMessage(e: MigrationFileError): string {
       if (e.code === 'EACCES' || e.code === 'EPERM') return `cannot write ${p}: permission denied (choose a directory you may write to, or run as a user who may)`;
       if (e.code === 'ENOSPC') return `cannot write ${p}: no space left on the device (free some space or save elsewhere)`;
       if (e.code === 'EROFS') return `cannot write ${p}: read-only file system (save elsewhere)`;
+      if (e.code === 'EPIPE') return `cannot write ${p}: the reader went away (EPIPE) before the whole file was written; what it got has no end marker and any load refuses it`;
       return `cannot write ${p}: ${e.code} (${strip(e.detail)})`;
     case 'not-a-file':
       return `${p} is a directory or special file, not a migration file: give a file path`;

@@ -1,5 +1,7 @@
 // vfio-mig: the command-line face of vfio-mig-shim (bin.ts runs it).
-// Exit status: 0 ok, 1 failure, 2 usage error.
+// Exit status: 0 ok, 1 failure, 2 usage error, and 141 (128 + SIGPIPE, what a
+// shell reports for a filter the signal ends) when the reader of stdout went
+// away before the output was written (`vfio-mig diff | head -1`).
 import { parseArgs } from 'node:util';
 import type { Syscalls } from '../kernel/syscalls.js';
 import type { CliContext, Command } from './command.js';
@@ -21,22 +23,58 @@ function commandHelp(c: Command): string {
   return `usage: vfio-mig ${c.usage}\n\n  --json           machine-readable output\n  --debug          stack traces on failure\n  --help           this text`;
 }
 
+export const EXIT_BROKEN_PIPE = 141;
+
 export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** For `--in -` (default process.stdin). */
+  stdin?: NodeJS.ReadableStream;
   /** The OS boundary for kernel devices (tests: a FakeSyscalls); default koffi. */
   syscalls?: Syscalls;
+  /**
+   * Ends the process (bin.ts) when stdout fails while it carries only text:
+   * EXIT_BROKEN_PIPE for EPIPE, 1 for other errors. Without it the command
+   * runs on and prints nothing more.
+   */
+  exit?: (status: number) => void;
 }
+
+const isTerminal = (s: unknown): boolean => Boolean((s as { isTTY?: boolean }).isTTY);
 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const json = argv.includes('--json');
   const debug = argv.includes('--debug');
+  let stdoutCarriesState = false;
+  let stdoutFailed = false;
+  // A write error on stdout arrives as an 'error' event; unhandled, it would end the process with a stack.
+  io.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    // A save to `--out -` sees the error in its own write callback and fails properly (device reset, exit 1).
+    if (stdoutCarriesState || stdoutFailed) return;
+    stdoutFailed = true;
+    if (e.code !== 'EPIPE') io.stderr.write(`vfio-mig: cannot write to standard output: ${e.code ?? e.message}\n`);
+    io.exit?.(e.code === 'EPIPE' ? EXIT_BROKEN_PIPE : 1);
+  });
+  io.stderr.on('error', () => undefined); // nowhere left to report it
   const ctx: CliContext = {
     json, debug,
-    print: (text) => { if (!json) io.stdout.write(`${text}\n`); },
+    print: (text) => {
+      if (json || stdoutFailed) return;
+      (stdoutCarriesState ? io.stderr : io.stdout).write(`${text}\n`);
+    },
     note: (text) => { io.stderr.write(`${text}\n`); },
-    interactive: !json && Boolean((io.stderr as NodeJS.WriteStream).isTTY),
+    interactive: !json && isTerminal(io.stderr),
     syscalls: io.syscalls,
+    stateOut: () => {
+      if (isTerminal(io.stdout)) throw new UsageError("standard output is a terminal, not a place for binary state: redirect it ('> state.vmig', '| ssh host vfio-mig load ... --in -') or give --out FILE");
+      stdoutCarriesState = true;
+      return io.stdout;
+    },
+    stateIn: () => {
+      const stdin = io.stdin ?? process.stdin;
+      if (isTerminal(stdin)) throw new UsageError("standard input is a terminal: pipe the state in ('< state.vmig', 'ssh host vfio-mig save ... --out - |') or give --in FILE");
+      return stdin;
+    },
   };
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

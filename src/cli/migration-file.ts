@@ -20,9 +20,11 @@
 //
 // The header's sizes are filled in when the save is complete (the file is
 // written under a temporary name and renamed, so a half-written file never
-// has the final name). Every byte is covered: the header's fields are
-// constants or must equal the footer's and the file's real size; the rest is
-// hashed. Reading is two streaming passes, so a multi-GiB file is never held in
+// has the final name). A file written to a pipe (`--out -`) cannot go back to
+// its header: its header's two sizes are all-ones ("streamed"), and the
+// footer alone gives them; a stream cut short has no footer and is refused as
+// truncated. Every byte is covered: the header's fields are constants or must
+// equal the footer's and the file's real size; the rest is hashed. Reading is two streaming passes, so a multi-GiB file is never held in
 // memory: verifyMigrationFile() checks sizes, hash and the stream's framing;
 // readPayload() then feeds the device, re-hashing and holding back its last
 // chunk until the digest matches, so a file changed in between never completes
@@ -40,6 +42,8 @@ export const FILE_END_MAGIC = 'VFIOMIGE';
 export const FILE_VERSION = 1;
 export const FILE_HEADER_BYTES = 32;
 export const FILE_FOOTER_BYTES = 64;
+/** Both header sizes of a file written to a pipe: only the footer knows them. */
+const STREAMED = 0xffffffffffffffffn;
 /** Footer bytes covered by the digest (everything before it). */
 const FOOTER_HASHED = 32;
 /** The info section is a few hundred bytes; anything near this is damage. */
@@ -76,16 +80,17 @@ export class MigrationFileError extends MigrationError {
   }
 }
 
-interface Header { version: number; headerBytes: number; fileBytes: number; payloadBytes: number }
+interface Header { version: number; headerBytes: number; fileBytes: number; payloadBytes: number; streamed: boolean }
 interface Footer { payloadBytes: number; infoBytes: number; fileBytes: number; digest: Buffer }
 
-export function encodeHeader(fileBytes: number, payloadBytes: number): Buffer {
+/** The header; 'streamed' for a file written to a pipe (sizes in the footer only). */
+export function encodeHeader(fileBytes: number | 'streamed', payloadBytes = 0): Buffer {
   const b = Buffer.alloc(FILE_HEADER_BYTES);
   b.write(FILE_MAGIC, 0, 'latin1');
   b.writeUInt32BE(FILE_VERSION, 8);
   b.writeUInt32BE(FILE_HEADER_BYTES, 12);
-  b.writeBigUInt64BE(BigInt(fileBytes), 16);
-  b.writeBigUInt64BE(BigInt(payloadBytes), 24);
+  b.writeBigUInt64BE(fileBytes === 'streamed' ? STREAMED : BigInt(fileBytes), 16);
+  b.writeBigUInt64BE(fileBytes === 'streamed' ? STREAMED : BigInt(payloadBytes), 24);
   return b;
 }
 
@@ -109,7 +114,8 @@ function decodeHeader(path: string, b: Buffer): Header {
   if (!magic.equals(Buffer.from(FILE_MAGIC, 'latin1'))) {
     throw new MigrationFileError(path, 'bad-magic', 'EINVAL', `starts with 0x${magic.toString('hex')}, not "${FILE_MAGIC}"`);
   }
-  return { version: b.readUInt32BE(8), headerBytes: b.readUInt32BE(12), fileBytes: u64(b, 16), payloadBytes: u64(b, 24) };
+  const streamed = b.readBigUInt64BE(16) === STREAMED && b.readBigUInt64BE(24) === STREAMED;
+  return { version: b.readUInt32BE(8), headerBytes: b.readUInt32BE(12), fileBytes: u64(b, 16), payloadBytes: u64(b, 24), streamed };
 }
 
 function decodeFooter(b: Buffer): Footer | null {
@@ -118,7 +124,7 @@ function decodeFooter(b: Buffer): Footer | null {
 }
 
 /** Node's fs errors (code 'ENOENT', ...) as the file problem they are. */
-function fsProblem(path: string, e: unknown, writing: boolean): MigrationFileError {
+export function fsProblem(path: string, e: unknown, writing: boolean): MigrationFileError {
   const code = (e as { code?: unknown }).code;
   const name = (typeof code === 'string' ? code : 'EIO') as ErrnoName;
   const problem: FileProblem = name === 'EISDIR' ? 'not-a-file' : writing ? 'unwritable' : 'unreadable';
@@ -136,31 +142,28 @@ export interface WrittenFile {
   sha256: string;
 }
 
-/**
- * Writes a migration file: `stream` takes the migration stream (hand it to
- * saveV2/saveV1; its write callback runs once the bytes are in the file, so a
- * client may reuse its buffer), then finish() adds info and footer, fills in
- * the header and renames the file into place. abort() removes it.
- */
-export class MigrationFileWriter {
-  readonly stream: Writable;
-  private payloadBytes = 0;
-  private readonly hash = createHash('sha256');
-  private settled = false;
+/** Where a migration file's bytes go: a file written in place, or a pipe written in order. */
+interface ByteSink {
+  /** Append `b` after everything appended so far. */
+  append(b: Uint8Array): Promise<void>;
+  /** Everything is appended: make it final (the file: header sizes, fsync, rename). */
+  seal(fileBytes: number, payloadBytes: number): Promise<void>;
+  /** Give up: close and remove what can be removed (never throws). */
+  abort(): Promise<void>;
+  /** abort() for a signal handler: synchronous, best effort. */
+  discardSync(): void;
+}
 
-  private constructor(readonly path: string, private readonly tmpPath: string, private readonly fh: FileHandle) {
-    const self = this;
-    this.stream = new Writable({
-      highWaterMark: 0,
-      write(chunk: Buffer, _enc, done) {
-        // Writable runs one write at a time: positions follow each other.
-        self.hash.update(chunk);
-        self.writeAt(chunk, FILE_HEADER_BYTES + self.payloadBytes).then(() => {
-          self.payloadBytes += chunk.length;
-          done();
-        }, (e: unknown) => done(fsProblem(self.path, e, true)));
-      },
-    });
+/** A regular file, written under a temporary sibling name and renamed into place when sealed. */
+class FileSink implements ByteSink {
+  private at = 0;
+  private closed = false;
+
+  constructor(private readonly path: string, private readonly tmpPath: string, private readonly fh: FileHandle) {}
+
+  async append(b: Uint8Array): Promise<void> {
+    await this.writeAt(b, this.at);
+    this.at += b.length;
   }
 
   /** pwrite all of `b` at `position` (a short write continues). */
@@ -170,6 +173,76 @@ export class MigrationFileWriter {
       if (bytesWritten <= 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
       done += bytesWritten;
     }
+  }
+
+  async seal(fileBytes: number, payloadBytes: number): Promise<void> {
+    await this.writeAt(encodeHeader(fileBytes, payloadBytes), 0);
+    await this.fh.datasync();
+    this.closed = true;
+    await this.fh.close();
+    await rename(this.tmpPath, this.path);
+  }
+
+  async abort(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      await this.fh.close().catch(() => undefined);
+    }
+    await unlink(this.tmpPath).catch(() => undefined);
+  }
+
+  discardSync(): void {
+    try {
+      unlinkSync(this.tmpPath);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** A pipe (standard output): bytes in order, nothing to take back; a reader of a cut stream finds no footer. */
+class StreamSink implements ByteSink {
+  constructor(private readonly out: NodeJS.WritableStream) {}
+
+  append(b: Uint8Array): Promise<void> {
+    // Each write's callback says when `out` is done with the bytes (and reports EPIPE and friends).
+    return new Promise((resolve, reject) => this.out.write(b, (e?: Error | null) => (e ? reject(e) : resolve())));
+  }
+
+  async seal(): Promise<void> {}
+
+  async abort(): Promise<void> {}
+
+  discardSync(): void {}
+}
+
+/**
+ * Writes a migration file: `stream` takes the migration stream (hand it to
+ * saveV2/saveV1; its write callback runs once the bytes are written, so a
+ * client may reuse its buffer), then finish() adds info and footer and makes
+ * the file final. abort() removes a partial file.
+ */
+export class MigrationFileWriter {
+  readonly stream: Writable;
+  private payloadBytes = 0;
+  private readonly hash = createHash('sha256');
+  private settled = false;
+
+  private constructor(readonly path: string, private readonly sink: ByteSink) {
+    const self = this;
+    this.stream = new Writable({
+      highWaterMark: 0,
+      write(chunk: Buffer, _enc, done) {
+        // Writable runs one write at a time: appends follow each other.
+        self.hash.update(chunk);
+        self.sink.append(chunk).then(() => {
+          self.payloadBytes += chunk.length;
+          done();
+        }, (e: unknown) => done(fsProblem(self.path, e, true)));
+      },
+    });
+    // A failed write reaches the client through its write callback; the event would only crash the process.
+    this.stream.on('error', () => undefined);
   }
 
   /** Create `path`'s temporary sibling and write a header that marks the file incomplete. */
@@ -185,9 +258,18 @@ export class MigrationFileWriter {
     } catch (e) {
       throw fsProblem(path, e, true);
     }
-    const writer = new MigrationFileWriter(path, tmpPath, fh);
+    return MigrationFileWriter.begin(path, new FileSink(path, tmpPath, fh), encodeHeader(0, 0));
+  }
+
+  /** Write to a pipe (`--out -`): the streamed header now, the sizes in the footer at the end. `name` names it in errors. */
+  static async toStream(out: NodeJS.WritableStream, name: string): Promise<MigrationFileWriter> {
+    return MigrationFileWriter.begin(name, new StreamSink(out), encodeHeader('streamed'));
+  }
+
+  private static async begin(path: string, sink: ByteSink, header: Buffer): Promise<MigrationFileWriter> {
+    const writer = new MigrationFileWriter(path, sink);
     try {
-      await writer.writeAt(encodeHeader(0, 0), 0);
+      await sink.append(header);
     } catch (e) {
       await writer.abort();
       throw fsProblem(path, e, true);
@@ -195,7 +277,7 @@ export class MigrationFileWriter {
     return writer;
   }
 
-  /** Info and footer, the header's sizes, fsync, rename to the final name. */
+  /** Info and footer, then the sink makes the file final (a file: header sizes, fsync, rename). */
   async finish(info: MigrationFileInfo): Promise<WrittenFile> {
     if (this.settled) throw new MigrationError('EINVAL', 'migration file already finished');
     try {
@@ -204,14 +286,10 @@ export class MigrationFileWriter {
       const fileBytes = FILE_HEADER_BYTES + this.payloadBytes + infoBytes.length + FILE_FOOTER_BYTES;
       const prefix = encodeFooterPrefix(this.payloadBytes, infoBytes.length, fileBytes);
       const digest = this.hash.update(infoBytes).update(prefix).digest();
-      const at = FILE_HEADER_BYTES + this.payloadBytes;
-      await this.writeAt(infoBytes, at);
-      await this.writeAt(Buffer.concat([prefix, digest]), at + infoBytes.length);
-      await this.writeAt(encodeHeader(fileBytes, this.payloadBytes), 0);
-      await this.fh.datasync();
-      await this.fh.close();
+      await this.sink.append(infoBytes);
+      await this.sink.append(Buffer.concat([prefix, digest]));
+      await this.sink.seal(fileBytes, this.payloadBytes);
       this.settled = true;
-      await rename(this.tmpPath, this.path);
       return { path: this.path, fileBytes, payloadBytes: this.payloadBytes, sha256: digest.toString('hex') };
     } catch (e) {
       await this.abort();
@@ -221,28 +299,24 @@ export class MigrationFileWriter {
 
   /** Remove the temporary file now, synchronously (for a signal handler: the process is about to end). */
   discardSync(): void {
-    try {
-      unlinkSync(this.tmpPath);
-    } catch {
-      // already gone
-    }
+    this.sink.discardSync();
   }
 
   /** Close and remove the temporary file (idempotent; never throws). */
   async abort(): Promise<void> {
     this.stream.destroy();
-    if (!this.settled) {
-      this.settled = true;
-      await this.fh.close().catch(() => undefined);
-    }
-    await unlink(this.tmpPath).catch(() => undefined);
+    this.settled = true;
+    await this.sink.abort();
   }
 }
 
 // ---- reading -----------------------------------------------------------------
 
 export interface VerifiedFile {
+  /** The file's name in messages. */
   path: string;
+  /** The file the bytes are read from (for standard input, its private copy). */
+  source: string;
   fileBytes: number;
   payloadBytes: number;
   /** Device bytes the stream carries (the sum of its data records). */
@@ -271,13 +345,15 @@ async function readExactly(path: string, fh: FileHandle, length: number, positio
 
 /**
  * Check the whole file without touching any device: header, sizes, footer,
- * then one streaming pass over payload and info (SHA-256, and the migration
- * stream's framing). `onProgress` gets the bytes hashed so far.
+ * then one streaming pass over payload and info (SHA-256, the migration
+ * stream's framing, the info's fields). `onProgress` gets the bytes hashed so
+ * far; `path` names the file in errors (a private copy of standard input is
+ * read from `source` but named 'standard input').
  */
-export async function verifyMigrationFile(path: string, onProgress?: (bytes: number, total: number) => void): Promise<VerifiedFile> {
+export async function verifyMigrationFile(source: string, onProgress?: (bytes: number, total: number) => void, path = source): Promise<VerifiedFile> {
   let fh: FileHandle;
   try {
-    fh = await open(path, 'r');
+    fh = await open(source, 'r');
   } catch (e) {
     throw fsProblem(path, e, false);
   }
@@ -306,17 +382,26 @@ export async function verifyMigrationFile(path: string, onProgress?: (bytes: num
     if (header.headerBytes !== FILE_HEADER_BYTES) {
       throw new MigrationFileError(path, 'damaged', 'EBADMSG', `header length ${header.headerBytes}, expected ${FILE_HEADER_BYTES}`);
     }
-    if (header.fileBytes === 0) throw new MigrationFileError(path, 'incomplete', 'EIO', 'the header is still blank: the save that wrote it did not finish');
-    if (size < header.fileBytes) throw new MigrationFileError(path, 'truncated', 'EIO', `${size} of ${header.fileBytes} bytes`);
-    if (size > header.fileBytes) throw new MigrationFileError(path, 'trailing-bytes', 'EBADMSG', `${size - header.fileBytes} bytes after the end of the ${header.fileBytes}-byte file`);
-    const footer = decodeFooter(await readExactly(path, fh, FILE_FOOTER_BYTES, size - FILE_FOOTER_BYTES));
-    if (!footer) throw new MigrationFileError(path, 'damaged', 'EBADMSG', `no end marker "${FILE_END_MAGIC}" at byte ${size - FILE_FOOTER_BYTES}`);
-    const infoAt = FILE_HEADER_BYTES + header.payloadBytes;
-    if (footer.fileBytes !== header.fileBytes || footer.payloadBytes !== header.payloadBytes
-      || infoAt + footer.infoBytes + FILE_FOOTER_BYTES !== size || footer.infoBytes > MAX_INFO_BYTES) {
-      throw new MigrationFileError(path, 'damaged', 'EBADMSG',
-        `header (file ${header.fileBytes}, payload ${header.payloadBytes}) and footer (file ${footer.fileBytes}, payload ${footer.payloadBytes}, info ${footer.infoBytes}) disagree`);
+    if (!header.streamed) {
+      if (header.fileBytes === 0) throw new MigrationFileError(path, 'incomplete', 'EIO', 'the header is still blank: the save that wrote it did not finish');
+      if (size < header.fileBytes) throw new MigrationFileError(path, 'truncated', 'EIO', `${size} of ${header.fileBytes} bytes`);
+      if (size > header.fileBytes) throw new MigrationFileError(path, 'trailing-bytes', 'EBADMSG', `${size - header.fileBytes} bytes after the end of the ${header.fileBytes}-byte file`);
     }
+    const footer = size >= FILE_HEADER_BYTES + FILE_FOOTER_BYTES ? decodeFooter(await readExactly(path, fh, FILE_FOOTER_BYTES, size - FILE_FOOTER_BYTES)) : null;
+    if (!footer && header.streamed) {
+      throw new MigrationFileError(path, 'truncated', 'EIO', `a streamed file of ${size} bytes without its end marker "${FILE_END_MAGIC}": the stream was cut short`);
+    }
+    if (!footer) throw new MigrationFileError(path, 'damaged', 'EBADMSG', `no end marker "${FILE_END_MAGIC}" in the last ${FILE_FOOTER_BYTES} bytes`);
+    // A streamed header says nothing about the sizes: the footer and the real size must agree alone.
+    const expected = header.streamed ? { fileBytes: size, payloadBytes: footer.payloadBytes } : header;
+    const infoAt = FILE_HEADER_BYTES + expected.payloadBytes;
+    if (footer.fileBytes !== expected.fileBytes || footer.payloadBytes !== expected.payloadBytes
+      || infoAt + footer.infoBytes + FILE_FOOTER_BYTES !== size || footer.infoBytes > MAX_INFO_BYTES) {
+      throw new MigrationFileError(path, 'damaged', 'EBADMSG', header.streamed
+        ? `footer (file ${footer.fileBytes}, payload ${footer.payloadBytes}, info ${footer.infoBytes}) does not add up to the ${size}-byte file`
+        : `header (file ${header.fileBytes}, payload ${header.payloadBytes}) and footer (file ${footer.fileBytes}, payload ${footer.payloadBytes}, info ${footer.infoBytes}) disagree`);
+    }
+    const payloadBytes = expected.payloadBytes;
 
     // The streaming pass: hash everything hashed, decode the stream's framing on the way.
     const hash = createHash('sha256');
@@ -324,7 +409,7 @@ export async function verifyMigrationFile(path: string, onProgress?: (bytes: num
     let streamError: MigrationError | undefined;
     let deviceBytes = 0;
     let hashed = 0;
-    const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(1, header.payloadBytes)));
+    const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(1, payloadBytes)));
     for (let at = FILE_HEADER_BYTES; at < infoAt; ) {
       const want = Math.min(buf.length, infoAt - at);
       let n: number;
@@ -345,7 +430,7 @@ export async function verifyMigrationFile(path: string, onProgress?: (bytes: num
       }
       at += n;
       hashed += n;
-      onProgress?.(hashed, header.payloadBytes);
+      onProgress?.(hashed, payloadBytes);
     }
     if (!streamError) {
       try {
@@ -371,7 +456,7 @@ export async function verifyMigrationFile(path: string, onProgress?: (bytes: num
       throw new MigrationFileError(path, 'bad-stream', 'EINVAL', `checksum is right but the info section is not valid (${(e as Error).message})`);
     }
     return {
-      path, fileBytes: size, payloadBytes: header.payloadBytes, deviceBytes, sha256: digest.toString('hex'), info,
+      path, source, fileBytes: size, payloadBytes, deviceBytes, sha256: digest.toString('hex'), info,
       payloadDigest: payloadHash.digest('hex'),
     };
   } finally {
@@ -386,7 +471,7 @@ export async function verifyMigrationFile(path: string, onProgress?: (bytes: num
  */
 export async function* readPayload(file: VerifiedFile): AsyncGenerator<Uint8Array> {
   if (file.payloadBytes === 0) return;
-  const input = createReadStream(file.path, { start: FILE_HEADER_BYTES, end: FILE_HEADER_BYTES + file.payloadBytes - 1, highWaterMark: READ_CHUNK });
+  const input = createReadStream(file.source, { start: FILE_HEADER_BYTES, end: FILE_HEADER_BYTES + file.payloadBytes - 1, highWaterMark: READ_CHUNK });
   const hash = createHash('sha256');
   let held: Buffer | null = null;
   let bytes = 0;

@@ -8,6 +8,7 @@ import type { Command } from '../command.js';
 import { oneAddress, parseCount, parseVia, requireOption, withDevice } from '../device-args.js';
 import { DeviceOperationError } from '../explain-error.js';
 import { MigrationFileError, MigrationFileWriter, type MigrationFileInfo } from '../migration-file.js';
+import { cleanUpOnInterrupt } from '../on-interrupt.js';
 import type { OpenedDevice } from '../open-device.js';
 import { formatSize } from '../parse-values.js';
 import { progressBar } from '../progress.js';
@@ -19,7 +20,9 @@ export const saveCommand: Command = {
   usage: `save <device> --out FILE [--via v1|v2] [--rounds N] [--work PAGES]
 
   <device>       sim:v2?..., sim:v1?..., /dev/vfio/<group>:<name>, /dev/vfio/devices/vfioN
-  --out FILE     the migration file to write (replaced only once the save succeeded)
+  --out FILE|-   the migration file to write (replaced only once the save succeeded);
+                 - writes it to standard output, for a pipe ('| ssh host vfio-mig load
+                 <device> --in -'), and the report to stderr
   --via v1|v2    the protocol the client speaks (default: the device's own); v1 over a
                  v2 device goes through LegacyRegionOverV2, v2 over v1 through V2DeviceOverLegacy
   --rounds N     pre-copy passes while the device runs (default 1; 0 = straight to stop-and-copy)
@@ -36,6 +39,8 @@ export const saveCommand: Command = {
   async run(values, positionals, ctx) {
     const { text, address } = oneAddress(positionals, 'save');
     const out = requireOption(values.out, '--out FILE', 'save', `vfio-mig save ${text} --out state.vmig`);
+    const toStdout = out === '-';
+    if (toStdout && ctx.json) throw new UsageError('--json and --out - both write to standard output: drop --json (the report goes to stderr) or give --out FILE');
     const via = parseVia(values.via);
     const rounds = parseCount(String(values.rounds), '--rounds', 100_000);
     const isSim = address.kind === 'sim-v1' || address.kind === 'sim-v2';
@@ -43,31 +48,21 @@ export const saveCommand: Command = {
     const work = values.work === undefined ? (isSim ? Math.max(1, Math.floor(address.size / 4096 / 256)) : 0) : parseCount(String(values.work), '--work', 1 << 30);
 
     // The output first: an unwritable path fails before the device is opened.
-    const writer = await MigrationFileWriter.create(out);
-    // Interrupted (Ctrl-C, kill): no half-written file stays behind; then the signal's default action.
-    const onSignal = (signal: NodeJS.Signals) => {
-      writer.discardSync();
-      process.kill(process.pid, signal);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    let saved: Awaited<ReturnType<typeof saveOnce>>;
-    let written;
-    try {
+    const writer = toStdout ? await MigrationFileWriter.toStream(ctx.stateOut(), 'standard output') : await MigrationFileWriter.create(out);
+    // Interrupted (Ctrl-C, kill): no half-written file stays behind.
+    const { saved, written } = await cleanUpOnInterrupt(() => writer.discardSync(), async () => {
+      let saved: Awaited<ReturnType<typeof saveOnce>>;
       try {
         saved = await withDevice(ctx, text, address, (dev) => saveOnce(dev));
       } catch (e) {
         await writer.abort();
         throw e;
       }
-      written = await writer.finish(saved.info);
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
+      return { saved, written: await writer.finish(saved.info) };
+    });
     const { info, result } = saved;
 
-    ctx.print(`saved ${text} over ${result.via}${result.translator ? ` (through ${result.translator})` : ''} to ${out}`);
+    ctx.print(`saved ${text} over ${result.via}${result.translator ? ` (through ${result.translator})` : ''} to ${toStdout ? 'standard output' : out}`);
     ctx.print(`  device state   ${formatSize(info.deviceBytes)}: pre-copy ${formatSize(info.precopyBytes)} in ${rounds} pass${rounds === 1 ? '' : 'es'}, stop-and-copy ${formatSize(info.stopCopyBytes)}`);
     ctx.print(`  file           ${formatSize(written.fileBytes)}, sha256 ${written.sha256}`);
     if (info.sim) ctx.print(`  fingerprint    ${info.sim.fingerprint} (the state saved; 'vfio-mig load' checks it)`);
