@@ -139,6 +139,7 @@ function fileMessage(e: MigrationFileError): string {
     case 'damaged':
     case 'checksum':
     case 'bad-stream':
+    case 'bad-info':
       return `${p} is damaged: ${e.detail}; ${again}`;
     case 'changed':
       return `${p} changed while it was being loaded (${e.detail}); the load was stopped before the device accepted the state: leave the file alone during a load and load again`;

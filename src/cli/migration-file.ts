@@ -24,8 +24,10 @@
 // its header: its header's two sizes are all-ones ("streamed"), and the
 // footer alone gives them; a stream cut short has no footer and is refused as
 // truncated. Every byte is covered: the header's fields are constants or must
-// equal the footer's and the file's real size; the rest is hashed. Reading is two streaming passes, so a multi-GiB file is never held in
-// memory: verifyMigrationFile() checks sizes, hash and the stream's framing;
+// equal the footer's and the file's real size; the rest is hashed.
+// Reading is two streaming passes, so a multi-GiB file is never held in
+// memory: verifyMigrationFile() checks sizes, hash, the stream's framing and
+// every info field (anyone can re-wrap a file: the hash is no signature);
 // readPayload() then feeds the device, re-hashing and holding back its last
 // chunk until the digest matches, so a file changed in between never completes
 // a load.
@@ -69,7 +71,7 @@ export interface MigrationFileInfo {
 
 export type FileProblem =
   | 'unreadable' | 'unwritable' | 'not-a-file' | 'bad-magic' | 'bad-version' | 'incomplete'
-  | 'truncated' | 'trailing-bytes' | 'damaged' | 'checksum' | 'bad-stream' | 'changed';
+  | 'truncated' | 'trailing-bytes' | 'damaged' | 'checksum' | 'bad-stream' | 'bad-info' | 'changed';
 
 /** A migration file that cannot be used; `problem` says why (explain-error.ts words it). */
 export class MigrationFileError extends MigrationError {
@@ -312,6 +314,65 @@ export class MigrationFileWriter {
 
 // ---- reading -----------------------------------------------------------------
 
+const FORMAT_NAME: MigrationFileInfo['format'] = 'vfio-mig-shim migration file';
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isProtocol = (v: unknown): v is 'v1' | 'v2' => v === 'v1' || v === 'v2';
+
+/** A value as a message shows it. */
+function shown(v: unknown): string {
+  if (v === undefined) return 'is missing';
+  const json = JSON.stringify(v);
+  return `is ${json.length > 40 ? `${json.slice(0, 37)}...` : json}`;
+}
+
+/**
+ * The info section, every field checked (the checksum is no signature: anyone
+ * can re-wrap a file with any info), so nothing after this point meets a value
+ * of the wrong kind. `streamDeviceBytes` is what the stream really carries.
+ */
+function checkInfo(path: string, bytes: Buffer, streamDeviceBytes: number): MigrationFileInfo {
+  const bad = (detail: string) => new MigrationFileError(path, 'bad-info', 'EINVAL', `checksum is right but ${detail}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw bad(`the info section is not UTF-8 JSON (${(e as Error).message})`);
+  }
+  if (!isRecord(value)) throw bad(`the info section ${shown(value)}, expected an object`);
+  function field<T>(from: Record<string, unknown>, name: string, ok: (v: unknown) => v is T, expected: string): T {
+    const v = from[name.replace(/^.*\./, '')];
+    if (!ok(v)) throw bad(`info field '${name}' ${shown(v)}, expected ${expected}`);
+    return v;
+  }
+  field(value, 'format', (v): v is string => v === FORMAT_NAME, JSON.stringify(FORMAT_NAME));
+  const info: MigrationFileInfo = {
+    format: FORMAT_NAME,
+    source: field(value, 'source', (v): v is string => typeof v === 'string', 'a string'),
+    native: field(value, 'native', isProtocol, '"v1" or "v2"'),
+    via: field(value, 'via', isProtocol, '"v1" or "v2"'),
+    deviceBytes: field(value, 'deviceBytes', isCount, 'a byte count'),
+    precopyBytes: field(value, 'precopyBytes', isCount, 'a byte count'),
+    stopCopyBytes: field(value, 'stopCopyBytes', isCount, 'a byte count'),
+    savedAt: field(value, 'savedAt', (v): v is string => typeof v === 'string', 'a string'),
+  };
+  if (info.precopyBytes + info.stopCopyBytes !== info.deviceBytes) {
+    throw bad(`info field 'precopyBytes' + 'stopCopyBytes' is ${info.precopyBytes + info.stopCopyBytes}, but 'deviceBytes' is ${info.deviceBytes}`);
+  }
+  if (info.deviceBytes !== streamDeviceBytes) {
+    throw bad(`info field 'deviceBytes' is ${info.deviceBytes}, but the stream carries ${streamDeviceBytes} device bytes`);
+  }
+  if (value.sim !== undefined) {
+    const sim = field(value, 'sim', isRecord, 'an object');
+    info.sim = {
+      size: field(sim, 'sim.size', (v): v is number => isCount(v) && v > 0, 'a positive integer'),
+      pageSize: field(sim, 'sim.pageSize', (v): v is number => isCount(v) && v > 0, 'a positive integer'),
+      fingerprint: field(sim, 'sim.fingerprint', (v): v is string => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v), '64 hex digits'),
+    };
+  }
+  return info;
+}
+
 export interface VerifiedFile {
   /** The file's name in messages. */
   path: string;
@@ -423,7 +484,15 @@ export async function verifyMigrationFile(source: string, onProgress?: (bytes: n
       hash.update(piece);
       if (!streamError) {
         try {
-          for (const event of decoder.push(piece)) if (event.kind === 'data') deviceBytes += event.bytes.length;
+          for (const event of decoder.push(piece)) {
+            if (event.kind === 'data') deviceBytes += event.bytes.length;
+            // QEMU 8.1+ vfio_load_state (hw/vfio/migration.c) takes this marker only when switchover-ack
+            // is negotiated (and the device has PRE_COPY), else -EINVAL; QEMU 7.2 knows no such tag.
+            // vfio-mig never negotiates switchover-ack: both its loaders refuse the marker, so verify does.
+            if (event.kind === 'init-data-sent') {
+              throw new MigrationError('EINVAL', `a DEV_INIT_DATA_SENT marker at byte ${decoder.bytesConsumed - 8}: only a QEMU 8.1+ with switchover-ack negotiated takes it, and vfio-mig never negotiates switchover-ack`);
+            }
+          }
         } catch (e) {
           streamError = e instanceof MigrationError ? e : new MigrationError('EINVAL', String(e));
         }
@@ -448,13 +517,7 @@ export async function verifyMigrationFile(source: string, onProgress?: (bytes: n
     if (streamError) {
       throw new MigrationFileError(path, 'bad-stream', 'EINVAL', `checksum is right but the migration stream inside is malformed (${streamError.message})`, { cause: streamError });
     }
-    let info: MigrationFileInfo;
-    try {
-      info = JSON.parse(infoBytes.toString('utf8')) as MigrationFileInfo;
-      if (typeof info !== 'object' || info === null || typeof info.source !== 'string') throw new Error('not an info object');
-    } catch (e) {
-      throw new MigrationFileError(path, 'bad-stream', 'EINVAL', `checksum is right but the info section is not valid (${(e as Error).message})`);
-    }
+    const info = checkInfo(path, infoBytes, deviceBytes);
     return {
       path, source, fileBytes: size, payloadBytes, deviceBytes, sha256: digest.toString('hex'), info,
       payloadDigest: payloadHash.digest('hex'),

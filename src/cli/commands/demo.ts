@@ -1,5 +1,6 @@
 // vfio-mig demo: the project doing its job in both directions, on simulated
 // devices, with no hardware and no flags needed.
+import { SIM_SIZE_LIMIT, SIM_WINDOW_LIMIT } from '../address.js';
 import type { Command } from '../command.js';
 import { demoScenarios, type DemoOptions } from '../demo-scenarios.js';
 import { parseFlags, parseSize, formatSize } from '../parse-values.js';
@@ -35,8 +36,8 @@ export const demoCommand: Command = {
   },
   async run(values, positionals, ctx) {
     if (positionals.length) throw new UsageError(`demo takes no arguments, got '${positionals[0]}'`);
-    const size = parseSize(String(values.size), 'size');
-    const window = parseSize(String(values.window), 'window');
+    const size = parseSize(String(values.size), '--size', SIM_SIZE_LIMIT);
+    const window = parseSize(String(values.window), '--window', SIM_WINDOW_LIMIT);
     const flags = parseFlags(String(values.flags));
     if (!(flags & 1)) throw new UsageError('bad --flags: STOP_COPY (1) is mandatory for a v2 driver');
     const options: DemoOptions = {
