@@ -11,6 +11,8 @@ export interface CliContext {
   print(text: string): void;
   /** Diagnostics and progress (stderr). */
   note(text: string): void;
+  /** "vfio-mig: warning: <text>" on stderr: the command goes on, but not quite as asked. */
+  warn(text: string): void;
   /** Whether progress bars make sense (stderr is a TTY, not --json). */
   interactive: boolean;
   /** The OS boundary for kernel device addresses (tests pass a FakeSyscalls); default koffi. */

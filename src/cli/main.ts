@@ -4,10 +4,11 @@
 // away before the output was written (`vfio-mig diff | head -1`).
 import { parseArgs } from 'node:util';
 import type { Syscalls } from '../kernel/syscalls.js';
-import type { CliContext, Command } from './command.js';
+import type { CliContext, Command, OptionSpec } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { explainError } from './explain-error.js';
 import { UsageError } from './usage-error.js';
+import { packageVersion } from './version.js';
 
 const GLOBAL_HELP = `vfio-mig: bridge VFIO migration v1 (region, QEMU <= 7.2) and v2 (FSM + data_fd, QEMU >= 8.0)
 
@@ -16,8 +17,13 @@ usage: vfio-mig <command> [options]
 commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(9)}${c.summary}`).join('\n')}
 
-global options: --json (machine-readable output), --debug (stack traces), --help
-run 'vfio-mig <command> --help' for a command's options.`;
+global options (before or after the command): --json (machine-readable output), --debug (stack traces)
+run 'vfio-mig help <command>' (or 'vfio-mig <command> --help') for a command's options;
+'vfio-mig --version' prints the version.`;
+
+/** Options every command takes; they may also come before the command (`vfio-mig --json fsm`). */
+const GLOBAL_OPTIONS: OptionSpec = { json: { type: 'boolean' }, debug: { type: 'boolean' } };
+const GLOBAL_FLAGS = Object.keys(GLOBAL_OPTIONS).map((o) => `--${o}`);
 
 function commandHelp(c: Command): string {
   return `usage: vfio-mig ${c.usage}\n\n  --json           machine-readable output\n  --debug          stack traces on failure\n  --help           this text`;
@@ -43,8 +49,12 @@ export interface CliIo {
 const isTerminal = (s: unknown): boolean => Boolean((s as { isTTY?: boolean }).isTTY);
 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const json = argv.includes('--json');
-  const debug = argv.includes('--debug');
+  let leading = 0;
+  while (leading < argv.length && GLOBAL_FLAGS.includes(argv[leading])) leading++;
+  const [name, ...after] = argv.slice(leading);
+  const rest = [...argv.slice(0, leading), ...after];
+  const json = rest.includes('--json');
+  const debug = rest.includes('--debug');
   let stdoutCarriesState = false;
   let stdoutFailed = false;
   // A write error on stdout arrives as an 'error' event; unhandled, it would end the process with a stack.
@@ -63,6 +73,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
       (stdoutCarriesState ? io.stderr : io.stdout).write(`${text}\n`);
     },
     note: (text) => { io.stderr.write(`${text}\n`); },
+    warn: (text) => { io.stderr.write(`vfio-mig: warning: ${text}\n`); },
     interactive: !json && isTerminal(io.stderr),
     syscalls: io.syscalls,
     stateOut: () => {
@@ -76,24 +87,28 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
       return stdin;
     },
   };
-  const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === '--version' || name === '-V') {
+    io.stdout.write(`vfio-mig ${packageVersion()}\n`);
+    return 0;
+  }
+  // `vfio-mig help <command>` is `vfio-mig <command> --help`.
+  const helpOnly = name === 'help' && after.length > 0;
+  if (name === undefined || name === '--help' || name === '-h' || (name === 'help' && !helpOnly)) {
     io.stdout.write(`${GLOBAL_HELP}\n`);
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  const commandName = helpOnly ? after[0] : name;
+  const command = COMMANDS.find((c) => c.name === commandName);
   try {
-    if (!command) throw new UsageError(`unknown command '${name}'; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
-    if (rest.includes('--help') || rest.includes('-h')) {
+    if (!command) throw new UsageError(`unknown command '${commandName}'; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
+    if (helpOnly || rest.includes('--help') || rest.includes('-h')) {
       io.stdout.write(`${commandHelp(command)}\n`);
       return 0;
     }
+    const options = { ...command.options, ...GLOBAL_OPTIONS };
     let parsed;
     try {
-      parsed = parseArgs({
-        args: rest, allowPositionals: true, strict: true,
-        options: { ...command.options, json: { type: 'boolean' }, debug: { type: 'boolean' } },
-      });
+      parsed = parseArgs({ args: withNegativeValues(rest, options), allowPositionals: true, strict: true, options });
     } catch (e) {
       const first = (e as Error).message.replace(/\. To specify a positional.*$/s, '').split('\n').join(' ');
       throw new UsageError(`${first} (see vfio-mig ${name} --help)`);
@@ -111,6 +126,28 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     if (debug) writeStacks(io.stderr, e);
     return usage ? 2 : 1;
   }
+}
+
+/**
+ * `--size -1`, `--seed -5`: a word that reads as a negative number after an
+ * option that takes a value is that value (parseArgs would call it an
+ * "ambiguous argument"), so the option's own check judges it.
+ */
+function withNegativeValues(args: string[], options: OptionSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '--') return [...out, ...args.slice(i)];
+    const long = arg.startsWith('--') ? arg.slice(2) : Object.keys(options).find((k) => arg === `-${options[k].short}`);
+    const next = args[i + 1];
+    if (long !== undefined && options[long]?.type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`--${long}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 /** The error's stack, then its causes' (a wrapped kernel or file error keeps its origin). */

@@ -1,7 +1,9 @@
 // vfio-mig demo: the project doing its job in both directions, on simulated
 // devices, with no hardware and no flags needed.
 import { SIM_SIZE_LIMIT, SIM_WINDOW_LIMIT } from '../address.js';
+import { MigFlags } from '../../v2/states.js';
 import type { Command } from '../command.js';
+import { flagNames } from '../device-args.js';
 import { demoScenarios, type DemoOptions } from '../demo-scenarios.js';
 import { parseFlags, parseSize, formatSize } from '../parse-values.js';
 import { progressBar } from '../progress.js';
@@ -30,7 +32,7 @@ export const demoCommand: Command = {
     size: { type: 'string', default: '1GiB' },
     window: { type: 'string', default: '1MiB' },
     flags: { type: 'string', default: '7' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string' },
     work: { type: 'string' },
     seed: { type: 'string', default: '1' },
   },
@@ -42,10 +44,13 @@ export const demoCommand: Command = {
     if (!(flags & 1)) throw new UsageError('bad --flags: STOP_COPY (1) is mandatory for a v2 driver');
     const options: DemoOptions = {
       size, window, flags,
-      rounds: positiveInt(String(values.rounds), '--rounds', 1000),
+      rounds: values.rounds === undefined ? 3 : positiveInt(String(values.rounds), '--rounds', 1000),
       seed: positiveInt(String(values.seed), '--seed', 0xffffffff),
       work: values.work === undefined ? Math.max(1, Math.floor(size / 4096 / 256)) : positiveInt(String(values.work), '--work', 1 << 30),
     };
+    if (values.rounds !== undefined && options.rounds > 0 && !(flags & MigFlags.PRE_COPY)) {
+      ctx.warn(`--rounds ${options.rounds} has no effect on the v2 devices: --flags ${flags} (${flagNames(flags)}) has no PRE_COPY, so the migrations from them move their state in stop-and-copy`);
+    }
     ctx.print(`vfio-mig demo: ${formatSize(size)} of device state per migration, window ${formatSize(window)}, v2 flags ${flags}, ${options.rounds} pre-copy passes`);
     const rows = [];
     for (const scenario of demoScenarios(options)) {
