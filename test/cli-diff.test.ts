@@ -51,7 +51,7 @@ describe('vfio-mig diff', () => {
     });
     const out: string[] = [];
     const ctx: CliContext = {
-      json: false, debug: false, interactive: false, print: (t) => out.push(t), note: () => undefined, warn: () => undefined,
+      json: false, debug: false, progress: { mode: 'off', columns: 80, write: () => undefined }, print: (t) => out.push(t), note: () => undefined, warn: () => undefined,
       stateOut: () => { throw new Error('diff writes no state'); }, stateIn: () => { throw new Error('diff reads no state'); },
     };
     let failure: unknown;

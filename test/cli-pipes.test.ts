@@ -30,9 +30,9 @@ function exited(child: ReturnType<typeof spawn>, readStdout = true): Promise<Exi
   })));
 }
 
-/** The real bin with its stdout's reading end closed at once: every write it makes is EPIPE. */
+/** The real bin (--quiet: no progress lines) with its stdout's reading end closed at once: every write it makes is EPIPE. */
 async function withReaderGone(...args: string[]): Promise<Exit> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, '--quiet', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.destroy();
   return exited(child);
 }

@@ -1,6 +1,7 @@
 // The shape every subcommand has, so main.ts can parse, document and run them alike.
 import type { ParseArgsConfig } from 'node:util';
 import type { Syscalls } from '../kernel/syscalls.js';
+import type { ProgressOut } from './progress.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -13,8 +14,10 @@ export interface CliContext {
   note(text: string): void;
   /** "vfio-mig: warning: <text>" on stderr: the command goes on, but not quite as asked. */
   warn(text: string): void;
-  /** Whether progress bars make sense (stderr is a TTY, not --json). */
-  interactive: boolean;
+  /** Progress on stderr: a bar, a line per 10% or nothing (progress.ts decides). */
+  progress: ProgressOut;
+  /** The width of stdout when it is a terminal (tables fit it); undefined for a pipe or file. */
+  columns?: number;
   /** The OS boundary for kernel device addresses (tests pass a FakeSyscalls); default koffi. */
   syscalls?: Syscalls;
   /**

@@ -7,6 +7,7 @@ import type { Syscalls } from '../kernel/syscalls.js';
 import type { CliContext, Command, OptionSpec } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { explainError } from './explain-error.js';
+import { progressMode } from './progress.js';
 import { UsageError } from './usage-error.js';
 import { packageVersion } from './version.js';
 
@@ -17,16 +18,17 @@ usage: vfio-mig <command> [options]
 commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(9)}${c.summary}`).join('\n')}
 
-global options (before or after the command): --json (machine-readable output), --debug (stack traces)
+global options (before or after the command): --json (machine-readable output), --quiet (no progress),
+--debug (stack traces)
 run 'vfio-mig help <command>' (or 'vfio-mig <command> --help') for a command's options;
 'vfio-mig --version' prints the version.`;
 
 /** Options every command takes; they may also come before the command (`vfio-mig --json fsm`). */
-const GLOBAL_OPTIONS: OptionSpec = { json: { type: 'boolean' }, debug: { type: 'boolean' } };
+const GLOBAL_OPTIONS: OptionSpec = { json: { type: 'boolean' }, quiet: { type: 'boolean' }, debug: { type: 'boolean' } };
 const GLOBAL_FLAGS = Object.keys(GLOBAL_OPTIONS).map((o) => `--${o}`);
 
 function commandHelp(c: Command): string {
-  return `usage: vfio-mig ${c.usage}\n\n  --json           machine-readable output\n  --debug          stack traces on failure\n  --help           this text`;
+  return `usage: vfio-mig ${c.usage}\n\n  --json           machine-readable output\n  --quiet          no progress on stderr (errors and warnings still)\n  --debug          stack traces on failure\n  --help           this text`;
 }
 
 export const EXIT_BROKEN_PIPE = 141;
@@ -55,6 +57,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   const rest = [...argv.slice(0, leading), ...after];
   const json = rest.includes('--json');
   const debug = rest.includes('--debug');
+  const quiet = rest.includes('--quiet');
   let stdoutCarriesState = false;
   let stdoutFailed = false;
   // A write error on stdout arrives as an 'error' event; unhandled, it would end the process with a stack.
@@ -74,7 +77,12 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     },
     note: (text) => { io.stderr.write(`${text}\n`); },
     warn: (text) => { io.stderr.write(`vfio-mig: warning: ${text}\n`); },
-    interactive: !json && isTerminal(io.stderr),
+    progress: {
+      mode: progressMode({ quiet, json, stderrIsTerminal: isTerminal(io.stderr), term: process.env.TERM }),
+      columns: (io.stderr as { columns?: number }).columns ?? 80,
+      write: (text) => { io.stderr.write(text); },
+    },
+    columns: isTerminal(io.stdout) ? (io.stdout as { columns?: number }).columns : undefined,
     syscalls: io.syscalls,
     stateOut: () => {
       if (isTerminal(io.stdout)) throw new UsageError("standard output is a terminal, not a place for binary state: redirect it ('> state.vmig', '| ssh host vfio-mig load ... --in -') or give --out FILE");

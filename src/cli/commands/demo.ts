@@ -51,7 +51,8 @@ export const demoCommand: Command = {
     if (values.rounds !== undefined && options.rounds > 0 && !(flags & MigFlags.PRE_COPY)) {
       ctx.warn(`--rounds ${options.rounds} has no effect on the v2 devices: --flags ${flags} (${flagNames(flags)}) has no PRE_COPY, so the migrations from them move their state in stop-and-copy`);
     }
-    ctx.print(`vfio-mig demo: ${formatSize(size)} of device state per migration, window ${formatSize(window)}, v2 flags ${flags}, ${options.rounds} pre-copy passes`);
+    ctx.print(`vfio-mig demo: three migrations of ${formatSize(size)} of device state each`);
+    ctx.print(`  v1 window ${formatSize(window)}, v2 flags ${flags} (${flagNames(flags)}), ${options.rounds} pre-copy passes`);
     const rows = [];
     for (const scenario of demoScenarios(options)) {
       const bar = progressBar(ctx, scenario.direction, size);
@@ -80,6 +81,7 @@ export const demoCommand: Command = {
         `${formatSize(r.stopCopyBytes)} in ${r.stopCopyMs} ms`, `${formatSize(r.bytesPerSecond)}/s`,
         r.fingerprintMatch ? `match ${r.sourceFingerprint.slice(0, 12)}` : `MISMATCH ${r.sourceFingerprint.slice(0, 8)} != ${r.destinationFingerprint.slice(0, 8)}`,
       ]),
+      ctx.columns,
     ));
     const failed = rows.filter((r) => !r.fingerprintMatch);
     if (failed.length) throw new Error(`fingerprints differ after: ${failed.map((r) => r.direction).join('; ')}`);

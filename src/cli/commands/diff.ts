@@ -86,7 +86,7 @@ export function createDiffCommand(runner: (o: DifferentialOptions) => Promise<Di
       ctx.print(`differential comparison: seed ${seed}, ${runs} sequence${runs === 1 ? '' : 's'} of up to ${maxCommands} commands per pairing\n`);
       const summaries: (DifferentialSummary & { face: string; reference: string; translated: string; rerun?: string })[] = [];
       for (const name of pairings) {
-        if (ctx.interactive) ctx.note(`  ${name} ...`);
+        if (ctx.progress.mode !== 'off') ctx.note(`  ${name} ...`);
         const s = await runner({ seed, runs, pairing: name, maxCommands });
         const info = DIFFERENTIAL_PAIRINGS.find((p) => p.name === name)!;
         summaries.push({
@@ -97,6 +97,7 @@ export function createDiffCommand(runner: (o: DifferentialOptions) => Promise<Di
       ctx.print(renderTextTable(
         ['pairing', 'face', 'runs', 'commands', 'time', 'result', 'translated'],
         summaries.map((s) => [s.pairing, s.face, String(s.runs), String(s.commands), `${(s.durationMs / 1000).toFixed(1)} s`, s.passed ? 'pass' : 'FAIL', s.translated]),
+        ctx.columns,
       ));
       // What the sequences exercised, so a pass is not mistaken for coverage.
       const covered = summaries.filter((s) => Object.keys(s.events ?? {}).length);

@@ -57,10 +57,11 @@ export const loadCommand: Command = {
     /** Load from the file `source`, named `path` in messages. */
     async function loadFrom(source: string, path: string) {
       // Pass 1: the whole file, before any device is opened.
-      const check = progressBar(ctx, `verify ${path}`.slice(0, 34), ctx.interactive ? await stat(source).then((s) => Math.max(1, s.size), () => 1) : 1);
+      const check = progressBar(ctx, `verify ${path}`, await stat(source).then((s) => Math.max(1, s.size), () => 1));
       let file;
       try {
         file = await verifyMigrationFile(source, (bytes, total) => check.update({ phase: 'verify', bytes, estimate: total }), path);
+        check.update({ phase: 'done', bytes: file.payloadBytes });
       } finally {
         check.stop();
       }
@@ -73,7 +74,7 @@ export const loadCommand: Command = {
       const loaded = await withDevice(ctx, text, address, async (dev) => {
         const face = dev.face(via);
         const before = dev.sim?.fingerprint();
-        const bar = progressBar(ctx, `load ${text}`.slice(0, 34), Math.max(1, file.deviceBytes));
+        const bar = progressBar(ctx, `load ${text}`, Math.max(1, file.deviceBytes));
         const onProgress = (p: MigrationProgress) => bar.update(p);
         const started = performance.now();
         let deviceBytes: number;

@@ -87,7 +87,7 @@ export const saveCommand: Command = {
       }
       const sim = dev.sim;
       const estimate = sim ? Number(sim.fullStreamBytes()) : dev.v2 ? Number(await dev.v2.stopCopySize().catch(() => 0n)) : 0;
-      const bar = progressBar(ctx, `save ${text}`.slice(0, 34), Math.max(1, estimate));
+      const bar = progressBar(ctx, `save ${text}`, Math.max(1, estimate));
       const onProgress = (p: MigrationProgress) => bar.update(p);
       const step = () => { if (sim && work > 0) sim.step(work); };
       const started = performance.now();
