@@ -2,11 +2,14 @@
 // symlink in node_modules/.bin), from a path with '#', and from the package
 // that `npm pack` makes, installed into a scratch project. Tests that call
 // main() in-process cannot see any of this.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+
+const execFileAsync = promisify(execFile);
 
 const ROOT = join(import.meta.dirname, '..');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
@@ -44,7 +47,7 @@ describe('the bin file', () => {
   });
 });
 
-const npm = (args: string[], cwd: string) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
+const npm = async (args: string[], cwd: string) => (await execFileAsync('npm', args, { cwd, encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 })).stdout;
 
 /** An empty project to install into. */
 function project(name: string): string {
@@ -71,9 +74,9 @@ function expectWorkingBin(dir: string): void {
 }
 
 describe('npm pack + npm install <tarball>', () => {
-  it('installs a working vfio-mig: --help and a small demo', () => {
+  it('installs a working vfio-mig: --help and a small demo', async () => {
     // dist/ is built (npm test builds first); pack it without rebuilding.
-    const tarball = npm(['pack', ROOT, '--ignore-scripts', '--pack-destination', scratch, '--json'], scratch);
+    const tarball = await npm(['pack', ROOT, '--ignore-scripts', '--pack-destination', scratch, '--json'], scratch);
     const packed = JSON.parse(tarball)[0];
     const file = join(scratch, packed.filename);
     // The license package.json names ships with the package, and nothing but dist/ besides the usual files.
@@ -84,27 +87,28 @@ describe('npm pack + npm install <tarball>', () => {
     expect(paths.filter((p) => !p.startsWith('dist/')).sort()).toEqual(['LICENSE', 'README.md', 'package.json']);
     expect(paths).toContain(PKG.bin['vfio-mig'].replace(/^\.\//, ''));
     const dir = project('from-tarball');
-    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', file], dir);
+    await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', file], dir);
     expectWorkingBin(dir);
   });
 });
 
-describe('npm install from sources (the prepare build)', () => {
-  it('npm install <git url>: npm installs the devDependencies, prepare builds dist/', () => {
+// Each builds the whole project with tsc: run side by side, they take the time of one.
+describe.concurrent('npm install from sources (the prepare build)', () => {
+  it('npm install <git url>: npm installs the devDependencies, prepare builds dist/', async () => {
     const repo = freshCheckout('repo');
     const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd: repo, stdio: 'ignore' });
     git('init', '-q');
     git('add', '-A');
     git('commit', '-q', '-m', 'snapshot');
     const dir = project('from-git');
-    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `git+file://${repo}`], dir);
+    await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `git+file://${repo}`], dir);
     expectWorkingBin(dir);
   });
 
-  it('npm install <folder> of a fresh clone: prepare installs the folder\'s own dependencies, then builds', () => {
+  it('npm install <folder> of a fresh clone: prepare installs the folder\'s own dependencies, then builds', async () => {
     const folder = freshCheckout('folder');
     const dir = project('from-folder');
-    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', folder], dir);
+    await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', folder], dir);
     expectWorkingBin(dir);
   });
 });
