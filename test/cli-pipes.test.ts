@@ -56,6 +56,21 @@ describe('a reader that goes away', () => {
   });
 });
 
+describe('stdout errors in-process (what bin.ts turns into an exit)', () => {
+  for (const [code, status, message] of [['EPIPE', 141, ''], ['ENOSPC', 1, 'vfio-mig: cannot write to standard output: ENOSPC\n']] as const) {
+    it(`${code}: exit(${status}) once, ${message ? 'naming the errno' : 'silently'}`, async () => {
+      const stdout = new Writable({ write(_c, _e, done) { done(Object.assign(new Error(`write ${code}`), { code })); } });
+      const exits: number[] = [];
+      const err: string[] = [];
+      const stderr = new Writable({ write(c, _e, done) { err.push(String(c)); done(); } });
+      await main(['fsm'], { stdout, stderr, exit: (s) => { exits.push(s); } });
+      await new Promise((resolve) => setImmediate(resolve)); // the 'error' event comes a tick after the write
+      expect(exits).toEqual([status]);
+      expect(err.join('')).toBe(message);
+    });
+  }
+});
+
 describe('--out - | --in -', () => {
   it('save --out - piped into load --in - (two processes): the state arrives, the report goes to stderr', async () => {
     const save = spawn(process.execPath, [BIN, 'save', 'sim:v2?size=2MiB&seed=21', '--out', '-', '--rounds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });

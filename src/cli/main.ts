@@ -28,7 +28,7 @@ const GLOBAL_OPTIONS: OptionSpec = { json: { type: 'boolean' }, quiet: { type: '
 const GLOBAL_FLAGS = Object.keys(GLOBAL_OPTIONS).map((o) => `--${o}`);
 
 function commandHelp(c: Command): string {
-  return `usage: vfio-mig ${c.usage}\n\n  --json           machine-readable output\n  --quiet          no progress on stderr (errors and warnings still)\n  --debug          stack traces on failure\n  --help           this text`;
+  return `usage: vfio-mig ${c.usage}\n\n  --json           machine-readable output on stdout (no progress)\n  --quiet          no progress on stderr (errors and warnings still)\n  --debug          stack traces on failure\n  --help           this text`;
 }
 
 export const EXIT_BROKEN_PIPE = 141;
