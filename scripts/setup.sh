@@ -15,6 +15,7 @@ PACKAGES=(
   graphviz                           # renders `vfio-mig fsm --format dot` in a test
   xz-utils cpio kmod
   make                               # building mtty.ko out of tree (lab)
+  debootstrap                        # the lab's Debian 13 root with QEMU 10
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -3,6 +3,7 @@
 //   sim:v1?size=256MiB&window=1MiB&policy=qemu   simulated v1 region
 //   /dev/vfio/<group>:<device-name>              kernel, group/container API
 //   /dev/vfio/devices/vfioN                      kernel, cdev API
+import { V1_POLICIES, type V1Policy } from '../../legacy/v1-transitions.js';
 import { parseFlags, parseSize, type SizeLimit } from './parse-values.js';
 import { UsageError } from './usage-error.js';
 
@@ -15,8 +16,6 @@ import { UsageError } from './usage-error.js';
 export const SIM_SIZE_LIMIT: SizeLimit = { max: 64 * 2 ** 30, why: 'a simulated device keeps 6 bytes per 4 KiB page in memory' };
 /** The v1 data window: the region's, the translator's and the client's copies are each a buffer in memory. */
 export const SIM_WINDOW_LIMIT: SizeLimit = { max: 64 * 2 ** 20, why: 'every copy of a v1 data window is a buffer in memory' };
-
-export type V1Policy = 'qemu' | 'uapi' | 'libvfio-user';
 
 export type DeviceAddress =
   | { kind: 'sim-v2'; size: number; flags: number; seed: number }
@@ -59,8 +58,8 @@ function parseSim(text: string): DeviceAddress {
   }
   const window = parseSize(params.get('window') ?? '1MiB', 'window', SIM_WINDOW_LIMIT, where);
   const policy = params.get('policy') ?? 'qemu';
-  if (policy !== 'qemu' && policy !== 'uapi' && policy !== 'libvfio-user') {
-    throw new UsageError(`bad policy '${policy}': use qemu, uapi or libvfio-user`);
+  if (!(V1_POLICIES as readonly string[]).includes(policy)) {
+    throw new UsageError(`bad policy '${policy}': use ${V1_POLICIES.join(', ')}`);
   }
-  return { kind: 'sim-v1', size, window, seed, policy };
+  return { kind: 'sim-v1', size, window, seed, policy: policy as V1Policy };
 }

@@ -18,18 +18,30 @@ finish() { # status, summary line
 stage mdev
 TYPE=/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2
 [ -d "$TYPE" ] || finish 2 "mtty did not register its mdev types ($TYPE missing): did mtty.ko load?"
-for u in "$UUID_A" "$UUID_B"; do
+for u in "$UUID_A" "$UUID_B" "$UUID_C" "$UUID_D"; do
   echo "$u" >"$TYPE/create" || finish 2 "creating mtty-2 instance $u failed"
 done
-for u in "$UUID_A" "$UUID_B"; do
+for u in "$UUID_A" "$UUID_B" "$UUID_C" "$UUID_D"; do
   g=$(readlink "/sys/bus/mdev/devices/$u/iommu_group") || finish 2 "mdev $u has no iommu_group"
   echo "lab: mdev $u in iommu group ${g##*/}"
 done
 ls -l /dev/vfio
 
+# Loopback, for migrations over a live socket between two QEMUs.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+
+stage qemu10-root
+# QEMU 10 runs chrooted in the Debian 13 root, which is part of the read-only host
+# tree: mount on its existing mount points only. /tmp is shared so that sockets and
+# migration files have the same path for both QEMUs.
+mount -t proc proc "$TRIXIE/proc" && mount -t sysfs sysfs "$TRIXIE/sys" \
+  && mount -t devtmpfs devtmpfs "$TRIXIE/dev" && mount --bind /tmp "$TRIXIE/tmp" \
+  || finish 2 "mounting proc/sys/dev/tmp in the Debian 13 root $TRIXIE failed"
+chroot "$TRIXIE" /usr/bin/env -i PATH=/usr/bin:/bin qemu-system-x86_64 --version | head -1
+
 stage vitest
 cd "$REPO" || finish 2 "cannot cd to $REPO"
-export LAB_DEV_A="$UUID_A" LAB_DEV_B="$UUID_B" LAB_TMP=/tmp/vfio-mig-lab LAB_RESULTS="$RESULTS"
+export LAB_DEV_A="$UUID_A" LAB_DEV_B="$UUID_B" LAB_DEV_C="$UUID_C" LAB_DEV_D="$UUID_D" LAB_TRIXIE="$TRIXIE" LAB_TMP=/tmp/vfio-mig-lab LAB_RESULTS="$RESULTS"
 set -- run --config test/lab/vitest.lab.config.ts --configLoader runner
 [ -n "${LAB_FILTER:-}" ] && set -- "$@" -t "$LAB_FILTER"
 { "$NODE" node_modules/vitest/vitest.mjs "$@"; echo $? >/tmp/vitest-status; } 2>&1 | tee /tmp/vitest.log

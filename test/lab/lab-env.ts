@@ -1,4 +1,4 @@
-// What the lab's guest script hands the tests: the two mtty-2 instances.
+// What the lab's guest script hands the tests: the four mtty-2 instances and the QEMU 10 root.
 import { readdirSync } from 'node:fs';
 
 function need(name: string): string {
@@ -9,6 +9,8 @@ function need(name: string): string {
 
 export const DEV_A = need('LAB_DEV_A');
 export const DEV_B = need('LAB_DEV_B');
+export const DEV_C = need('LAB_DEV_C');
+export const DEV_D = need('LAB_DEV_D');
 export const sysfs = (uuid: string) => `/sys/bus/mdev/devices/${uuid}`;
 
 /** Open fds of this process, to prove nothing leaks. */

@@ -21,6 +21,8 @@ TIMEOUT=${LAB_TIMEOUT:-900}
 MEM=${LAB_MEM:-2G}
 UUID_A=0d9a4c38-6f1b-4b52-a6f5-1ad1e3a0c0a1
 UUID_B=83b8f4f2-509f-4f2f-9c1e-e6bfe0fa1001
+UUID_C=5c1f0e2a-7d43-4e0b-9a57-2b8d6c3e4f10
+UUID_D=e7a2b9c4-1f36-4d85-b0c2-9e4f7a1d2c30
 start=$(date +%s)
 
 say() { echo "lab: [$(( $(date +%s) - start ))s] $*"; }
@@ -50,6 +52,10 @@ if [ ! -f "$MTTY/mtty.ko" ] || [ "$SRC_TARBALL" -nt "$MTTY/mtty.ko" ]; then
   make -s -C "$KDIR" M="$MTTY" modules >"$MTTY/build.log" 2>&1 \
     || { cat "$MTTY/build.log" >&2; die "building mtty.ko failed (log above)"; }
 fi
+
+# --- 2b. the Debian 13 root with QEMU 10 (debootstrap, cached in .lab/) ------
+say "checking the Debian 13 root (QEMU 10)"
+bash test/lab/trixie-root.sh "$LAB/trixie" || die "building the Debian 13 root with QEMU 10 failed"
 
 # --- 3. initramfs: busybox, the modules (deps first, .ko.xz decompressed), /init ---
 INITRD=$LAB/initramfs.cpio.gz
@@ -100,6 +106,9 @@ REPO=$REPO
 NODE=$NODE
 UUID_A=$UUID_A
 UUID_B=$UUID_B
+UUID_C=$UUID_C
+UUID_D=$UUID_D
+TRIXIE=$LAB/trixie
 LAB_FILTER=${LAB_FILTER:-}
 EOF
 say "booting $KVER under qemu-system-x86_64 (TCG, timeout ${TIMEOUT}s); console: $CONSOLE"

@@ -1,0 +1,100 @@
+// One migration between two real QEMUs in the lab, the way a user runs it:
+// the source VM runs, `migrate` sends it (to a file through `exec:`, or over a
+// live TCP socket on loopback), the destination starts with `-incoming` and
+// must reach `running`. The UART scratch registers of the source's mtty
+// instances carry marks set before the source started; after both QEMUs have
+// exited, the destination's instances must carry them.
+import { rmSync } from 'node:fs';
+import { expect } from 'vitest';
+import { KernelMigrationDevice } from '../../index.js';
+import { readScratch, writeScratch } from '../support/mtty-scenarios.js';
+import { sysfs } from './lab-env.js';
+import { LAB_RUN_DIR, QemuVm, type MigrationInfo, type VmOptions } from './qemu-vm.js';
+
+/** Both ports' scratch registers of one mtty-2 instance. */
+export type Marks = [number, number];
+
+/** Reset `uuid` (whatever an earlier QEMU left: never a SET) and set its marks. */
+export async function setMarks(uuid: string, marks: Marks): Promise<void> {
+  const d = await KernelMigrationDevice.open({ sysfs: sysfs(uuid) });
+  try {
+    await d.reset();
+    writeScratch(d, marks[0], 0);
+    writeScratch(d, marks[1], 1);
+  } finally {
+    await d.close();
+  }
+}
+
+/** The marks of `uuid`; the device is reset afterwards, so the next scenario finds it RUNNING. */
+export async function marksOf(uuid: string): Promise<Marks> {
+  const d = await KernelMigrationDevice.open({ sysfs: sysfs(uuid) });
+  try {
+    return [readScratch(d, 0), readScratch(d, 1)];
+  } finally {
+    await d.reset();
+    await d.close();
+  }
+}
+
+export interface ScenarioResult {
+  source: MigrationInfo;
+  /** What the source's and destination's processes printed (QEMU and, when bridged, the bridge). */
+  sourceLog: string;
+  destinationLog: string;
+}
+
+let port = 47000;
+
+/**
+ * Migrate `src` into `dst` (their `devices` pair up in order) and check the marks.
+ * `transport`: 'file' runs the source to completion into a file first (exec:cat),
+ * then starts the destination from it; 'tcp' runs both at once over loopback.
+ */
+export async function migrateAndCheck(name: string, src: Omit<VmOptions, 'name'>, dst: Omit<VmOptions, 'name' | 'incoming'>, transport: 'file' | 'tcp' = 'file'): Promise<ScenarioResult> {
+  const seed = (Date.now() >> 4) & 0x3f;
+  const marks = src.devices.map((_, i): Marks => [0x80 | seed | (i << 6), 0x40 | seed]);
+  for (const [i, uuid] of src.devices.entries()) await setMarks(uuid, marks[i]);
+  for (const uuid of dst.devices) await setMarks(uuid, [0, 0]);
+
+  const file = `${LAB_RUN_DIR}/${name}.mig`;
+  rmSync(file, { force: true });
+  const vms: QemuVm[] = [];
+  try {
+    let source: MigrationInfo;
+    let sourceLog: string;
+    let destination: QemuVm;
+    if (transport === 'file') {
+      const s = await QemuVm.start({ ...src, name: `${name}-src` });
+      vms.push(s);
+      expect(await s.status()).toBe('running');
+      await s.migrate(`exec:cat > ${file}`);
+      source = await s.waitMigration();
+      await s.quit();
+      sourceLog = s.log;
+      destination = await QemuVm.start({ ...dst, name: `${name}-dst`, incoming: `exec:cat ${file}` });
+      vms.push(destination);
+    } else {
+      const p = port++;
+      destination = await QemuVm.start({ ...dst, name: `${name}-dst`, incoming: `tcp:127.0.0.1:${p}` });
+      vms.push(destination);
+      const s = await QemuVm.start({ ...src, name: `${name}-src` });
+      vms.push(s);
+      expect(await s.status()).toBe('running');
+      await s.migrate(`tcp:127.0.0.1:${p}`);
+      source = await s.waitMigration();
+      await s.quit();
+      sourceLog = s.log;
+    }
+    const summary = source.text.split('\n').filter((l) => /status|total time|downtime:/i.test(l)).join('; ');
+    console.log(`${name}: source ${summary}`);
+    expect(source.status, `${name}: source says\n${source.text}\n${sourceLog}`).toBe('completed');
+    await destination.waitStatus('running');
+    await destination.quit();
+    for (const [i, uuid] of dst.devices.entries()) expect(await marksOf(uuid), `${name}: marks on ${uuid}`).toEqual(marks[i]);
+    return { source, sourceLog, destinationLog: destination.log };
+  } finally {
+    for (const vm of vms) if (vm.running) await vm.quit();
+    rmSync(file, { force: true });
+  }
+}

@@ -1,0 +1,230 @@
+// A nested VM for the lab's migration scenarios: QEMU 7.2 (the host's, Debian 12)
+// or QEMU 10 (the Debian 13 root, run in a chroot), with mtty instances passed
+// through as vfio-pci devices, driven over QMP. The nested guest boots nothing
+// (SeaBIOS finds no boot device and waits): what migrates is the machine, its
+// RAM and the devices' state, which is all these scenarios look at.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { sysfs } from './lab-env.js';
+
+export type QemuVersion = '7.2' | '10';
+
+export interface BridgeRun {
+  /** The command line that runs `vfio-mig bridge` (node + the installed bin). */
+  command: string[];
+  /** Extra bridge options (e.g. --no-mmap, --trace FILE). */
+  options?: string[];
+}
+
+export interface VmOptions {
+  qemu: QemuVersion;
+  /** A short name for files and messages. */
+  name: string;
+  /** mdev uuids, one vfio-pci device each, in this order on both sides of a migration. */
+  devices: string[];
+  /** `-incoming` value (destination). */
+  incoming?: string;
+  /** Start paused in prelaunch (-S). */
+  prelaunch?: boolean;
+  /** Run QEMU under `vfio-mig bridge` (QEMU 7.2 only). */
+  bridge?: BridgeRun;
+  /** Machine type; both sides must agree and 7.2 must know it (CROSS-VERSION facts). */
+  machine?: string;
+}
+
+/** Where the lab keeps sockets and migration files: /tmp is the same path inside the QEMU 10 chroot. */
+export const LAB_RUN_DIR = `${process.env.LAB_TMP ?? '/tmp/vfio-mig-lab'}/vms`;
+
+/**
+ * vfio-pci options per QEMU version. 7.2: migration is experimental and off by
+ * default (x-enable-migration, hw/vfio/pci.c). 10: enable-migration=on plus
+ * x-device-dirty-page-tracking=off, because mtty registers dummy DMA-logging ops
+ * that 6.12 without IOMMUFD cannot serve (DMA_LOGGING_REPORT is EOPNOTSUPP): the
+ * type1 container's dirty tracking is used instead, as QEMU 7.2 does.
+ */
+export function vfioDeviceOption(version: QemuVersion, uuid: string, index: number): string {
+  const common = `vfio-pci,sysfsdev=${sysfs(uuid)},id=vfio${index}`;
+  return version === '7.2' ? `${common},x-enable-migration=on` : `${common},enable-migration=on,x-device-dirty-page-tracking=off`;
+}
+
+export interface MigrationInfo {
+  status: string;
+  totalTimeMs?: number;
+  downtimeMs?: number;
+  /** `info migrate` as the HMP monitor prints it. */
+  text: string;
+}
+
+interface QmpReply { return?: unknown; error?: { class: string; desc: string }; event?: string; QMP?: unknown }
+
+export class QemuVm {
+  readonly output: string[] = [];
+  private readonly qmpPath: string;
+  private readonly child: ChildProcess;
+  private socket?: Socket;
+  private pending: { resolve: (r: QmpReply) => void }[] = [];
+  private buffered = '';
+  private exited?: Promise<number | null>;
+  readonly events: string[] = [];
+
+  private constructor(readonly options: VmOptions, argv: string[]) {
+    mkdirSync(LAB_RUN_DIR, { recursive: true });
+    this.qmpPath = `${LAB_RUN_DIR}/${options.name}.qmp`;
+    const full = argv.concat(['-qmp', `unix:${this.qmpPath},server=on,wait=off`]);
+    this.child = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (chunk: Buffer) => this.output.push(chunk.toString());
+    this.child.stdout!.on('data', keep);
+    this.child.stderr!.on('data', keep);
+    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))));
+  }
+
+  /** Start a VM and connect to its QMP monitor. */
+  static async start(options: VmOptions): Promise<QemuVm> {
+    const vm = new QemuVm(options, QemuVm.commandLine(options));
+    await vm.connect();
+    return vm;
+  }
+
+  static commandLine(o: VmOptions): string[] {
+    const qemu = [
+      'qemu-system-x86_64', '-machine', o.machine ?? 'pc-q35-7.2', '-accel', 'tcg', '-m', '128',
+      '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'none', '-monitor', 'none',
+      ...o.devices.flatMap((u, i) => ['-device', vfioDeviceOption(o.qemu, u, i)]),
+      ...(o.prelaunch ? ['-S'] : []),
+      ...(o.incoming ? ['-incoming', o.incoming] : []),
+    ];
+    if (o.qemu === '10') {
+      if (o.bridge) throw new Error('the bridge is for QEMU 7.2 (v1); QEMU 10 speaks v2 natively');
+      const root = process.env.LAB_TRIXIE;
+      if (!root) throw new Error('LAB_TRIXIE is not set: the lab has no QEMU 10 root');
+      return ['chroot', root, '/usr/bin/env', '-i', 'PATH=/usr/bin:/bin', 'HOME=/tmp', ...qemu];
+    }
+    return o.bridge ? [...o.bridge.command, 'bridge', ...(o.bridge.options ?? []), '--', ...qemu] : qemu;
+  }
+
+  /** Everything QEMU (and the bridge) printed so far. */
+  get log(): string {
+    return this.output.join('');
+  }
+
+  /** The process (QEMU, or the bridge around it) has not exited yet. */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  private async connect(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const exit = await Promise.race([this.exited, new Promise((r) => setTimeout(r, 200, 'wait'))]);
+      if (exit !== 'wait') throw new Error(`${this.options.name}: QEMU exited (${String(exit)}) before its monitor came up:\n${this.log}`);
+      try {
+        this.socket = await new Promise<Socket>((resolve, reject) => {
+          const s = connect(this.qmpPath, () => resolve(s));
+          s.once('error', reject);
+        });
+        break;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`${this.options.name}: no QMP monitor at ${this.qmpPath} after 60 s:\n${this.log}`);
+      }
+    }
+    this.socket.setEncoding('utf8');
+    this.socket.on('data', (text: string) => this.onData(text));
+    await this.next(); // the greeting
+    await this.execute('qmp_capabilities');
+  }
+
+  private onData(text: string): void {
+    this.buffered += text;
+    let nl: number;
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl).trim();
+      this.buffered = this.buffered.slice(nl + 1);
+      if (!line) continue;
+      const msg = JSON.parse(line) as QmpReply;
+      if (msg.event) {
+        this.events.push(msg.event);
+        continue;
+      }
+      this.pending.shift()?.resolve(msg);
+    }
+  }
+
+  private next(): Promise<QmpReply> {
+    return new Promise((resolve) => this.pending.push({ resolve }));
+  }
+
+  /** One QMP command; rejects with QEMU's error text. */
+  async execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    const reply = this.next();
+    this.socket!.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) })}\n`);
+    const r = await reply;
+    if (r.error) throw new Error(`${this.options.name}: ${command}: ${r.error.desc}`);
+    return r.return as T;
+  }
+
+  /** An HMP command, as typed at QEMU's monitor. */
+  hmp(commandLine: string): Promise<string> {
+    return this.execute<string>('human-monitor-command', { 'command-line': commandLine });
+  }
+
+  async status(): Promise<string> {
+    return (await this.execute<{ status: string }>('query-status')).status;
+  }
+
+  async waitStatus(wanted: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let now = '';
+    while ((now = await this.status()) !== wanted) {
+      if (Date.now() > deadline) throw new Error(`${this.options.name}: status '${now}' after ${timeoutMs} ms, waiting for '${wanted}'\n${this.log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** `migrate URI` (HMP, so QEMU's own error text comes back); returns what the monitor printed. */
+  migrate(uri: string): Promise<string> {
+    return this.hmp(`migrate "${uri}"`);
+  }
+
+  /** Poll query-migrate until the migration ends; `info migrate` is kept as QEMU prints it. */
+  async waitMigration(timeoutMs = 120_000): Promise<MigrationInfo> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const q = await this.execute<{ status?: string; 'total-time'?: number; downtime?: number }>('query-migrate');
+      const status = q.status ?? 'none';
+      if (['completed', 'failed', 'cancelled'].includes(status)) {
+        return { status, totalTimeMs: q['total-time'], downtimeMs: q.downtime, text: await this.hmp('info migrate') };
+      }
+      if (Date.now() > deadline) throw new Error(`${this.options.name}: migration still '${status}' after ${timeoutMs} ms\n${this.log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** `quit`, then wait for the process (and a bridge around it) to exit; kill after 30 s. */
+  async quit(): Promise<number | null> {
+    try {
+      await Promise.race([this.execute('quit'), new Promise((r) => setTimeout(r, 5000))]);
+    } catch {
+      /* it may exit before answering */
+    }
+    return this.waitExit();
+  }
+
+  async waitExit(timeoutMs = 30_000): Promise<number | null> {
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    try {
+      return await this.exited!;
+    } finally {
+      clearTimeout(timer);
+      this.socket?.destroy();
+    }
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.child.kill(signal);
+  }
+}
