@@ -47,6 +47,7 @@ describe('the bin file', () => {
   });
 });
 
+const INSTALL_TIMEOUT = 300_000;
 const npm = async (args: string[], cwd: string) => (await execFileAsync('npm', args, { cwd, encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 })).stdout;
 
 /** An empty project to install into. */
@@ -92,7 +93,8 @@ describe('npm pack + npm install <tarball>', () => {
   });
 });
 
-// Each builds the whole project with tsc: run side by side, they take the time of one.
+// Each installs every dependency (dev ones too) and builds the whole project with tsc: minutes on
+// a busy 2-core machine. Run side by side, they take the time of one.
 describe.concurrent('npm install from sources (the prepare build)', () => {
   it('npm install <git url>: npm installs the devDependencies, prepare builds dist/', async () => {
     const repo = freshCheckout('repo');
@@ -103,14 +105,14 @@ describe.concurrent('npm install from sources (the prepare build)', () => {
     const dir = project('from-git');
     await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `git+file://${repo}`], dir);
     expectWorkingBin(dir);
-  });
+  }, INSTALL_TIMEOUT);
 
   it('npm install <folder> of a fresh clone: prepare installs the folder\'s own dependencies, then builds', async () => {
     const folder = freshCheckout('folder');
     const dir = project('from-folder');
     await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', folder], dir);
     expectWorkingBin(dir);
-  });
+  }, INSTALL_TIMEOUT);
 });
 
 describe('README', () => {
