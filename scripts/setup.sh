@@ -5,6 +5,7 @@ set -euo pipefail
 KVER=6.12.117+deb12
 PACKAGES=(
   gcc
+  libc6-dev                          # <stdio.h> etc. for the C oracles: only a Recommends of gcc
   "linux-headers-${KVER}-common"     # uapi vfio.h for the ABI oracle
   "linux-headers-${KVER}-amd64"      # building mtty.ko for the lab
   linux-source-6.12                  # vfio_main.c (FSM oracle) and mtty.c

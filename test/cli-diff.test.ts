@@ -50,7 +50,10 @@ describe('vfio-mig diff', () => {
       };
     });
     const out: string[] = [];
-    const ctx: CliContext = { json: false, debug: false, interactive: false, print: (t) => out.push(t), note: () => undefined };
+    const ctx: CliContext = {
+      json: false, debug: false, progress: { mode: 'off', columns: 80, write: () => undefined }, print: (t) => out.push(t), note: () => undefined, warn: () => undefined,
+      stateOut: () => { throw new Error('diff writes no state'); }, stateIn: () => { throw new Error('diff reads no state'); },
+    };
     let failure: unknown;
     try {
       await command.run({ seed: '3', runs: '50', pairing: 'all', 'max-commands': '40' }, [], ctx);

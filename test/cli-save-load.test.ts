@@ -139,7 +139,7 @@ describe('kernel devices (fake kernel)', () => {
   it('a state the device refuses: exit 1 with the hint', async () => {
     const mtty = file('mtty2');
     expect((await runCliWith({ syscalls: kernel() }, 'save', '/dev/vfio/3:src-v2', '--out', mtty)).status).toBe(0);
-    const r = await runCli('load', 'sim:v2?size=64KiB', '--in', mtty);
+    const r = await runCli('load', 'sim:v2?size=64KiB', '--in', mtty, '--quiet');
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^vfio-mig: loading into sim:v2\?size=64KiB \(over v2\) failed: EINVAL: .*was the file saved from this kind of device/);
   });
@@ -262,6 +262,6 @@ describe('bad input', () => {
     expect(save.stdout).toContain('usage: vfio-mig save <device> --out FILE [--via v1|v2] [--rounds N]');
     const load = await runCli('load', '-h');
     expect(load.status).toBe(0);
-    expect(load.stdout).toContain('usage: vfio-mig load <device> --in FILE [--via v1|v2]');
+    expect(load.stdout).toContain('usage: vfio-mig load <device> --in FILE|- [--via v1|v2]');
   });
 });

@@ -8,7 +8,9 @@ describe('CLI value parsing', () => {
     expect(parseSize('8GiB')).toBe(8 * 2 ** 30);
     expect(parseSize('4k')).toBe(4096);
     expect(parseSize('100')).toBe(100);
-    for (const bad of ['', '0', '-1', '1TiB', 'lots']) expect(() => parseSize(bad), bad).toThrow(UsageError);
+    expect(parseSize('1TiB')).toBe(parseSize('1024GiB'));
+    expect(parseSize('1.5KiB')).toBe(1536);
+    for (const bad of ['', '0', '-1', '1.3', '1EiB', 'lots']) expect(() => parseSize(bad), bad).toThrow(UsageError);
     expect(formatSize(8 * 2 ** 30)).toBe('8 GiB');
     expect(formatSize(1536)).toBe('1.5 KiB');
   });

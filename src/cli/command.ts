@@ -1,6 +1,7 @@
 // The shape every subcommand has, so main.ts can parse, document and run them alike.
 import type { ParseArgsConfig } from 'node:util';
 import type { Syscalls } from '../kernel/syscalls.js';
+import type { ProgressOut } from './progress.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -11,10 +12,21 @@ export interface CliContext {
   print(text: string): void;
   /** Diagnostics and progress (stderr). */
   note(text: string): void;
-  /** Whether progress bars make sense (stderr is a TTY, not --json). */
-  interactive: boolean;
+  /** "vfio-mig: warning: <text>" on stderr: the command goes on, but not quite as asked. */
+  warn(text: string): void;
+  /** Progress on stderr: a bar, a line per 10% or nothing (progress.ts decides). */
+  progress: ProgressOut;
+  /** The width of stdout when it is a terminal (tables fit it); undefined for a pipe or file. */
+  columns?: number;
   /** The OS boundary for kernel device addresses (tests pass a FakeSyscalls); default koffi. */
   syscalls?: Syscalls;
+  /**
+   * Standard output for a migration file (`--out -`): from now on print()
+   * goes to stderr. UsageError when stdout is a terminal.
+   */
+  stateOut(): NodeJS.WritableStream;
+  /** Standard input for a migration file (`--in -`). UsageError when stdin is a terminal. */
+  stateIn(): NodeJS.ReadableStream;
 }
 
 export interface Command {

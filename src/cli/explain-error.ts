@@ -33,6 +33,8 @@ export interface Explanation {
 }
 
 const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ').trim();
+/** The modules the kernel layer's own hints name (src/kernel/vfio-device.ts), so the summary and --debug agree. */
+const VFIO_MODPROBE = 'modprobe vfio vfio_iommu_type1';
 const strip = (s: string): string => s.replace(/^E[A-Z0-9]+: /, '');
 
 export function explainError(e: unknown): Explanation {
@@ -40,7 +42,9 @@ export function explainError(e: unknown): Explanation {
   if (e instanceof CommandFailed) return { message: oneLine(e.message), usage: false, result: e.result };
   if (e instanceof DeviceOpenError) {
     const problem = deviceProblem(e);
-    return { message: oneLine(deviceMessage(e, problem)), code: e.code, problem, usage: false };
+    // Every rule words "<address>: <cause and fix>"; the errno goes between, whatever the rule.
+    const message = deviceMessage(e, problem).replace(`${e.address}: `, `${e.address}: ${e.code}: `);
+    return { message: oneLine(message), code: e.code, problem, usage: false };
   }
   if (e instanceof MigrationFileError) return { message: oneLine(fileMessage(e)), code: e.code, problem: e.problem, usage: false };
   if (e instanceof DeviceOperationError) return { message: oneLine(operationMessage(e)), code: e.code, usage: false };
@@ -58,15 +62,19 @@ function groupOf(address: string): { node: string; number: string; name: string 
 
 /** What kept a device from opening. */
 export type DeviceProblem =
-  | 'no-vfio' | 'no-group' | 'no-cdev' | 'no-device' | 'permission' | 'busy' | 'not-viable'
+  | 'no-vfio' | 'no-group' | 'no-cdev' | 'no-device' | 'stale-node' | 'permission' | 'busy' | 'not-viable'
   | 'no-migration' | 'no-ffi' | 'other';
 
 /** The errno of a failed open, read with the facts open-device gathered. */
 export function deviceProblem(e: DeviceOpenError): DeviceProblem {
   switch (e.code) {
     case 'ENOENT':
-      if (e.facts.vfioLoaded === false) return 'no-vfio';
-      return e.addressKind === 'cdev' ? 'no-cdev' : 'no-group';
+      // The cdev API needs /dev/iommu and its own node, not the container: its detail names what is missing.
+      if (e.addressKind === 'cdev') return 'no-cdev';
+      return e.facts.vfioLoaded === false ? 'no-vfio' : 'no-group';
+    case 'ENXIO':
+      // chrdev_open (fs/char_dev.c): a device node with no driver registered behind its number.
+      return 'stale-node';
     case 'EACCES':
     case 'EPERM':
       return 'permission';
@@ -89,9 +97,11 @@ function deviceMessage(e: DeviceOpenError, problem: DeviceProblem): string {
   const g = groupOf(a);
   switch (problem) {
     case 'no-vfio':
-      return `${a}: /dev/vfio/vfio does not exist: the vfio modules are not loaded; run 'modprobe vfio-pci' (mdev devices: also load their driver, e.g. 'modprobe mtty') and bind the device to vfio-pci`;
+      return `${a}: /dev/vfio/vfio does not exist: the vfio modules are not loaded; run '${VFIO_MODPROBE}', then bind the device to a vfio driver: a PCI device with 'modprobe vfio-pci' and bind the device to vfio-pci, an mdev by loading its parent driver (e.g. 'modprobe mtty') and creating it`;
     case 'no-group':
-      return `${a}: there is no VFIO group ${g?.node ?? ''}: the device is not bound to a vfio driver, or its group has another number; bind it ('driverctl set-override <pci-address> vfio-pci', or echo it into /sys/bus/pci/drivers/vfio-pci/bind) and look its group up with 'ls /dev/vfio'`;
+      return `${a}: there is no VFIO group ${g?.node ?? ''}: the device is not bound to a vfio driver, or its group has another number; with the vfio modules loaded ('${VFIO_MODPROBE}'), bind it ('driverctl set-override <pci-address> vfio-pci', or echo it into /sys/bus/pci/drivers/vfio-pci/bind) and look its group up with 'ls /dev/vfio'`;
+    case 'stale-node':
+      return `${a}: no VFIO ${e.addressKind === 'cdev' ? 'device' : 'group'} is registered behind ${g?.node ?? a} (a stale device node: the device was unbound or its group released, or /dev was filled by hand); rebind the device to a vfio driver and use the node that 'ls ${e.addressKind === 'cdev' ? '/dev/vfio/devices' : '/dev/vfio'}' shows now`;
     case 'no-cdev':
       return `${a}: ${e.detail}; or bind the device to vfio-pci on a kernel with CONFIG_VFIO_DEVICE_CDEV, or address it by group: /dev/vfio/<group>:<device-name>`;
     case 'no-device':
@@ -124,6 +134,7 @@ function fileMessage(e: MigrationFileError): string {
       if (e.code === 'EACCES' || e.code === 'EPERM') return `cannot write ${p}: permission denied (choose a directory you may write to, or run as a user who may)`;
       if (e.code === 'ENOSPC') return `cannot write ${p}: no space left on the device (free some space or save elsewhere)`;
       if (e.code === 'EROFS') return `cannot write ${p}: read-only file system (save elsewhere)`;
+      if (e.code === 'EPIPE') return `cannot write ${p}: the reader went away (EPIPE) before the whole file was written; what it got has no end marker and any load refuses it`;
       return `cannot write ${p}: ${e.code} (${strip(e.detail)})`;
     case 'not-a-file':
       return `${p} is a directory or special file, not a migration file: give a file path`;
@@ -139,6 +150,7 @@ function fileMessage(e: MigrationFileError): string {
     case 'damaged':
     case 'checksum':
     case 'bad-stream':
+    case 'bad-info':
       return `${p} is damaged: ${e.detail}; ${again}`;
     case 'changed':
       return `${p} changed while it was being loaded (${e.detail}); the load was stopped before the device accepted the state: leave the file alone during a load and load again`;

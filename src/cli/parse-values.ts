@@ -3,14 +3,32 @@
 import { MigFlags, parseState, type MigState } from '../v2/states.js';
 import { UsageError } from './usage-error.js';
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1 << 20, mib: 1 << 20, g: 1 << 30, gib: 1 << 30 };
+const UNITS: Record<string, number> = {
+  '': 1, b: 1, k: 2 ** 10, kib: 2 ** 10, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30, t: 2 ** 40, tib: 2 ** 40, p: 2 ** 50, pib: 2 ** 50,
+};
 
-export function parseSize(text: string, what = 'size'): number {
+export interface SizeLimit {
+  /** The largest size accepted, in bytes. */
+  max: number;
+  /** Why, for the message. */
+  why: string;
+}
+
+/**
+ * "256MiB" as bytes. The unit never decides the verdict, the value does:
+ * 1TiB and 1024GiB are the same size, accepted or refused alike. `context`
+ * follows the quoted text in messages (e.g. " in 'sim:v2?size=...'").
+ */
+export function parseSize(text: string, what = 'size', limit?: SizeLimit, context = ''): number {
+  const bad = (why: string) => new UsageError(`bad ${what} '${text}'${context}: ${why}`);
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
   const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new UsageError(`bad ${what} '${text}': use a byte count or a number with KiB, MiB or GiB`);
-  const bytes = Math.round(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new UsageError(`bad ${what} '${text}': must be a positive size`);
+  if (!m || unit === undefined) throw bad('use a byte count or a number with KiB, MiB, GiB, TiB or PiB');
+  const bytes = Number(m[1]) * unit;
+  if (!Number.isInteger(bytes)) throw bad('not a whole number of bytes');
+  if (bytes <= 0) throw bad('must be a positive size');
+  if (limit && bytes > limit.max) throw bad(`at most ${formatSize(limit.max)}: ${limit.why}`);
+  if (!Number.isSafeInteger(bytes)) throw bad('too large');
   return bytes;
 }
 

@@ -1,6 +1,9 @@
 // vfio-mig demo: the project doing its job in both directions, on simulated
 // devices, with no hardware and no flags needed.
+import { SIM_SIZE_LIMIT, SIM_WINDOW_LIMIT } from '../address.js';
+import { MigFlags } from '../../v2/states.js';
 import type { Command } from '../command.js';
+import { flagNames } from '../device-args.js';
 import { demoScenarios, type DemoOptions } from '../demo-scenarios.js';
 import { parseFlags, parseSize, formatSize } from '../parse-values.js';
 import { progressBar } from '../progress.js';
@@ -29,23 +32,27 @@ export const demoCommand: Command = {
     size: { type: 'string', default: '1GiB' },
     window: { type: 'string', default: '1MiB' },
     flags: { type: 'string', default: '7' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string' },
     work: { type: 'string' },
     seed: { type: 'string', default: '1' },
   },
   async run(values, positionals, ctx) {
     if (positionals.length) throw new UsageError(`demo takes no arguments, got '${positionals[0]}'`);
-    const size = parseSize(String(values.size), 'size');
-    const window = parseSize(String(values.window), 'window');
+    const size = parseSize(String(values.size), '--size', SIM_SIZE_LIMIT);
+    const window = parseSize(String(values.window), '--window', SIM_WINDOW_LIMIT);
     const flags = parseFlags(String(values.flags));
     if (!(flags & 1)) throw new UsageError('bad --flags: STOP_COPY (1) is mandatory for a v2 driver');
     const options: DemoOptions = {
       size, window, flags,
-      rounds: positiveInt(String(values.rounds), '--rounds', 1000),
+      rounds: values.rounds === undefined ? 3 : positiveInt(String(values.rounds), '--rounds', 1000),
       seed: positiveInt(String(values.seed), '--seed', 0xffffffff),
       work: values.work === undefined ? Math.max(1, Math.floor(size / 4096 / 256)) : positiveInt(String(values.work), '--work', 1 << 30),
     };
-    ctx.print(`vfio-mig demo: ${formatSize(size)} of device state per migration, window ${formatSize(window)}, v2 flags ${flags}, ${options.rounds} pre-copy passes`);
+    if (values.rounds !== undefined && options.rounds > 0 && !(flags & MigFlags.PRE_COPY)) {
+      ctx.warn(`--rounds ${options.rounds} has no effect on the v2 devices: --flags ${flags} (${flagNames(flags)}) has no PRE_COPY, so the migrations from them move their state in stop-and-copy`);
+    }
+    ctx.print(`vfio-mig demo: three migrations of ${formatSize(size)} of device state each`);
+    ctx.print(`  v1 window ${formatSize(window)}, v2 flags ${flags} (${flagNames(flags)}), ${options.rounds} pre-copy passes`);
     const rows = [];
     for (const scenario of demoScenarios(options)) {
       const bar = progressBar(ctx, scenario.direction, size);
@@ -74,6 +81,7 @@ export const demoCommand: Command = {
         `${formatSize(r.stopCopyBytes)} in ${r.stopCopyMs} ms`, `${formatSize(r.bytesPerSecond)}/s`,
         r.fingerprintMatch ? `match ${r.sourceFingerprint.slice(0, 12)}` : `MISMATCH ${r.sourceFingerprint.slice(0, 8)} != ${r.destinationFingerprint.slice(0, 8)}`,
       ]),
+      ctx.columns,
     ));
     const failed = rows.filter((r) => !r.fingerprintMatch);
     if (failed.length) throw new Error(`fingerprints differ after: ${failed.map((r) => r.direction).join('; ')}`);

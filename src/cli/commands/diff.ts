@@ -14,7 +14,8 @@ import { UsageError } from '../usage-error.js';
 const NAMES = DIFFERENTIAL_PAIRINGS.map((p) => p.name as DifferentialPairing);
 
 function parseSeed(text: string): number {
-  if (text === 'random') return Math.floor(Math.random() * 0x100000000) | 0;
+  // Non-negative, so the seed printed reads back as typed (fast-check takes any integer).
+  if (text === 'random') return Math.floor(Math.random() * 2 ** 31);
   const n = /^(0x[0-9a-f]+|-?\d+)$/i.test(text.trim()) ? Number(text) : NaN;
   if (!Number.isSafeInteger(n)) throw new UsageError(`bad --seed '${text}': use an integer (decimal or 0x...) or 'random'`);
   return n;
@@ -28,6 +29,16 @@ function parsePairings(text: string): DifferentialPairing[] {
   }
   if (picked.length === 0) throw new UsageError(`--pairing needs a name: all, ${NAMES.join(', ')}`);
   return [...new Set(picked)] as DifferentialPairing[];
+}
+
+/** An event counter for --json: fixed keys; an arc counter ('device_state 1>3') gets from/to. */
+export interface EventCount { event: string; from?: number; to?: number; count: number }
+
+function eventList(events: Record<string, number>): EventCount[] {
+  return Object.entries(events).map(([key, count]) => {
+    const arc = /^(.*\S) (\d+)>(\d+)$/.exec(key);
+    return arc ? { event: arc[1], from: Number(arc[2]), to: Number(arc[3]), count } : { event: key, count };
+  });
 }
 
 /** Events in one line: per-arc counters ('device_state 1>3') become how many distinct arcs were seen (--json has them all). */
@@ -75,7 +86,7 @@ export function createDiffCommand(runner: (o: DifferentialOptions) => Promise<Di
       ctx.print(`differential comparison: seed ${seed}, ${runs} sequence${runs === 1 ? '' : 's'} of up to ${maxCommands} commands per pairing\n`);
       const summaries: (DifferentialSummary & { face: string; reference: string; translated: string; rerun?: string })[] = [];
       for (const name of pairings) {
-        if (ctx.interactive) ctx.note(`  ${name} ...`);
+        if (ctx.progress.mode !== 'off') ctx.note(`  ${name} ...`);
         const s = await runner({ seed, runs, pairing: name, maxCommands });
         const info = DIFFERENTIAL_PAIRINGS.find((p) => p.name === name)!;
         summaries.push({
@@ -86,6 +97,7 @@ export function createDiffCommand(runner: (o: DifferentialOptions) => Promise<Di
       ctx.print(renderTextTable(
         ['pairing', 'face', 'runs', 'commands', 'time', 'result', 'translated'],
         summaries.map((s) => [s.pairing, s.face, String(s.runs), String(s.commands), `${(s.durationMs / 1000).toFixed(1)} s`, s.passed ? 'pass' : 'FAIL', s.translated]),
+        ctx.columns,
       ));
       // What the sequences exercised, so a pass is not mistaken for coverage.
       const covered = summaries.filter((s) => Object.keys(s.events ?? {}).length);
@@ -104,7 +116,10 @@ export function createDiffCommand(runner: (o: DifferentialOptions) => Promise<Di
         }
         ctx.print(`  reproduce: ${s.rerun}`);
       }
-      const result = { seed, runs, maxCommands, passed: failed.length === 0, pairings: summaries };
+      const result = {
+        seed, runs, maxCommands, passed: failed.length === 0,
+        pairings: summaries.map((s) => ({ ...s, events: eventList(s.events ?? {}) })),
+      };
       if (failed.length) {
         throw new CommandFailed(`differential mismatch in ${failed.map((s) => s.pairing).join(', ')} (seed ${seed}); reproduce: ${failed[0].rerun}`, result);
       }

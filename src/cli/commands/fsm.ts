@@ -18,7 +18,7 @@ export const fsmCommand: Command = {
   --from, --to     print the single arcs the kernel walks from one state to another`,
   options: {
     flags: { type: 'string', default: 'all' },
-    format: { type: 'string', default: 'table' },
+    format: { type: 'string' },
     from: { type: 'string' },
     to: { type: 'string' },
   },
@@ -27,6 +27,9 @@ export const fsmCommand: Command = {
     const flags = parseFlags(String(values.flags));
     if (!(flags & 1)) throw new UsageError('flags must include STOP_COPY (1): the kernel requires it of every migration driver');
     if ((values.from === undefined) !== (values.to === undefined)) throw new UsageError('--from and --to go together');
+    if (ctx.json && values.format !== undefined) {
+      throw new UsageError('--json and --format both choose what is printed: --json gives the next-step table and the arcs as JSON; drop one');
+    }
     if (values.from !== undefined) {
       const from = parseStateArg(String(values.from), '--from');
       const to = parseStateArg(String(values.to), '--to');
@@ -41,7 +44,7 @@ export const fsmCommand: Command = {
         throw e;
       }
     }
-    const format = String(values.format);
+    const format = String(values.format ?? 'table');
     if (format === 'table') ctx.print(renderTable(flags));
     else if (format === 'dot') ctx.print(renderDot(flags));
     else if (format === 'mermaid') ctx.print(renderMermaid(flags));
@@ -52,7 +55,6 @@ export const fsmCommand: Command = {
       states: states.map(stateName),
       next: Object.fromEntries(states.map((s, i) => [stateName(s), Object.fromEntries(states.map((t, j) => [stateName(t), cells[i][j] === null ? null : stateName(cells[i][j]!)]))])),
       arcs: driverArcs(flags).map((a) => ({ from: stateName(a.from), to: stateName(a.to), opensSession: a.opensSession })),
-      ...(format === 'table' ? {} : { [format]: format === 'dot' ? renderDot(flags) : renderMermaid(flags) }),
     };
   },
 };

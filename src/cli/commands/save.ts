@@ -5,9 +5,11 @@
 import { saveV1 } from '../../../legacy/client.js';
 import { saveV2, type MigrationProgress } from '../../v2/client.js';
 import type { Command } from '../command.js';
-import { oneAddress, parseCount, parseVia, requireOption, withDevice } from '../device-args.js';
+import { MigFlags } from '../../v2/states.js';
+import { flagNames, oneAddress, parseCount, parseVia, requireOption, withDevice } from '../device-args.js';
 import { DeviceOperationError, takeoverNotes } from '../explain-error.js';
 import { MigrationFileError, MigrationFileWriter, type MigrationFileInfo } from '../migration-file.js';
+import { cleanUpOnInterrupt } from '../on-interrupt.js';
 import type { OpenedDevice } from '../open-device.js';
 import { formatSize } from '../parse-values.js';
 import { progressBar } from '../progress.js';
@@ -19,10 +21,13 @@ export const saveCommand: Command = {
   usage: `save <device> --out FILE [--via v1|v2] [--rounds N] [--work PAGES]
 
   <device>       sim:v2?..., sim:v1?..., /dev/vfio/<group>:<name>, /dev/vfio/devices/vfioN
-  --out FILE     the migration file to write (replaced only once the save succeeded)
+  --out FILE|-   the migration file to write (replaced only once the save succeeded);
+                 - writes it to standard output, for a pipe ('| ssh host vfio-mig load
+                 <device> --in -'), and the report to stderr
   --via v1|v2    the protocol the client speaks (default: the device's own); v1 over a
                  v2 device goes through LegacyRegionOverV2, v2 over v1 through V2DeviceOverLegacy
-  --rounds N     pre-copy passes while the device runs (default 1; 0 = straight to stop-and-copy)
+  --rounds N     pre-copy passes while the device runs (default 1; 0 = straight to stop-and-copy;
+                 a device without PRE_COPY has none: a warning says so)
   --work PAGES   simulated devices: pages the device dirties between passes (default size/256 pages)
 
   Prints the bytes moved, the file's SHA-256 and, for a simulated device, the
@@ -30,44 +35,37 @@ export const saveCommand: Command = {
   options: {
     out: { type: 'string', short: 'o' },
     via: { type: 'string' },
-    rounds: { type: 'string', default: '1' },
+    rounds: { type: 'string' },
     work: { type: 'string' },
   },
   async run(values, positionals, ctx) {
     const { text, address } = oneAddress(positionals, 'save');
     const out = requireOption(values.out, '--out FILE', 'save', `vfio-mig save ${text} --out state.vmig`);
+    const toStdout = out === '-';
+    if (toStdout && ctx.json) throw new UsageError('--json and --out - both write to standard output: drop --json (the report goes to stderr) or give --out FILE');
     const via = parseVia(values.via);
-    const rounds = parseCount(String(values.rounds), '--rounds', 100_000);
+    const rounds = values.rounds === undefined ? 1 : parseCount(String(values.rounds), '--rounds', 100_000);
+    const warnings: string[] = [];
     const isSim = address.kind === 'sim-v1' || address.kind === 'sim-v2';
     if (values.work !== undefined && !isSim) throw new UsageError('--work applies to simulated devices only (a real device does its own work)');
     const work = values.work === undefined ? (isSim ? Math.max(1, Math.floor(address.size / 4096 / 256)) : 0) : parseCount(String(values.work), '--work', 1 << 30);
 
     // The output first: an unwritable path fails before the device is opened.
-    const writer = await MigrationFileWriter.create(out);
-    // Interrupted (Ctrl-C, kill): no half-written file stays behind; then the signal's default action.
-    const onSignal = (signal: NodeJS.Signals) => {
-      writer.discardSync();
-      process.kill(process.pid, signal);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    let saved: Awaited<ReturnType<typeof saveOnce>>;
-    let written;
-    try {
+    const writer = toStdout ? await MigrationFileWriter.toStream(ctx.stateOut(), 'standard output') : await MigrationFileWriter.create(out);
+    // Interrupted (Ctrl-C, kill): no half-written file stays behind.
+    const { saved, written } = await cleanUpOnInterrupt(() => writer.discardSync(), async () => {
+      let saved: Awaited<ReturnType<typeof saveOnce>>;
       try {
         saved = await withDevice(ctx, text, address, (dev) => saveOnce(dev));
       } catch (e) {
         await writer.abort();
         throw e;
       }
-      written = await writer.finish(saved.info);
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
+      return { saved, written: await writer.finish(saved.info) };
+    });
     const { info, result } = saved;
 
-    ctx.print(`saved ${text} over ${result.via}${result.translator ? ` (through ${result.translator})` : ''} to ${out}`);
+    ctx.print(`saved ${text} over ${result.via}${result.translator ? ` (through ${result.translator})` : ''} to ${toStdout ? 'standard output' : out}`);
     ctx.print(`  device state   ${formatSize(info.deviceBytes)}: pre-copy ${formatSize(info.precopyBytes)} in ${rounds} pass${rounds === 1 ? '' : 'es'}, stop-and-copy ${formatSize(info.stopCopyBytes)}`);
     ctx.print(`  file           ${formatSize(written.fileBytes)}, sha256 ${written.sha256}`);
     if (info.sim) ctx.print(`  fingerprint    ${info.sim.fingerprint} (the state saved; 'vfio-mig load' checks it)`);
@@ -75,15 +73,22 @@ export const saveCommand: Command = {
       device: text, native: result.native, via: result.via, translator: result.translator ?? null, file: out,
       fileBytes: written.fileBytes, payloadBytes: written.payloadBytes, sha256: written.sha256,
       deviceBytes: info.deviceBytes, precopyBytes: info.precopyBytes, stopCopyBytes: info.stopCopyBytes,
-      rounds, usedPrecopy: result.usedPrecopy, fingerprint: info.sim?.fingerprint ?? null, durationMs: result.durationMs,
+      rounds, usedPrecopy: result.usedPrecopy, fingerprint: info.sim?.fingerprint ?? null, durationMs: result.durationMs, warnings,
       takeover: result.takeover,
     };
 
     async function saveOnce(dev: OpenedDevice) {
       const face = dev.face(via);
+      // Without PRE_COPY a v2 device moves nothing while running (a v1 client through
+      // LegacyRegionOverV2 sees nothing pending); v1 devices always have pre-copy.
+      const flags = dev.v2 ? await dev.v2.migrationFlags() : undefined;
+      if (values.rounds !== undefined && rounds > 0 && flags !== undefined && !(flags & MigFlags.PRE_COPY)) {
+        warnings.push(`--rounds ${rounds} has no effect: ${text} has no PRE_COPY (migration flags ${flags}: ${flagNames(flags)}); its whole state moves in stop-and-copy`);
+        ctx.warn(warnings.at(-1)!);
+      }
       const sim = dev.sim;
       const estimate = sim ? Number(sim.fullStreamBytes()) : dev.v2 ? Number(await dev.v2.stopCopySize().catch(() => 0n)) : 0;
-      const bar = progressBar(ctx, `save ${text}`.slice(0, 34), Math.max(1, estimate));
+      const bar = progressBar(ctx, `save ${text}`, Math.max(1, estimate));
       const onProgress = (p: MigrationProgress) => bar.update(p);
       const step = () => { if (sim && work > 0) sim.step(work); };
       const started = performance.now();
