@@ -9,6 +9,7 @@ import { locateInterposer } from '../../bridge/interposer-location.js';
 import { runBridge, type RunEvent } from '../../bridge/run-bridge.js';
 import { ExitWith, type Command } from '../command.js';
 import { formatSize, parseSize } from '../parse-values.js';
+import { qemuCommandWarnings } from '../qemu-command-checks.js';
 import { UsageError } from '../usage-error.js';
 
 const PREFIX = 'vfio-mig bridge:';
@@ -52,6 +53,8 @@ export const bridgeCommand: Command = {
     if (values.trace === '') throw new UsageError('--trace needs a file name');
     const quiet = values.quiet === true;
     const say = (line: string) => ctx.note(`${PREFIX} ${line}`);
+    // Mistakes that would only show on the destination host, said before QEMU starts (shown even with --quiet).
+    for (const warning of qemuCommandWarnings(positionals)) say(`warning: ${warning}`);
     const interposer = await locateInterposer();
     const run = await runBridge({
       command: positionals, interposer, windowSize, mmap,
