@@ -4,7 +4,7 @@
 // must reach `running`. The UART scratch registers of the source's mtty
 // instances carry marks set before the source started; after both QEMUs have
 // exited, the destination's instances must carry them.
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import { KernelMigrationDevice } from '../../index.js';
 import { readScratch, writeScratch } from '../support/mtty-scenarios.js';
@@ -46,6 +46,13 @@ export interface ScenarioResult {
 
 let port = 47000;
 
+/** What a user would see, kept in the lab's results (.lab/results/transcripts/) for the README's walkthrough. */
+function writeTranscript(name: string, lines: string[]): void {
+  const dir = process.env.LAB_RESULTS ? `${process.env.LAB_RESULTS}/transcripts` : `${LAB_RUN_DIR}/transcripts`;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/${name}.txt`, `${lines.join('\n')}\n`);
+}
+
 /**
  * Migrate `src` into `dst` (their `devices` pair up in order) and check the marks.
  * `transport`: 'file' runs the source to completion into a file first (exec:cat),
@@ -86,6 +93,11 @@ export async function migrateAndCheck(name: string, src: Omit<VmOptions, 'name'>
       await s.quit();
       sourceLog = s.log;
     }
+    writeTranscript(name, [
+      `# ${name}: source`, `$ ${QemuVm.commandLine({ ...src, name: `${name}-src` }).join(' ')}`, sourceLog.trim(),
+      '(qemu) info migrate', source.text.trim(),
+      `# ${name}: destination`, `$ ${QemuVm.commandLine({ ...dst, name: `${name}-dst`, incoming: transport === 'file' ? `exec:cat ${file}` : 'tcp:...' }).join(' ')}`,
+    ]);
     const summary = source.text.split('\n').filter((l) => /status|total time|downtime:/i.test(l)).join('; ');
     console.log(`${name}: source ${summary}`);
     expect(source.status, `${name}: source says\n${source.text}\n${sourceLog}`).toBe('completed');
