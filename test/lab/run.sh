@@ -30,7 +30,7 @@ die() { echo "lab: FAILED: $*" >&2; exit 1; }
 
 # --- 1. Debian packages (the same list CI installs) ---------------------------
 bash scripts/setup.sh || die "installing the Debian packages failed (scripts/setup.sh; needs root)"
-for f in "$KERNEL" "$KDIR/Makefile" "$SRC_TARBALL" /usr/bin/qemu-system-x86_64 /bin/busybox; do
+for f in "$KERNEL" "$KDIR/Makefile" "$SRC_TARBALL" /usr/bin/qemu-system-x86_64 /bin/busybox /usr/bin/patch; do
   [ -e "$f" ] || die "$f is missing after scripts/setup.sh"
 done
 mkdir -p "$LAB"
@@ -42,15 +42,21 @@ say "building dist/ (npm run build)"
 npm run -s build >"$LAB/build.log" 2>&1 || { cat "$LAB/build.log" >&2; die "npm run build failed (log above)"; }
 
 # --- 2. mtty.ko from linux-source-6.12 (only samples/vfio-mdev/mtty.c) -------
+# with our test/lab/mtty-pad.patch (migration stream padding, off by default;
+# the patch says why). Rebuilt when the tarball or the patch changes.
 MTTY=$LAB/mtty
-if [ ! -f "$MTTY/mtty.ko" ] || [ "$SRC_TARBALL" -nt "$MTTY/mtty.ko" ]; then
-  say "building mtty.ko"
+PATCH=test/lab/mtty-pad.patch
+stamp="$(stat -c '%s %Y' "$SRC_TARBALL") $(sha256sum <"$PATCH")"
+if [ ! -f "$MTTY/mtty.ko" ] || [ "$(cat "$MTTY/stamp" 2>/dev/null)" != "$stamp" ]; then
+  say "building mtty.ko (with $PATCH)"
   rm -rf "$MTTY" && mkdir -p "$MTTY"
   tar -xJf "$SRC_TARBALL" -C "$MTTY" --strip-components=3 linux-source-6.12/samples/vfio-mdev/mtty.c \
     || die "cannot extract samples/vfio-mdev/mtty.c from $SRC_TARBALL"
+  patch -d "$MTTY" -p3 --quiet --no-backup-if-mismatch <"$PATCH" || die "$PATCH does not apply to $SRC_TARBALL's mtty.c"
   echo 'obj-m := mtty.o' > "$MTTY/Kbuild"
   make -s -C "$KDIR" M="$MTTY" modules >"$MTTY/build.log" 2>&1 \
     || { cat "$MTTY/build.log" >&2; die "building mtty.ko failed (log above)"; }
+  echo "$stamp" >"$MTTY/stamp"
 fi
 
 # --- 2b. the Debian 13 root with QEMU 10 (debootstrap, cached in .lab/) ------
