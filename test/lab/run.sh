@@ -7,7 +7,8 @@
 # Measured recipe: ../shared/LAB.md. Build artefacts live in .lab/ (gitignored).
 #
 # Environment: LAB_TIMEOUT (s, default 900) bounds the VM run; LAB_MEM (default 2G);
-# LAB_FILTER passes a test-name filter (-t) to vitest in the guest.
+# LAB_FILTER passes a test-name filter (-t) to vitest in the guest; LAB_PAD_MIB
+# lists the padded-mtty sizes (MiB) the QEMU volume test migrates (default 64).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd -P)
@@ -115,7 +116,8 @@ UUID_B=$UUID_B
 UUID_C=$UUID_C
 UUID_D=$UUID_D
 TRIXIE=$LAB/trixie
-LAB_FILTER=${LAB_FILTER:-}
+LAB_FILTER=$(printf '%q' "${LAB_FILTER:-}")
+LAB_PAD_MIB=$(printf '%q' "${LAB_PAD_MIB:-}")
 EOF
 say "booting $KVER under qemu-system-x86_64 (TCG, timeout ${TIMEOUT}s); console: $CONSOLE"
 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" -nographic -no-reboot -nic none \
