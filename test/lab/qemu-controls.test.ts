@@ -8,47 +8,16 @@
 //    set on the source arrives on the destination.
 import { rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KernelMigrationDevice } from '../../index.js';
-import { readScratch, writeScratch } from '../support/mtty-scenarios.js';
-import { DEV_A, DEV_B, sysfs } from './lab-env.js';
-import { LAB_RUN_DIR, QemuVm } from './qemu-vm.js';
+import { DEV_A, DEV_B } from './lab-env.js';
+import { marksOf, setMarks, type Marks } from './mtty-marks.js';
+import { LAB_RUN_DIR, VmPool } from './qemu-vm.js';
 
-const running: QemuVm[] = [];
-afterEach(async () => {
-  for (const vm of running.splice(0)) await vm.quit();
-});
-
-async function start(...args: Parameters<typeof QemuVm.start>): Promise<QemuVm> {
-  const vm = await QemuVm.start(...args);
-  running.push(vm);
-  return vm;
-}
-
-/** Set both ports' scratch registers of `uuid` (device RUNNING afterwards). */
-async function setMarks(uuid: string, marks: [number, number]): Promise<void> {
-  const d = await KernelMigrationDevice.open({ sysfs: sysfs(uuid) });
-  try {
-    await d.reset();
-    writeScratch(d, marks[0], 0);
-    writeScratch(d, marks[1], 1);
-  } finally {
-    await d.close();
-  }
-}
-
-async function marksOf(uuid: string): Promise<[number, number]> {
-  const d = await KernelMigrationDevice.open({ sysfs: sysfs(uuid) });
-  try {
-    return [readScratch(d, 0), readScratch(d, 1)];
-  } finally {
-    await d.reset(); // leave it RUNNING for the next scenario, whatever QEMU left
-    await d.close();
-  }
-}
+const vms = new VmPool();
+afterEach(() => vms.quitAll());
 
 describe('real QEMU, no bridge (lab controls)', () => {
   it('QEMU 7.2 refuses to migrate mtty: VFIO device doesn\'t support migration', async () => {
-    const vm = await start({ qemu: '7.2', name: 'q72-alone', devices: [DEV_A] });
+    const vm = await vms.start({ qemu: '7.2', name: 'q72-alone', devices: [DEV_A] });
     const out = await vm.migrate('exec:cat > /dev/null');
     expect(out + vm.log).toContain("VFIO device doesn't support migration");
     expect(await vm.status()).toBe('running');
@@ -57,17 +26,17 @@ describe('real QEMU, no bridge (lab controls)', () => {
   it('QEMU 10 -> QEMU 10 on pc-q35-7.2 (native v2): completed, the mark arrives', async () => {
     const file = `${LAB_RUN_DIR}/q10-q10.mig`;
     rmSync(file, { force: true });
-    const marks: [number, number] = [0xa5, 0x5a];
+    const marks: Marks = [0xa5, 0x5a];
     await setMarks(DEV_A, marks);
     await setMarks(DEV_B, [0, 0]);
-    const src = await start({ qemu: '10', name: 'q10-src', devices: [DEV_A] });
+    const src = await vms.start({ qemu: '10', name: 'q10-src', devices: [DEV_A] });
     expect(await src.status()).toBe('running');
     await src.migrate(`exec:cat > ${file}`);
     const info = await src.waitMigration();
     console.log(`QEMU 10 -> 10 source: ${info.text.split('\n').filter((l) => /status|total time|downtime/i.test(l)).join('; ')}`);
     expect(info.status).toBe('completed');
     await src.quit();
-    const dst = await start({ qemu: '10', name: 'q10-dst', devices: [DEV_B], incoming: `exec:cat ${file}` });
+    const dst = await vms.start({ qemu: '10', name: 'q10-dst', devices: [DEV_B], incoming: `exec:cat ${file}` });
     await dst.waitStatus('running');
     await dst.quit();
     expect(await marksOf(DEV_B)).toEqual(marks);
