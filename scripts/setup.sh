@@ -15,6 +15,7 @@ PACKAGES=(
   graphviz                           # renders `vfio-mig fsm --format dot` in a test
   xz-utils cpio kmod
   make                               # building mtty.ko out of tree (lab)
+  patch                              # test/lab/mtty-pad.patch onto mtty.c (lab)
   debootstrap                        # the lab's Debian 13 root with QEMU 10
 )
 missing=()

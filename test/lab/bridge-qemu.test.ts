@@ -12,7 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { KernelMigrationDevice } from '../../index.js';
 import { saveStream } from '../support/mtty-scenarios.js';
 import { address, DEV_A, DEV_B, DEV_C, DEV_D, sysfs } from './lab-env.js';
-import { marksOf, migrateAndCheck, setMarks } from './migration-scenarios.js';
+import { migrateAndCheck } from './migration-scenarios.js';
+import { marksOf, setMarks } from './mtty-marks.js';
 import { LAB_RUN_DIR, QemuVm, vfioMigBridge, vfioMigCommand } from './qemu-vm.js';
 
 const vfioMig = vfioMigCommand();

@@ -6,36 +6,8 @@
 // exited, the destination's instances must carry them.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { expect } from 'vitest';
-import { KernelMigrationDevice } from '../../index.js';
-import { readScratch, writeScratch } from '../support/mtty-scenarios.js';
-import { sysfs } from './lab-env.js';
+import { setMarks, marksOf, type Marks } from './mtty-marks.js';
 import { LAB_RUN_DIR, QemuVm, type MigrationInfo, type VmOptions } from './qemu-vm.js';
-
-/** Both ports' scratch registers of one mtty-2 instance. */
-export type Marks = [number, number];
-
-/** Reset `uuid` (whatever an earlier QEMU left: never a SET) and set its marks. */
-export async function setMarks(uuid: string, marks: Marks): Promise<void> {
-  const d = await KernelMigrationDevice.open({ sysfs: sysfs(uuid) });
-  try {
-    await d.reset();
-    writeScratch(d, marks[0], 0);
-    writeScratch(d, marks[1], 1);
-  } finally {
-    await d.close();
-  }
-}
-
-/** The marks of `uuid`; the device is reset afterwards, so the next scenario finds it RUNNING. */
-export async function marksOf(uuid: string): Promise<Marks> {
-  const d = await KernelMigrationDevice.open({ sysfs: sysfs(uuid) });
-  try {
-    return [readScratch(d, 0), readScratch(d, 1)];
-  } finally {
-    await d.reset();
-    await d.close();
-  }
-}
 
 export interface ScenarioResult {
   source: MigrationInfo;

@@ -74,7 +74,8 @@ export class QemuVm {
   private readonly qmpPath: string;
   private readonly child: ChildProcess;
   private socket?: Socket;
-  private pending: { resolve: (r: QmpReply) => void }[] = [];
+  private pending: { resolve: (r: QmpReply) => void; reject: (e: Error) => void }[] = [];
+  private hungUp = false;
   private buffered = '';
   private exited?: Promise<number | null>;
   readonly events: string[] = [];
@@ -145,6 +146,8 @@ export class QemuVm {
     }
     this.socket.setEncoding('utf8');
     this.socket.on('data', (text: string) => this.onData(text));
+    this.socket.on('error', () => undefined); // 'close' follows and says it
+    this.socket.on('close', () => this.onHangUp());
     await this.next(); // the greeting
     await this.execute('qmp_capabilities');
   }
@@ -165,8 +168,19 @@ export class QemuVm {
     }
   }
 
+  /** QEMU went away (e.g. a failed incoming migration ends it): no reply will come, so fail fast. */
+  private onHangUp(): void {
+    this.hungUp = true;
+    for (const p of this.pending.splice(0)) p.reject(this.hangUpError());
+  }
+
+  private hangUpError(): Error {
+    return new Error(`${this.options.name}: the QMP connection closed (QEMU exited?):\n${this.log}`);
+  }
+
   private next(): Promise<QmpReply> {
-    return new Promise((resolve) => this.pending.push({ resolve }));
+    if (this.hungUp) return Promise.reject(this.hangUpError());
+    return new Promise((resolve, reject) => this.pending.push({ resolve, reject }));
   }
 
   /** One QMP command; rejects with QEMU's error text. */
@@ -276,5 +290,20 @@ export class QemuVm {
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     this.child.kill(signal);
+  }
+}
+
+/** The VMs a test file started, so that each test can quit what it left running (afterEach). */
+export class VmPool {
+  private readonly vms: QemuVm[] = [];
+
+  async start(options: VmOptions): Promise<QemuVm> {
+    const vm = await QemuVm.start(options);
+    this.vms.push(vm);
+    return vm;
+  }
+
+  async quitAll(): Promise<void> {
+    for (const vm of this.vms.splice(0)) await vm.quit();
   }
 }

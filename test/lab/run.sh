@@ -7,7 +7,8 @@
 # Measured recipe: ../shared/LAB.md. Build artefacts live in .lab/ (gitignored).
 #
 # Environment: LAB_TIMEOUT (s, default 900) bounds the VM run; LAB_MEM (default 2G);
-# LAB_FILTER passes a test-name filter (-t) to vitest in the guest.
+# LAB_FILTER passes a test-name filter (-t) to vitest in the guest; LAB_PAD_MIB
+# lists the padded-mtty sizes (MiB) the QEMU volume test migrates (default 64).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd -P)
@@ -30,7 +31,7 @@ die() { echo "lab: FAILED: $*" >&2; exit 1; }
 
 # --- 1. Debian packages (the same list CI installs) ---------------------------
 bash scripts/setup.sh || die "installing the Debian packages failed (scripts/setup.sh; needs root)"
-for f in "$KERNEL" "$KDIR/Makefile" "$SRC_TARBALL" /usr/bin/qemu-system-x86_64 /bin/busybox; do
+for f in "$KERNEL" "$KDIR/Makefile" "$SRC_TARBALL" /usr/bin/qemu-system-x86_64 /bin/busybox /usr/bin/patch; do
   [ -e "$f" ] || die "$f is missing after scripts/setup.sh"
 done
 mkdir -p "$LAB"
@@ -45,15 +46,21 @@ node scripts/build-interposer.mjs >>"$LAB/build.log" 2>&1 || { cat "$LAB/build.l
 ls build/vfio-mig-interposer-*.so >/dev/null 2>&1 || die "no interposer library in build/ after scripts/build-interposer.mjs (is gcc installed?)"
 
 # --- 2. mtty.ko from linux-source-6.12 (only samples/vfio-mdev/mtty.c) -------
+# with our test/lab/mtty-pad.patch (migration stream padding, off by default;
+# the patch says why). Rebuilt when the tarball or the patch changes.
 MTTY=$LAB/mtty
-if [ ! -f "$MTTY/mtty.ko" ] || [ "$SRC_TARBALL" -nt "$MTTY/mtty.ko" ]; then
-  say "building mtty.ko"
+PATCH=test/lab/mtty-pad.patch
+stamp="$(stat -c '%s %Y' "$SRC_TARBALL") $(sha256sum <"$PATCH")"
+if [ ! -f "$MTTY/mtty.ko" ] || [ "$(cat "$MTTY/stamp" 2>/dev/null)" != "$stamp" ]; then
+  say "building mtty.ko (with $PATCH)"
   rm -rf "$MTTY" && mkdir -p "$MTTY"
   tar -xJf "$SRC_TARBALL" -C "$MTTY" --strip-components=3 linux-source-6.12/samples/vfio-mdev/mtty.c \
     || die "cannot extract samples/vfio-mdev/mtty.c from $SRC_TARBALL"
+  patch -d "$MTTY" -p3 --quiet --no-backup-if-mismatch <"$PATCH" || die "$PATCH does not apply to $SRC_TARBALL's mtty.c"
   echo 'obj-m := mtty.o' > "$MTTY/Kbuild"
   make -s -C "$KDIR" M="$MTTY" modules >"$MTTY/build.log" 2>&1 \
     || { cat "$MTTY/build.log" >&2; die "building mtty.ko failed (log above)"; }
+  echo "$stamp" >"$MTTY/stamp"
 fi
 
 # --- 2b. the Debian 13 root with QEMU 10 (debootstrap, cached in .lab/) ------
@@ -114,7 +121,8 @@ UUID_B=$UUID_B
 UUID_C=$UUID_C
 UUID_D=$UUID_D
 TRIXIE=$LAB/trixie
-LAB_FILTER='${filter//\'/\'\\\'\'}'
+LAB_FILTER=$(printf '%q' "${LAB_FILTER:-}")
+LAB_PAD_MIB=$(printf '%q' "${LAB_PAD_MIB:-}")
 EOF
 say "booting $KVER under qemu-system-x86_64 (TCG, timeout ${TIMEOUT}s); console: $CONSOLE"
 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" -nographic -no-reboot -nic none \

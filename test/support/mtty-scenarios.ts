@@ -35,11 +35,11 @@ export async function writeAll(session: DataSession, data: Uint8Array, chunk = 4
 }
 
 /** RUNNING -> STOP_COPY, read the whole stream, back to RUNNING (the state is untouched). */
-export async function saveStream(dev: MigrationDevice): Promise<Uint8Array> {
+export async function saveStream(dev: MigrationDevice, chunk?: number): Promise<Uint8Array> {
   const session = await dev.setState(SC);
   if (!session) throw new Error('STOP_COPY opened no data session');
   try {
-    return await readAll(session);
+    return await readAll(session, chunk);
   } finally {
     await session.close();
     await dev.setState(R);
@@ -47,11 +47,11 @@ export async function saveStream(dev: MigrationDevice): Promise<Uint8Array> {
 }
 
 /** RESUMING, write `data`, then RUNNING (RESUMING -> STOP applies it). */
-export async function resumeStream(dev: MigrationDevice, data: Uint8Array): Promise<void> {
+export async function resumeStream(dev: MigrationDevice, data: Uint8Array, chunk?: number): Promise<void> {
   const session = await dev.setState(RS);
   if (!session) throw new Error('RESUMING opened no data session');
   try {
-    await writeAll(session, data);
+    await writeAll(session, data, chunk);
   } finally {
     await session.close();
   }
