@@ -48,7 +48,18 @@ describe('a device left in RESUMING (an aborted destination)', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.json.result).toMatchObject({ deviceBytes: 96, takeover: [{ face: 'v2', found: 'RESUMING', action: 'reset' }] });
     expect(r.stderr).toMatch(/note: .*mtty-a was left in RESUMING by an earlier user; it was reset \(VFIO_DEVICE_RESET\) to RUNNING before use/);
-    expect(stateNow()).toBe('STOP'); // a saved source stays stopped, as QEMU's does after a migration to a file
+    expect(stateNow()).toBe('RUNNING'); // it ran before the save, so it runs again, as after QEMU's savevm
+  });
+
+  it('save --stop leaves the device stopped, as a migration source (v2 and v1 faces)', async () => {
+    for (const via of ['v2', 'v1']) {
+      const r = await runCliWith({ syscalls: sys }, 'save', ADDRESS, '--out', file(`stopped-${via}`), '--via', via, '--stop');
+      expect(r.status, r.stderr).toBe(0);
+      expect(stateNow()).toBe('STOP');
+      const again = await runCliWith({ syscalls: sys }, 'save', ADDRESS, '--out', file(`running-${via}`), '--via', via);
+      expect(again.status, again.stderr).toBe(0);
+      expect(stateNow()).toBe(via === 'v2' ? 'STOP' : 'RUNNING'); // from STOP: it was not running, so it stays (v2); the v1 face resets non-RUNNING devices first
+    }
   });
 
   it('inspect: shows the state it found and leaves the device RUNNING', async () => {

@@ -2,10 +2,12 @@
 // client) or v1 (QEMU 7.2's), through a translator when the device speaks the
 // other protocol. The file (migration-file.ts) records the source and, for a
 // simulated device, the fingerprint of the state saved, which `load` checks.
-import { saveV1 } from '../../../legacy/client.js';
+import { saveV1, v1VmStart } from '../../../legacy/client.js';
+import { readDeviceState } from '../../../legacy/v1-registers.js';
+import { V1_RUNNING } from '../../../legacy/v1-state.js';
 import { saveV2, type MigrationProgress } from '../../v2/client.js';
 import type { Command } from '../command.js';
-import { MigFlags } from '../../v2/states.js';
+import { MigFlags, MigState } from '../../v2/states.js';
 import { flagNames, oneAddress, parseCount, parseVia, requireOption, withDevice } from '../device-args.js';
 import { DeviceOperationError, takeoverNotes } from '../explain-error.js';
 import { MigrationFileError, MigrationFileWriter, type MigrationFileInfo } from '../migration-file.js';
@@ -18,7 +20,7 @@ import { UsageError } from '../usage-error.js';
 export const saveCommand: Command = {
   name: 'save',
   summary: 'save a device\'s migration state to a file (over v2 or v1)',
-  usage: `save <device> --out FILE [--via v1|v2] [--rounds N] [--work PAGES]
+  usage: `save <device> --out FILE [--via v1|v2] [--rounds N] [--work PAGES] [--stop]
 
   <device>       sim:v2?..., sim:v1?..., /dev/vfio/<group>:<name>, /dev/vfio/devices/vfioN
   --out FILE|-   the migration file to write (replaced only once the save succeeded);
@@ -29,6 +31,9 @@ export const saveCommand: Command = {
   --rounds N     pre-copy passes while the device runs (default 1; 0 = straight to stop-and-copy;
                  a device without PRE_COPY has none: a warning says so)
   --work PAGES   simulated devices: pages the device dirties between passes (default size/256 pages)
+  --stop         leave the device stopped afterwards, as a migration's source is left (it must
+                 not run on and diverge from the state saved); by default a device that was
+                 running runs again, as a VM does after QEMU's savevm
 
   Prints the bytes moved, the file's SHA-256 and, for a simulated device, the
   fingerprint of the state saved (load prints the loaded one).`,
@@ -37,6 +42,7 @@ export const saveCommand: Command = {
     via: { type: 'string' },
     rounds: { type: 'string' },
     work: { type: 'string' },
+    stop: { type: 'boolean' },
   },
   async run(values, positionals, ctx) {
     const { text, address } = oneAddress(positionals, 'save');
@@ -95,6 +101,9 @@ export const saveCommand: Command = {
       let precopyBytes: number;
       let stopCopyBytes: number;
       let usedPrecopy: boolean;
+      const wasRunning = face.protocol === 'v2'
+        ? [MigState.RUNNING, MigState.RUNNING_P2P].includes(await face.device.getState())
+        : ((await readDeviceState(face.region)) & V1_RUNNING) !== 0;
       try {
         if (face.protocol === 'v2') {
           const r = await saveV2(face.device, writer.stream, { precopyRounds: rounds, betweenRounds: step, onProgress, reuseBuffer: true });
@@ -108,6 +117,11 @@ export const saveCommand: Command = {
             betweenRounds: (i) => { if ((i + 1) % perPass === 0) step(); },
           });
           ({ precopyBytes, stopCopyBytes, usedPrecopy } = r);
+        }
+        // The VM start that follows a savevm: v2 RUNNING (the kernel walks STOP -> RUNNING_P2P -> RUNNING), v1 ~MASK / RUNNING.
+        if (wasRunning && values.stop !== true) {
+          if (face.protocol === 'v2') await face.device.setState(MigState.RUNNING);
+          else await v1VmStart(face.region);
         }
       } catch (e) {
         // A file that cannot be written is the file's problem; anything else is the device's.
