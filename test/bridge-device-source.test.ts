@@ -8,14 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { kernelDeviceSource, NotBridgeable } from '../src/bridge/device-source.js';
 import { koffiSyscalls } from '../src/kernel/koffi-syscalls.js';
 import type { Syscalls, ProcessSyscalls } from '../src/kernel/syscalls.js';
-import { MigrationError } from '../src/uapi/errors.js';
+import { failure } from './support/errno.js';
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
-
-async function failure(p: Promise<unknown>): Promise<MigrationError> {
-  try { await p; } catch (e) { if (e instanceof MigrationError) return e; throw e; }
-  throw new Error('expected a failure');
-}
 
 describe('kernelDeviceSource', () => {
   it('adopts the child\'s fd, finds no VFIO device, issues no ioctl, and keeps nothing open', async () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { interposerCacheDir, locateInterposer, packageRoot } from '../src/bridge/interposer-location.js';
-import { MigrationError } from '../src/uapi/errors.js';
+import { failure } from './support/errno.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const SCRIPT = join(ROOT, 'scripts/build-interposer.mjs');
@@ -24,11 +24,6 @@ function case_(source: string) {
   const src = join(d, 'src/bridge/interposer.c');
   writeFileSync(src, source);
   return { d, src, prebuiltDir: join(d, 'build'), cacheDir: join(d, 'cache') };
-}
-
-async function error(p: Promise<unknown>): Promise<MigrationError> {
-  try { await p; } catch (e) { if (e instanceof MigrationError) return e; throw e; }
-  throw new Error('expected a failure');
 }
 
 const isElfSharedObject = (path: string) => {
@@ -60,14 +55,14 @@ describe('locateInterposer', () => {
 
   it('without a compiler: says exactly what to install', async () => {
     const c = case_(GOOD_C);
-    const e = await error(locateInterposer({ source: c.src, prebuiltDir: c.prebuiltDir, cacheDir: c.cacheDir, cc: '/nonexistent/cc' }));
+    const e = await failure(locateInterposer({ source: c.src, prebuiltDir: c.prebuiltDir, cacheDir: c.cacheDir, cc: '/nonexistent/cc' }));
     expect(e.code).toBe('ENOENT');
     expect(e.message).toContain('apt install gcc libc6-dev');
   });
 
   it('compiles with -Wall -Wextra -Werror: a warning fails the build, with the compiler\'s words and the hint', async () => {
     const c = case_('int vfio_mig_probe(int unused) { return 0; }\n'); // -Wextra: unused parameter
-    const e = await error(locateInterposer({ source: c.src, prebuiltDir: c.prebuiltDir, cacheDir: c.cacheDir }));
+    const e = await failure(locateInterposer({ source: c.src, prebuiltDir: c.prebuiltDir, cacheDir: c.cacheDir }));
     expect(e.code).toBe('EIO');
     expect(e.message).toMatch(/unused parameter/);
     expect(e.message).toContain('apt install gcc libc6-dev');
@@ -77,11 +72,11 @@ describe('locateInterposer', () => {
   it('takes $VFIO_MIG_INTERPOSER as it is, if it exists', async () => {
     const c = case_(GOOD_C);
     expect(await locateInterposer({ env: { VFIO_MIG_INTERPOSER: c.src }, cc: '/nonexistent/cc' })).toBe(c.src);
-    expect((await error(locateInterposer({ env: { VFIO_MIG_INTERPOSER: join(dir, 'nope.so') } }))).code).toBe('ENOENT');
+    expect((await failure(locateInterposer({ env: { VFIO_MIG_INTERPOSER: join(dir, 'nope.so') } }))).code).toBe('ENOENT');
   });
 
   it('a missing source says reinstall', async () => {
-    const e = await error(locateInterposer({ source: join(dir, 'nope.c'), env: {} }));
+    const e = await failure(locateInterposer({ source: join(dir, 'nope.c'), env: {} }));
     expect(e.message).toMatch(/missing: reinstall/);
   });
 

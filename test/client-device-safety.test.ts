@@ -17,7 +17,8 @@ import { QemuMigrationState } from '../src/v2/qemu-migration-state.js';
 import { MigFlags, MigState, stateName } from '../src/v2/states.js';
 import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
 import { RecordingDevice } from './support/recording.js';
-import { Sink, failure } from './support/sim-helpers.js';
+import { failure } from './support/errno.js';
+import { Sink } from './support/sim-helpers.js';
 
 const ALL = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY;
 const { RUNNING: R, STOP: S, RESUMING: RS } = MigState;

@@ -8,6 +8,7 @@ import { koffiSyscalls } from '../src/kernel/koffi-syscalls.js';
 import { O_CLOEXEC, O_RDWR } from '../src/kernel/syscalls.js';
 import { adoptVfioDevice, openGroupDevice, vfioDeviceApiOf } from '../src/kernel/vfio-device.js';
 import { MigrationError } from '../src/uapi/errors.js';
+import { failure } from './support/errno.js';
 
 const A = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
@@ -21,11 +22,6 @@ class ProcFake extends FakeSyscalls {
     if (!file) throw new MigrationError('ENOENT', `readlink ${path}`);
     return file.kind === 'device' ? 'anon_inode:[vfio-device]' : `/dev/vfio/${file.kind}`;
   }
-}
-
-function errorOf(f: () => unknown): MigrationError {
-  try { f(); } catch (e) { if (e instanceof MigrationError) return e; throw e; }
-  throw new Error('expected a MigrationError');
 }
 
 describe('adoptVfioDevice', () => {
@@ -55,7 +51,7 @@ describe('adoptVfioDevice', () => {
     const sys = new ProcFake({ devices: [{ name: A, group: 0 }] });
     const groupFd = sys.open('/dev/vfio/0', O_RDWR);
     const ioctlsBefore = sys.callsOf('ioctl').length;
-    expect(errorOf(() => adoptVfioDevice(groupFd, A, sys)).code).toBe('ENOTTY');
+    expect(failure(() => adoptVfioDevice(groupFd, A, sys)).code).toBe('ENOTTY');
     expect(sys.callsOf('ioctl').length).toBe(ioctlsBefore);
     expect(sys.openFds()).toEqual([]);
   });
@@ -65,7 +61,7 @@ describe('adoptVfioDevice', () => {
     const count = () => readdirSync('/proc/self/fd').length;
     const before = count();
     const fd = sys.open('/dev/null', O_RDWR | O_CLOEXEC);
-    const e = errorOf(() => adoptVfioDevice(fd, '', sys));
+    const e = failure(() => adoptVfioDevice(fd, '', sys));
     expect(e.code).toBe('ENOTTY');
     expect(e.message).toContain('/dev/null');
     expect(count()).toBe(before);

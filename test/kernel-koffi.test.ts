@@ -10,21 +10,12 @@ import {
   KernelMigrationDevice, KernelLegacyRegion, MigrationError, O_CLOEXEC, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE,
   koffiSyscalls, openGroupDevice, openCdevDevice,
 } from '../index.js';
+import { errnoOf } from './support/errno.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vfio-mig-koffi-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MigrationError);
-    return (e as MigrationError).code;
-  }
-  return 'ok';
-}
 
 describe('KoffiSyscalls on the host kernel', () => {
   const sys = koffiSyscalls();
@@ -52,12 +43,12 @@ describe('KoffiSyscalls on the host kernel', () => {
   });
 
   it('turns errno into a named MigrationError right after the failing call', () => {
-    expect(codeOf(() => sys.open(join(dir, 'missing'), O_RDONLY))).toBe('ENOENT');
-    expect(codeOf(() => sys.close(100_000))).toBe('EBADF');
+    expect(errnoOf(() => sys.open(join(dir, 'missing'), O_RDONLY))).toBe('ENOENT');
+    expect(errnoOf(() => sys.close(100_000))).toBe('EBADF');
     const fd = sys.open('/dev/null', O_RDWR);
     try {
       // TCGETS on a character device that is no tty
-      expect(codeOf(() => sys.ioctl(fd, 0x5401, new Uint8Array(64)))).toBe('ENOTTY');
+      expect(errnoOf(() => sys.ioctl(fd, 0x5401, new Uint8Array(64)))).toBe('ENOTTY');
     } finally {
       sys.close(fd);
     }
@@ -72,7 +63,7 @@ describe('KoffiSyscalls on the host kernel', () => {
     const fd = sys.open(fifo, O_RDWR); // O_RDWR on a FIFO does not block on Linux
     try {
       expect(sys.write(fd, Uint8Array.of(1, 2, 3))).toBe(3);
-      expect(codeOf(() => sys.pread(fd, new Uint8Array(3), 0n))).toBe('ESPIPE');
+      expect(errnoOf(() => sys.pread(fd, new Uint8Array(3), 0n))).toBe('ESPIPE');
       const buf = new Uint8Array(3);
       expect(sys.read(fd, buf)).toBe(3);
       expect([...buf]).toEqual([1, 2, 3]);
@@ -107,14 +98,14 @@ describe('KoffiSyscalls on the host kernel', () => {
       sys.close(fd);
     }
     expect(readFileSync(path).subarray(0, 2).toString()).toBe('ab');
-    expect(codeOf(() => sys.mmap(100_000, 4096, PROT_READ, 0n))).toBe('EBADF');
+    expect(errnoOf(() => sys.mmap(100_000, 4096, PROT_READ, 0n))).toBe('EBADF');
   });
 
   it('readlink and readdir map node errors to errno names', () => {
     expect(sys.readlink('/proc/self/cwd')).toBe(process.cwd());
-    expect(codeOf(() => sys.readlink(join(dir, 'nope')))).toBe('ENOENT');
+    expect(errnoOf(() => sys.readlink(join(dir, 'nope')))).toBe('ENOENT');
     expect(sys.readdir(dir)).toEqual(expect.any(Array));
-    expect(codeOf(() => sys.readdir(join(dir, 'nope')))).toBe('ENOENT');
+    expect(errnoOf(() => sys.readdir(join(dir, 'nope')))).toBe('ENOENT');
   });
 });
 

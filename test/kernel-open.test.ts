@@ -5,28 +5,19 @@
 // left open after a failure at any single syscall.
 import { describe, expect, it } from 'vitest';
 import {
-  FakeSyscalls, MigrationError, VFIO_CHECK_EXTENSION, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
+  FakeSyscalls, VFIO_CHECK_EXTENSION, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
   VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER,
   VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_SET_IOMMU, VFIO_DEVICE_BIND_IOMMUFD,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, IOMMU_IOAS_ALLOC, VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
   openCdevDevice, openGroupDevice, openVfioDevice, resolveSysfsDevice, type FakeKernelOptions, type VfioDevice,
 } from '../index.js';
+import { failure } from './support/errno.js';
 
 const A = '0d9a4c38-6f1b-4b52-a6f5-1ad1e3a0c0a1';
 const B = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
 function kernel(extra: FakeKernelOptions = {}): FakeSyscalls {
   return new FakeSyscalls({ devices: [{ name: A, group: 0 }, { name: B, group: 1 }], ...extra });
-}
-
-function errorOf(fn: () => unknown): MigrationError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MigrationError);
-    return e as MigrationError;
-  }
-  throw new Error('expected a MigrationError');
 }
 
 describe('group/container API', () => {
@@ -54,7 +45,7 @@ describe('group/container API', () => {
     const dev = openVfioDevice({ sysfs: `/sys/bus/mdev/devices/${A}` }, sys);
     expect(dev.name).toBe(A);
     dev.close();
-    const e = errorOf(() => openVfioDevice({ sysfs: '/sys/bus/mdev/devices/nope' }, sys));
+    const e = failure(() => openVfioDevice({ sysfs: '/sys/bus/mdev/devices/nope' }, sys));
     expect(e.code).toBe('ENOENT');
     expect(e.message).toMatch(/bound to a vfio driver/);
     expect(sys.openFds()).toEqual([]);
@@ -62,7 +53,7 @@ describe('group/container API', () => {
 
   it('explains a missing /dev/vfio (vfio not loaded)', () => {
     const sys = kernel({ vfio: false });
-    const e = errorOf(() => openGroupDevice(0, A, sys));
+    const e = failure(() => openGroupDevice(0, A, sys));
     expect(e.code).toBe('ENOENT');
     expect(e.message).toMatch(/modprobe vfio/);
     expect(sys.openFds()).toEqual([]);
@@ -70,11 +61,11 @@ describe('group/container API', () => {
 
   it('explains EACCES on the group and on the container', () => {
     let sys = kernel({ denied: ['/dev/vfio/0'] });
-    let e = errorOf(() => openGroupDevice(0, A, sys));
+    let e = failure(() => openGroupDevice(0, A, sys));
     expect(e.code).toBe('EACCES');
     expect(e.message).toMatch(/run as root/);
     sys = kernel({ denied: ['/dev/vfio/vfio'] });
-    e = errorOf(() => openGroupDevice(0, A, sys));
+    e = failure(() => openGroupDevice(0, A, sys));
     expect(e.code).toBe('EACCES');
     expect(e.message).toMatch(/\/dev\/vfio\/vfio.*run as root/);
     expect(sys.openFds()).toEqual([]);
@@ -82,7 +73,7 @@ describe('group/container API', () => {
 
   it('refuses a non-viable group before touching the container', () => {
     const sys = kernel({ nonViable: [0] });
-    const e = errorOf(() => openGroupDevice(0, A, sys));
+    const e = failure(() => openGroupDevice(0, A, sys));
     expect(e.code).toBe('EBUSY');
     expect(e.message).toMatch(/not viable.*bound to their vfio bus driver/);
     expect(sys.callsOf('open').map((c) => c.path)).toEqual(['/dev/vfio/0']);
@@ -92,12 +83,12 @@ describe('group/container API', () => {
   it('explains a group that is already open and a missing TYPE1 driver', () => {
     const sys = kernel();
     const dev = openGroupDevice(0, A, sys);
-    const e = errorOf(() => openGroupDevice(0, A, sys));
+    const e = failure(() => openGroupDevice(0, A, sys));
     expect(e.code).toBe('EBUSY');
     expect(e.message).toMatch(/already open/);
     dev.close();
     const noType1 = kernel({ type1: false });
-    const e2 = errorOf(() => openGroupDevice(0, A, noType1));
+    const e2 = failure(() => openGroupDevice(0, A, noType1));
     expect(e2.code).toBe('ENODEV');
     expect(e2.message).toMatch(/vfio_iommu_type1/);
     expect(noType1.openFds()).toEqual([]);
@@ -106,7 +97,7 @@ describe('group/container API', () => {
 
   it('names the device and group when the name is wrong', () => {
     const sys = kernel();
-    const e = errorOf(() => openGroupDevice(0, B, sys)); // B lives in group 1
+    const e = failure(() => openGroupDevice(0, B, sys)); // B lives in group 1
     expect(e.code).toBe('ENODEV');
     expect(e.message).toContain(`no device ${B} in /dev/vfio/0`);
     expect(sys.openFds()).toEqual([]);
@@ -119,7 +110,7 @@ describe('group/container API', () => {
     for (let nth = 1; nth <= steps; nth++) {
       const sys = kernel();
       sys.inject({ errno: 'EIO', nth }); // the nth call, whatever it is
-      const e = errorOf(() => openGroupDevice(0, A, sys));
+      const e = failure(() => openGroupDevice(0, A, sys));
       expect(e.code, `step ${nth}`).toBe('EIO');
       expect(sys.openFds(), `step ${nth}`).toEqual([]);
     }
@@ -136,8 +127,8 @@ describe('group nodes given as paths', () => {
     expect(setIommu.errno).toBeUndefined();
     expect(dev.info.numRegions).toBe(9);
     dev.close();
-    expect(errorOf(() => openVfioDevice({ group: '/dev/vfio/3', name: B }, sys)).code).toBe('ENOENT');
-    expect(errorOf(() => openVfioDevice({ group: '/tmp/x', name: B }, sys)).code).toBe('EINVAL');
+    expect(failure(() => openVfioDevice({ group: '/dev/vfio/3', name: B }, sys)).code).toBe('ENOENT');
+    expect(failure(() => openVfioDevice({ group: '/tmp/x', name: B }, sys)).code).toBe('EINVAL');
     expect(sys.openFds()).toEqual([]);
   });
 });
@@ -159,17 +150,17 @@ describe('cdev API (fake only: the lab kernel has no IOMMUFD)', () => {
     expect(sys.callsOf('ioctl', VFIO_DEVICE_ATTACH_IOMMUFD_PT)[0].argsz).toBe(12);
     expect(dev.regionInfo(0).size).toBe(8n);
     // the group path is refused while the cdev is open, like the kernel does
-    expect(errorOf(() => openGroupDevice(1, B, sys)).code).toBe('EBUSY');
+    expect(failure(() => openGroupDevice(1, B, sys)).code).toBe('EBUSY');
     dev.close();
     expect(sys.openFds()).toEqual([]);
   });
 
   it('explains a kernel without IOMMUFD, on the node and on sysfs', () => {
     const sys = kernel();
-    const e = errorOf(() => openCdevDevice('/dev/vfio/devices/vfio0', sys));
+    const e = failure(() => openCdevDevice('/dev/vfio/devices/vfio0', sys));
     expect(e.code).toBe('ENOENT');
     expect(e.message).toMatch(/no IOMMUFD/);
-    const e2 = errorOf(() => resolveSysfsDevice(`/sys/bus/mdev/devices/${A}`, sys, 'cdev'));
+    const e2 = failure(() => resolveSysfsDevice(`/sys/bus/mdev/devices/${A}`, sys, 'cdev'));
     expect(e2.code).toBe('ENOENT');
     expect(e2.message).toMatch(/no vfio cdev/);
     expect(sys.openFds()).toEqual([]);
@@ -179,7 +170,7 @@ describe('cdev API (fake only: the lab kernel has no IOMMUFD)', () => {
     for (const [request, errno] of [[VFIO_DEVICE_BIND_IOMMUFD, 'EINVAL'], [IOMMU_IOAS_ALLOC, 'ENOMEM'], [VFIO_DEVICE_ATTACH_IOMMUFD_PT, 'ENOENT'], [VFIO_DEVICE_GET_INFO, 'EIO']] as const) {
       const sys = kernel({ iommufd: true });
       sys.inject({ op: 'ioctl', request, errno });
-      expect(errorOf(() => openCdevDevice('/dev/vfio/devices/vfio0', sys)).code).toBe(errno);
+      expect(failure(() => openCdevDevice('/dev/vfio/devices/vfio0', sys)).code).toBe(errno);
       expect(sys.openFds()).toEqual([]);
     }
   });
@@ -200,7 +191,7 @@ describe('region info', () => {
     expect(regions.every((r) => !r.type && !r.sparseAreas)).toBe(true);
     expect(dev.migrationRegion()).toBeUndefined();
     expect(sys.callsOf('ioctl', VFIO_DEVICE_GET_REGION_INFO).every((c) => c.argsz === 32)).toBe(true);
-    expect(errorOf(() => dev.regionInfo(9)).code).toBe('EINVAL');
+    expect(failure(() => dev.regionInfo(9)).code).toBe('EINVAL');
     dev.close();
   });
 
@@ -241,10 +232,10 @@ describe('region info', () => {
   it('refuses to mmap a region without the MMAP flag and accesses outside a region', () => {
     const { dev } = withV1(false);
     const r = dev.regionInfo(9);
-    expect(errorOf(() => dev.mmapArea(r, { offset: 0x1000n, size: 0x1000n })).code).toBe('EINVAL');
-    expect(errorOf(() => dev.readRegion(r, 0x3000, new Uint8Array(1))).code).toBe('EINVAL');
-    expect(errorOf(() => dev.writeRegion(dev.regionInfo(0), 7, new Uint8Array(2))).code).toBe('EINVAL');
+    expect(failure(() => dev.mmapArea(r, { offset: 0x1000n, size: 0x1000n })).code).toBe('EINVAL');
+    expect(failure(() => dev.readRegion(r, 0x3000, new Uint8Array(1))).code).toBe('EINVAL');
+    expect(failure(() => dev.writeRegion(dev.regionInfo(0), 7, new Uint8Array(2))).code).toBe('EINVAL');
     dev.close();
-    expect(errorOf(() => dev.regionInfo(0)).code).toBe('EBADF');
+    expect(failure(() => dev.regionInfo(0)).code).toBe('EBADF');
   });
 });

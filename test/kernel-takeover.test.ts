@@ -7,7 +7,7 @@ import {
   FakeKernelOops, FakeSyscalls, KernelMigrationDevice, MigState, MigrationError, VFIO_DEVICE_FEATURE,
   VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VfioDevice, openVfioDevice, stateName,
 } from '../index.js';
-import { failure } from './support/sim-helpers.js';
+import { failure } from './support/errno.js';
 import { abandonIn, rawState } from './support/left-over.js';
 import { readAll, resumeStream, saveStream, writeAll } from './support/mtty-scenarios.js';
 
@@ -55,9 +55,9 @@ describe('taking a device over (KernelMigrationDevice)', () => {
     await dev.close();
   });
 
-  it.each([
+  it.each(([
     [RS, 'reset'], [E, 'reset'], [SC, 'reset'], [PC, 'reset'], [PCP, 'reset'], [R, 'kept'], [S, 'kept'], [RP, 'kept'],
-  ].map(([left, action]) => [stateName(left as MigState), action, left] as const))('left in %s: %s', async (_name, action, left) => {
+  ] as [MigState, string][]).map(([left, action]) => [stateName(left), action, left] as const))('left in %s: %s', async (_name, action, left) => {
     kernel();
     if (left === E) sys.device(A).model.state = E; // mtty itself never enters ERROR; a driver may
     else abandonIn(SPEC, sys, left);

@@ -2,7 +2,7 @@
 // fingerprints that follow the bytes, GiB sizes without GiB of memory.
 import { describe, expect, it } from 'vitest';
 import { SimDevice } from '../src/sim/sim-device.js';
-import { MigrationError } from '../src/uapi/errors.js';
+import { errnoOf } from './support/errno.js';
 
 /**
  * Slow reference for the page contents, written from the format description
@@ -37,14 +37,6 @@ function referenceBytes(d: SimDevice): Uint8Array {
   }
   return out;
 }
-const codeOf = (f: () => unknown) => {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    return e instanceof MigrationError ? e.code : 'not a MigrationError';
-  }
-};
 
 describe('construction', () => {
   it.each([
@@ -56,7 +48,7 @@ describe('construction', () => {
     ['seed above 2^32-1', { size: 4096, seed: 2 ** 32 }],
     ['more than 2^32-2 pages', { size: 2 ** 40, seed: 1, pageSize: 8 }],
   ])('%s -> EINVAL', (_name, opts) => {
-    expect(codeOf(() => new SimDevice(opts))).toBe('EINVAL');
+    expect(errnoOf(() => new SimDevice(opts))).toBe('EINVAL');
   });
 
   it('an 8 GiB device costs one u32 per page and fingerprints in well under a second', () => {
@@ -109,8 +101,8 @@ describe('bytes', () => {
 
   it('reading outside the device is EINVAL', () => {
     const d = new SimDevice({ size: 100, seed: 1, pageSize: 64 });
-    expect(codeOf(() => d.readBytes(90, new Uint8Array(11)))).toBe('EINVAL');
-    expect(codeOf(() => d.readBytes(-1, new Uint8Array(1)))).toBe('EINVAL');
+    expect(errnoOf(() => d.readBytes(90, new Uint8Array(11)))).toBe('EINVAL');
+    expect(errnoOf(() => d.readBytes(-1, new Uint8Array(1)))).toBe('EINVAL');
   });
 });
 

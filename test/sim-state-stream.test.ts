@@ -6,19 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { SimDevice } from '../src/sim/sim-device.js';
 import type { SimStateSaver } from '../src/sim/state-saver.js';
 import { MigrationError } from '../src/uapi/errors.js';
+import { errnoOf } from './support/errno.js';
 
 const HEADER = 32;
 const PREFIX = 8;
 const TRAILER = 32;
-
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    return e instanceof MigrationError ? e.code : `not a MigrationError: ${String(e)}`;
-  }
-}
 
 /** Read everything the saver has right now, in reads of `size` bytes. */
 function drain(saver: SimStateSaver, size = 1000): Buffer {
@@ -184,7 +176,7 @@ describe('pre-copy', () => {
     const d = new SimDevice({ size: 4096, seed: 1 });
     const a = d.createSaver();
     d.createSaver();
-    expect(codeOf(() => a.read(new Uint8Array(8)))).toBe('ENODEV');
+    expect(errnoOf(() => a.read(new Uint8Array(8)))).toBe('ENODEV');
   });
 });
 
@@ -251,7 +243,7 @@ describe('loader refuses damaged streams and leaves the device unchanged', () =>
     const loader = dest.createLoader();
     loader.write(first);
     loader.write(tail.subarray(tail.length - TRAILER));
-    expect(codeOf(() => loader.finish())).toBe('EINVAL');
+    expect(errnoOf(() => loader.finish())).toBe('EINVAL');
     expect(resend.length).toBeGreaterThan(0);
   });
 
@@ -269,7 +261,7 @@ describe('loader refuses damaged streams and leaves the device unchanged', () =>
     const dest = new SimDevice({ size: src.size, seed: 5, pageSize: 64 });
     const loader = dest.createLoader();
     loader.write(good.subarray(0, 100));
-    expect(codeOf(() => loader.finish())).toBe('EINVAL');
+    expect(errnoOf(() => loader.finish())).toBe('EINVAL');
     loader.write(good.subarray(100));
     loader.finish();
     expect(dest.fingerprint()).toBe(src.fingerprint());
@@ -279,7 +271,7 @@ describe('loader refuses damaged streams and leaves the device unchanged', () =>
     const dest = new SimDevice({ size: src.size, seed: 5, pageSize: 64 });
     const loader = dest.createLoader();
     expect(loader.write(Buffer.concat([good, Buffer.alloc(5)]))).toBe(good.length);
-    expect(codeOf(() => loader.write(Buffer.alloc(5)))).toBe('ENOSPC');
+    expect(errnoOf(() => loader.write(Buffer.alloc(5)))).toBe('ENOSPC');
     expect(loader.bytesWritten).toBe(BigInt(good.length));
     loader.finish();
     expect(dest.fingerprint()).toBe(src.fingerprint());
@@ -288,9 +280,9 @@ describe('loader refuses damaged streams and leaves the device unchanged', () =>
   it('after a bad write every later write and finish is EINVAL', () => {
     const dest = new SimDevice({ size: src.size, seed: 5, pageSize: 64 });
     const loader = dest.createLoader();
-    expect(codeOf(() => loader.write(edit((b) => (b[0] ^= 1))))).toBe('EINVAL');
-    expect(codeOf(() => loader.write(good))).toBe('EINVAL');
-    expect(codeOf(() => loader.finish())).toBe('EINVAL');
+    expect(errnoOf(() => loader.write(edit((b) => (b[0] ^= 1))))).toBe('EINVAL');
+    expect(errnoOf(() => loader.write(good))).toBe('EINVAL');
+    expect(errnoOf(() => loader.finish())).toBe('EINVAL');
   });
 });
 

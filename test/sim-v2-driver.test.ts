@@ -9,6 +9,7 @@ import type { SimV2Session } from '../src/sim/sim-v2-session.js';
 import { MigrationError } from '../src/uapi/errors.js';
 import { FLAG_SETS, MigFlags, MigState } from '../src/v2/states.js';
 import { oraclePath } from './support/path-oracle.js';
+import { errnoOf } from './support/errno.js';
 
 const { ERROR: E, STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
 const ALL = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY;
@@ -20,15 +21,6 @@ function make(flags = ALL, extra: Partial<ConstructorParameters<typeof SimV2Driv
   const arcs: string[] = [];
   const driver = new SimV2Driver(device, { flags, onArc: (a, b) => arcs.push(`${MigState[a]}>${MigState[b]}`), ...extra });
   return { device, driver, arcs };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return e instanceof MigrationError ? e.code : `not a MigrationError: ${String(e)}`;
-  }
 }
 
 async function readAll(s: SimV2Session, size = 4096): Promise<Buffer> {
@@ -152,7 +144,7 @@ describe('saving session (data_fd) semantics', () => {
     expect(info0.initialBytes).toBe(BigInt(32 + 16 * (8 + 4096)));
     const first = await readAll(s);
     expect(first.length).toBe(Number(info0.initialBytes));
-    expect(await codeOf(s.read(Buffer.alloc(100)))).toBe('ENOMSG');
+    expect(await errnoOf(s.read(Buffer.alloc(100)))).toBe('ENOMSG');
     expect(await s.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
     device.step(3);
     const { dirtyBytes } = await s.precopyInfo();
@@ -171,7 +163,7 @@ describe('saving session (data_fd) semantics', () => {
       expect(rest.length).toBe(32); // nothing dirty: just the trailer
       expect(await s.read(Buffer.alloc(10))).toBe(0);
       expect(await s.read(Buffer.alloc(10))).toBe(0);
-      expect(await codeOf(s.precopyInfo())).toBe('EINVAL'); // not in PRE_COPY(_P2P)
+      expect(await errnoOf(s.precopyInfo())).toBe('EINVAL'); // not in PRE_COPY(_P2P)
     }
   });
 
@@ -181,13 +173,13 @@ describe('saving session (data_fd) semantics', () => {
       const s = via === SC ? (await driver.setState(S), (await driver.setState(SC))!) : (await driver.setState(via))!;
       await driver.setState(after);
       expect(driver.openSessions, `${MigState[via]}->${MigState[after]}`).toBe(0);
-      expect(await codeOf(s.read(Buffer.alloc(8)))).toBe('ENODEV');
-      expect(await codeOf(s.precopyInfo())).toBe('EINVAL');
+      expect(await errnoOf(s.read(Buffer.alloc(8)))).toBe('ENODEV');
+      expect(await errnoOf(s.precopyInfo())).toBe('EINVAL');
       expect(driver.openHandles).toBe(1);
       await s.close();
       expect(driver.openHandles).toBe(0);
-      expect(await codeOf(s.close())).toBe('EBADF');
-      expect(await codeOf(s.read(Buffer.alloc(8)))).toBe('EBADF');
+      expect(await errnoOf(s.close())).toBe('EBADF');
+      expect(await errnoOf(s.read(Buffer.alloc(8)))).toBe('EBADF');
     }
   });
 
@@ -197,18 +189,18 @@ describe('saving session (data_fd) semantics', () => {
     await driver.setState(R);
     const fresh = (await driver.setState(PC))!;
     expect(fresh).not.toBe(old);
-    expect(await codeOf(old.precopyInfo())).toBe('ENODEV');
-    expect(await codeOf(fresh.precopyInfo())).toBe('ok');
+    expect(await errnoOf(old.precopyInfo())).toBe('ENODEV');
+    expect(await errnoOf(fresh.precopyInfo())).toBe('ok');
   });
 
   it('wrong direction: write on the saving fd and read on the resuming fd are EBADF (vfs_write/vfs_read); no PRECOPY_INFO ioctl on the resuming fd', async () => {
     const { driver } = make(ALL);
     const save = (await driver.setState(PC))!;
-    expect(await codeOf(save.write(Buffer.alloc(8)))).toBe('EBADF');
+    expect(await errnoOf(save.write(Buffer.alloc(8)))).toBe('EBADF');
     await driver.setState(S);
     const resume = (await driver.setState(RS))!;
-    expect(await codeOf(resume.read(Buffer.alloc(8)))).toBe('EBADF');
-    expect(await codeOf(resume.precopyInfo())).toBe('ENOTTY');
+    expect(await errnoOf(resume.read(Buffer.alloc(8)))).toBe('EBADF');
+    expect(await errnoOf(resume.precopyInfo())).toBe('ENOTTY');
   });
 
   it('MIG_DATA_SIZE: a full stream without a session, what is left of it with one', async () => {
@@ -233,7 +225,7 @@ describe('resuming session and the RESUMING -> STOP validation', () => {
     for (let at = 0; at < stream.length; at += 1000) expect(await s.write(stream.subarray(at, at + 1000))).toBe(Math.min(1000, stream.length - at));
     expect(await driver.setState(R)).toBeNull();
     expect(driver.openSessions).toBe(0);
-    expect(await codeOf(s.write(Buffer.alloc(1)))).toBe('ENODEV');
+    expect(await errnoOf(s.write(Buffer.alloc(1)))).toBe('ENODEV');
     const ref = new SimDevice({ size: SIZE, seed: 3 });
     expect(device.fingerprint()).toBe(ref.fingerprint());
   });
@@ -245,7 +237,7 @@ describe('resuming session and the RESUMING -> STOP validation', () => {
     const s = (await driver.setState(RS))!;
     const stream = validStream();
     await s.write(stream.subarray(0, 5000));
-    expect(await codeOf(driver.setState(R))).toBe('EINVAL');
+    expect(await errnoOf(driver.setState(R))).toBe('EINVAL');
     expect(driver.currentState).toBe(RS);
     expect(device.fingerprint()).toBe(before);
     await s.write(stream.subarray(5000));
@@ -260,8 +252,8 @@ describe('resuming session and the RESUMING -> STOP validation', () => {
     const s = (await driver.setState(RS))!;
     const bad = validStream();
     bad[200] ^= 4;
-    expect(await codeOf(s.write(bad))).toBe('EINVAL');
-    expect(await codeOf(driver.setState(S))).toBe('EINVAL');
+    expect(await errnoOf(s.write(bad))).toBe('EINVAL');
+    expect(await errnoOf(driver.setState(S))).toBe('EINVAL');
     await driver.reset();
     expect(driver.currentState).toBe(R);
     expect(driver.openSessions).toBe(0);
@@ -276,7 +268,7 @@ describe('resuming session and the RESUMING -> STOP validation', () => {
     other.enterStopCopy();
     const buf = Buffer.alloc(64);
     other.read(buf);
-    expect(await codeOf(s.write(buf))).toBe('EINVAL');
+    expect(await errnoOf(s.write(buf))).toBe('EINVAL');
   });
 
   it('writeLimit models short writes', async () => {
@@ -302,8 +294,8 @@ describe('reset, ERROR, close', () => {
 
   it('from ERROR every target but ERROR itself is EINVAL (mtty_set_state returns at once when cur == new)', async () => {
     const { driver } = await driverIn(E, ALL);
-    for (const t of [S, R, SC, RS, RP, PC, PCP]) expect(await codeOf(driver.setState(t))).toBe('EINVAL');
-    expect(await codeOf(driver.setState(E))).toBe('ok');
+    for (const t of [S, R, SC, RS, RP, PC, PCP]) expect(await errnoOf(driver.setState(t))).toBe('EINVAL');
+    expect(await errnoOf(driver.setState(E))).toBe('ok');
   });
 
   it('close: every later device call is EBADF; a data_fd still held reads ENODEV (its file was disabled)', async () => {
@@ -311,9 +303,9 @@ describe('reset, ERROR, close', () => {
     const s = (await driver.setState(PC))!;
     await driver.close();
     expect(driver.openSessions).toBe(0);
-    expect(await codeOf(driver.getState())).toBe('EBADF');
-    expect(await codeOf(driver.setState(S))).toBe('EBADF');
-    expect(await codeOf(s.read(Buffer.alloc(8)))).toBe('ENODEV');
+    expect(await errnoOf(driver.getState())).toBe('EBADF');
+    expect(await errnoOf(driver.setState(S))).toBe('EBADF');
+    expect(await errnoOf(s.read(Buffer.alloc(8)))).toBe('ENODEV');
   });
 
   it('calls are serialized: a GET queued behind a SET sees its result', async () => {
@@ -327,14 +319,14 @@ describe('reset, ERROR, close', () => {
 describe('fault plans', () => {
   it('a failing arc stops the walk at the step reached; with toError the device is in ERROR; each fault fires once', async () => {
     const { driver, arcs } = make(ALL, { faults: { failArc: { from: RP, to: S, errno: 'EBUSY' } } });
-    expect(await codeOf(driver.setState(SC))).toBe('EBUSY');
+    expect(await errnoOf(driver.setState(SC))).toBe('EBUSY');
     expect(driver.currentState).toBe(RP);
     expect(arcs).toEqual(['RUNNING>RUNNING_P2P']);
-    expect(await codeOf(driver.setState(SC))).toBe('ok');
+    expect(await errnoOf(driver.setState(SC))).toBe('ok');
 
     driver.armFaults({ failArc: { from: S, to: RS, toError: true } });
     await driver.setState(S);
-    expect(await codeOf(driver.setState(RS))).toBe('EIO');
+    expect(await errnoOf(driver.setState(RS))).toBe('EIO');
     expect(driver.currentState).toBe(E);
     await driver.reset();
     expect(driver.currentState).toBe(R);
@@ -346,7 +338,7 @@ describe('fault plans', () => {
     await s.read(Buffer.alloc(10));
     driver.armFaults({ failIo: { op: 'read', nth: 2, errno: 'EIO' } });
     expect(await s.read(Buffer.alloc(10))).toBe(10);
-    expect(await codeOf(s.read(Buffer.alloc(10)))).toBe('EIO');
+    expect(await errnoOf(s.read(Buffer.alloc(10)))).toBe('EIO');
     expect(await s.read(Buffer.alloc(10))).toBe(10);
   });
 
@@ -354,7 +346,7 @@ describe('fault plans', () => {
     const { driver } = make(ALL, { faults: { failIo: { op: 'write', nth: 1, errno: 'ENOSPC' } } });
     await driver.setState(S);
     const s = (await driver.setState(RS))!;
-    expect(await codeOf(s.write(Buffer.alloc(8)))).toBe('ENOSPC');
+    expect(await errnoOf(s.write(Buffer.alloc(8)))).toBe('ENOSPC');
   });
 
   it('truncate: the stream ends early (PRE_COPY ENOMSG, STOP_COPY 0); corrupt: exactly one bit differs', async () => {

@@ -6,14 +6,14 @@
 //  v2 face: the QEMU 8+ client over V2DeviceOverLegacy(SimV1Region).
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { Sink, failure } from './support/sim-helpers.js';
+import { failure } from './support/errno.js';
+import { Sink } from './support/sim-helpers.js';
 import { isV1Fatal, loadV1, saveV1 } from '../legacy/client.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
 import { readDeviceState } from '../legacy/v1-registers.js';
 import type { FaultPlan } from '../src/sim/faults.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
-import { MigrationError } from '../src/uapi/errors.js';
 import { loadV2, saveV2 } from '../src/v2/client.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { LegacyRegionOverV2, type ErrorRecovery } from '../translate/legacy-region-over-v2.js';

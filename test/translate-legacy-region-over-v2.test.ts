@@ -3,7 +3,8 @@
 // stream bytes come from a twin SimDevice's own saver, not from the
 // translator; what the translator asks of the v2 device is recorded.
 import { describe, expect, it } from 'vitest';
-import { drainStopCopy, errnoOf as code, stopCopyStream, readRegion as bytesAt } from './support/sim-helpers.js';
+import { errnoOf } from './support/errno.js';
+import { drainStopCopy, stopCopyStream, readRegion as bytesAt } from './support/sim-helpers.js';
 import type { LegacyRegion } from '../legacy/contracts.js';
 import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from '../legacy/v1-registers.js';
 import { SimDevice } from '../src/sim/sim-device.js';
@@ -60,12 +61,12 @@ describe('header access', () => {
     for (let off = 0; off < 36; off++) {
       for (const w of [1, 2, 4, 8, 16]) {
         const expected = ok.has(`${off}:${w}`) ? 'ok' : 'EINVAL';
-        expect(`${off}:${w} ${await code(bytesAt(region, off, w))}`).toBe(`${off}:${w} ${expected}`);
+        expect(`${off}:${w} ${await errnoOf(bytesAt(region, off, w))}`).toBe(`${off}:${w} ${expected}`);
       }
     }
-    expect(await code(bytesAt(region, 100, 4))).toBe('EINVAL'); // gap [32, dataOffset)
-    expect(await code(bytesAt(region, region.size - 4, 8))).toBe('EINVAL'); // past the end
-    expect(await code(bytesAt(region, region.size, 0))).toBe('ok'); // empty read at the end
+    expect(await errnoOf(bytesAt(region, 100, 4))).toBe('EINVAL'); // gap [32, dataOffset)
+    expect(await errnoOf(bytesAt(region, region.size - 4, 8))).toBe('EINVAL'); // past the end
+    expect(await errnoOf(bytesAt(region, region.size, 0))).toBe('ok'); // empty read at the end
     await region.writeAt(4, Uint8Array.of(1, 2, 3, 4));
     expect([...(await bytesAt(region, 4, 4))]).toEqual([0, 0, 0, 0]);
   });
@@ -74,8 +75,8 @@ describe('header access', () => {
     const { region } = rig(SC | PC);
     for (const state of [1, 3, 2, 0]) {
       await writeDeviceState(region, state);
-      expect(await code(writeU64Field(region, 'pending_bytes', 5n))).toBe('EINVAL');
-      expect(await code(writeU64Field(region, 'data_offset', 4096n))).toBe('EINVAL');
+      expect(await errnoOf(writeU64Field(region, 'pending_bytes', 5n))).toBe('EINVAL');
+      expect(await errnoOf(writeU64Field(region, 'data_offset', 4096n))).toBe('EINVAL');
     }
   });
 
@@ -83,10 +84,10 @@ describe('header access', () => {
     const { region } = rig(SC, { windowSize: 256 });
     expect(Number(await readU64Field(region, 'data_offset'))).toBe(region.dataOffset);
     expect(region.size).toBe(region.dataOffset + 256);
-    expect(await code(region.writeAt(region.dataOffset, new Uint8Array(8)))).toBe('EINVAL');
+    expect(await errnoOf(region.writeAt(region.dataOffset, new Uint8Array(8)))).toBe('EINVAL');
     await writeDeviceState(region, 4);
-    expect(await code(region.writeAt(region.dataOffset + 248, new Uint8Array(8)))).toBe('ok');
-    expect(await code(region.writeAt(region.dataOffset + 249, new Uint8Array(8)))).toBe('EINVAL');
+    expect(await errnoOf(region.writeAt(region.dataOffset + 248, new Uint8Array(8)))).toBe('ok');
+    expect(await errnoOf(region.writeAt(region.dataOffset + 249, new Uint8Array(8)))).toBe('EINVAL');
   });
 });
 
@@ -97,7 +98,7 @@ describe('device_state writes', () => {
     const before = driver.currentState;
     rec.log.clear();
     for (const bad of [5, 6, 7, 0x80000005, 0x10000007]) {
-      expect(await code(writeDeviceState(region, bad))).toBe('EINVAL');
+      expect(await errnoOf(writeDeviceState(region, bad))).toBe('EINVAL');
       expect(await readDeviceState(region)).toBe(3);
     }
     expect(driver.currentState).toBe(before);
@@ -135,7 +136,7 @@ describe('device_state writes', () => {
   it.each([SC | PC, SC | P2P | PC, SC, SC | P2P])('flags %i: 010 -> 011 is EINVAL (v2 forbids STOP_COPY -> PRE_COPY)', async (flags) => {
     const { region, driver } = rig(flags);
     await writeDeviceState(region, 2);
-    expect(await code(writeDeviceState(region, 3))).toBe('EINVAL');
+    expect(await errnoOf(writeDeviceState(region, 3))).toBe('EINVAL');
     expect(await readDeviceState(region)).toBe(2);
     expect(driver.currentState).toBe(MigState.STOP_COPY);
   });
@@ -160,10 +161,10 @@ describe('device_state writes', () => {
     const device = new SimDevice({ size: SIZE, seed: 1, pageSize: PAGE });
     const strict = new LegacyRegionOverV2(new SimV2Driver(device, { flags: SC }), { policy: 'uapi' });
     await writeDeviceState(strict, 0);
-    expect(await code(writeDeviceState(strict, 1))).toBe('EINVAL');
+    expect(await errnoOf(writeDeviceState(strict, 1))).toBe('EINVAL');
     const { region } = rig(SC);
     await writeDeviceState(region, 0);
-    expect(await code(writeDeviceState(region, 1))).toBe('ok');
+    expect(await errnoOf(writeDeviceState(region, 1))).toBe('ok');
   });
 });
 
@@ -328,13 +329,13 @@ describe('resume', () => {
     await writeDeviceState(region, 4);
     await region.writeAt(region.dataOffset, stream.subarray(0, 1000));
     await writeU64Field(region, 'data_size', 1000n); // incomplete
-    expect(await code(writeDeviceState(region, 1))).toBe('EINVAL');
+    expect(await errnoOf(writeDeviceState(region, 1))).toBe('EINVAL');
     expect(await readDeviceState(region)).toBe(4);
     expect(driver.currentState).toBe(MigState.RESUMING);
     // more data and another exit: still refused (as the reference v1 driver does)
     await region.writeAt(region.dataOffset, stream.subarray(1000, 2000));
-    expect(await code(writeU64Field(region, 'data_size', 1000n))).toBe('EINVAL');
-    expect(await code(writeDeviceState(region, 0))).toBe('EINVAL');
+    expect(await errnoOf(writeU64Field(region, 'data_size', 1000n))).toBe('EINVAL');
+    expect(await errnoOf(writeDeviceState(region, 0))).toBe('EINVAL');
     expect(device.fingerprint()).toBe(before);
     await region.reset();
     expect(await readDeviceState(region)).toBe(1);
@@ -348,16 +349,16 @@ describe('resume', () => {
     const { region } = rig(SC | PC, { windowSize: 4096 });
     await writeDeviceState(region, 4);
     await region.writeAt(region.dataOffset, stream.subarray(0, 100));
-    expect(await code(writeU64Field(region, 'data_size', 100n))).toBe('EINVAL');
-    expect(await code(writeDeviceState(region, 1))).toBe('EINVAL');
+    expect(await errnoOf(writeU64Field(region, 'data_size', 100n))).toBe('EINVAL');
+    expect(await errnoOf(writeDeviceState(region, 1))).toBe('EINVAL');
   });
 
   it('data_size is EINVAL outside RESUMING and beyond the window', async () => {
     const { region } = rig(SC, { windowSize: 64 });
-    expect(await code(writeU64Field(region, 'data_size', 1n))).toBe('EINVAL');
+    expect(await errnoOf(writeU64Field(region, 'data_size', 1n))).toBe('EINVAL');
     await writeDeviceState(region, 4);
-    expect(await code(writeU64Field(region, 'data_size', 65n))).toBe('EINVAL');
-    expect(await code(writeU64Field(region, 'data_size', 0n))).toBe('ok');
+    expect(await errnoOf(writeU64Field(region, 'data_size', 65n))).toBe('EINVAL');
+    expect(await errnoOf(writeU64Field(region, 'data_size', 0n))).toBe('ok');
   });
 });
 
@@ -390,19 +391,19 @@ describe('errors', () => {
     const { region, driver } = rig(SC | PC);
     // a failed arc that leaves the device where it was: previous state, errno of the arc
     driver.armFaults({ failArc: { from: MigState.RUNNING, to: MigState.PRE_COPY, errno: 'EBUSY' } });
-    expect(await code(writeDeviceState(region, 3))).toBe('EBUSY');
+    expect(await errnoOf(writeDeviceState(region, 3))).toBe('EBUSY');
     expect(await readDeviceState(region)).toBe(1);
     // a failed arc in the middle of a path: the intermediate state
     driver.armFaults({ failArc: { from: MigState.STOP, to: MigState.STOP_COPY } });
-    expect(await code(writeDeviceState(region, 2))).toBe('EIO');
+    expect(await errnoOf(writeDeviceState(region, 2))).toBe('EIO');
     expect(await readDeviceState(region)).toBe(0);
     expect(driver.currentState).toBe(MigState.STOP);
     // into ERROR: 110b with reserved bits kept, and every later write is EINVAL
     await writeDeviceState(region, 0x100);
     driver.armFaults({ failArc: { from: MigState.STOP, to: MigState.RUNNING, toError: true } });
-    expect(await code(writeDeviceState(region, 0x101))).toBe('EIO');
+    expect(await errnoOf(writeDeviceState(region, 0x101))).toBe('EIO');
     expect(await readDeviceState(region)).toBe(0x106);
-    expect(await code(writeDeviceState(region, 1))).toBe('EINVAL');
+    expect(await errnoOf(writeDeviceState(region, 1))).toBe('EINVAL');
     await region.reset();
     expect(await readDeviceState(region)).toBe(1);
     expect(driver.currentState).toBe(MigState.RUNNING);
@@ -415,7 +416,7 @@ describe('errors', () => {
     await readU64Field(region, 'data_offset');
     driver.armFaults({ failArc: { from: MigState.PRE_COPY, to: MigState.STOP_COPY, errno: 'EFAULT', toError: true } });
     rec.log.clear();
-    expect(await code(writeDeviceState(region, 2))).toBe('EFAULT');
+    expect(await errnoOf(writeDeviceState(region, 2))).toBe('EFAULT');
     expect(rec.log.starts()).toContain('reset');
     expect(await readDeviceState(region)).toBe(1);
     expect(driver.currentState).toBe(MigState.RUNNING);
@@ -431,7 +432,7 @@ describe('errors', () => {
     const { region, driver } = rig(SC, { windowSize: 500 });
     await writeDeviceState(region, 2);
     driver.armFaults({ failIo: { op: 'read', nth: 1, errno: 'EIO' } });
-    expect(await code(readU64Field(region, 'pending_bytes'))).toBe('EIO');
+    expect(await errnoOf(readU64Field(region, 'pending_bytes'))).toBe('EIO');
     expect(await readU64Field(region, 'pending_bytes')).toBeGreaterThan(0n);
     const rest = await drainStopCopy(region);
     expect(Buffer.from(rest).equals(Buffer.from(referenceStream()))).toBe(true);
@@ -442,7 +443,7 @@ describe('errors', () => {
     await writeDeviceState(region, 3);
     expect(await readU64Field(region, 'pending_bytes')).toBeGreaterThan(0n);
     driver.armFaults({ failIo: { op: 'read', nth: 1, errno: 'ENOSPC' } });
-    expect(await code(readU64Field(region, 'data_offset'))).toBe('ENOSPC');
+    expect(await errnoOf(readU64Field(region, 'data_offset'))).toBe('ENOSPC');
     const off = Number(await readU64Field(region, 'data_offset'));
     const first = await bytesAt(region, off, Number(await readU64Field(region, 'data_size')));
     expect(first.length).toBe(500);

@@ -26,7 +26,8 @@ import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
 import { TRANSIENT_RETRIES } from '../translate/retry.js';
 import { V2DeviceOverLegacy } from '../translate/v2-device-over-legacy.js';
 import { RecordingDevice, RecordingRegion } from './support/recording.js';
-import { Sink, drainStopCopy, failure, stopCopyStream } from './support/sim-helpers.js';
+import { failure } from './support/errno.js';
+import { Sink, drainStopCopy, stopCopyStream } from './support/sim-helpers.js';
 
 const { STOP_COPY: SC_F, P2P, PRE_COPY: PC_F } = MigFlags;
 const ALL = SC_F | P2P | PC_F;

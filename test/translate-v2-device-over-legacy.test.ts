@@ -3,7 +3,8 @@
 // SET issues are recorded and compared with transitionPath() mapped to v1
 // bits; stream bytes are checked against a twin SimDevice's saver.
 import { describe, expect, it } from 'vitest';
-import { errnoOf as code, stopCopyStream } from './support/sim-helpers.js';
+import { errnoOf } from './support/errno.js';
+import { stopCopyStream } from './support/sim-helpers.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
 import type { V1Policy } from '../legacy/v1-transitions.js';
 import { readDeviceState, writeDeviceState } from '../legacy/v1-registers.js';
@@ -78,7 +79,7 @@ describe('flags and arcs', () => {
         await dev.setState(from).catch(() => undefined);
         if ((await dev.getState()) !== from) continue;
         region.log.clear();
-        const outcome = await code(dev.setState(to));
+        const outcome = await errnoOf(dev.setState(to));
         let expected: MigState[];
         try {
           expected = transitionPath(from, to, SC | PC);
@@ -104,13 +105,13 @@ describe('flags and arcs', () => {
     const { dev, region } = rig();
     region.log.clear();
     for (const t of [MigState.ERROR, MigState.RUNNING_P2P, MigState.PRE_COPY_P2P, 8 as MigState]) {
-      expect(await code(dev.setState(t))).toBe('EINVAL');
+      expect(await errnoOf(dev.setState(t))).toBe('EINVAL');
     }
     await dev.setState(MigState.STOP_COPY);
     region.log.clear();
-    expect(await code(dev.setState(MigState.PRE_COPY))).toBe('EINVAL');
+    expect(await errnoOf(dev.setState(MigState.PRE_COPY))).toBe('EINVAL');
     expect(stateWrites(region)).toEqual([]);
-    expect(await code(rig({ precopy: false }).dev.setState(MigState.PRE_COPY))).toBe('EINVAL');
+    expect(await errnoOf(rig({ precopy: false }).dev.setState(MigState.PRE_COPY))).toBe('EINVAL');
   });
 });
 
@@ -140,9 +141,9 @@ describe('saving session', () => {
         expect(Buffer.concat(parts).equals(referenceStream()), `window ${window} chunk ${chunk}`).toBe(true);
         expect(await dev.stopCopySize()).toBe(0n);
         await dev.setState(MigState.STOP);
-        expect(await code(s.read(Buffer.alloc(10)))).toBe('ENODEV');
+        expect(await errnoOf(s.read(Buffer.alloc(10)))).toBe('ENODEV');
         await s.close();
-        expect(await code(s.close())).toBe('EBADF');
+        expect(await errnoOf(s.close())).toBe('EBADF');
       }
     }
   });
@@ -161,7 +162,7 @@ describe('saving session', () => {
     expect(mid.initialBytes).toBeGreaterThan(0n);
     expect(await dev.stopCopySize()).toBeGreaterThanOrEqual(window);
     await dev.setState(MigState.STOP_COPY);
-    expect(await code(s.precopyInfo())).toBe('EINVAL');
+    expect(await errnoOf(s.precopyInfo())).toBe('EINVAL');
     expect(await dev.stopCopySize()).toBeGreaterThan(0n);
     await readAll(s);
     expect(await dev.stopCopySize()).toBe(0n);
@@ -176,7 +177,7 @@ describe('saving session', () => {
   it('a saving session is read-only (EBADF on write), as a kernel O_RDONLY data_fd', async () => {
     const { dev } = rig();
     const s = (await dev.setState(MigState.STOP_COPY)) as DataSession;
-    expect(await code(s.write(Buffer.alloc(4)))).toBe('EBADF');
+    expect(await errnoOf(s.write(Buffer.alloc(4)))).toBe('EBADF');
   });
 });
 
@@ -213,19 +214,19 @@ describe('resuming session', () => {
     const before = device.fingerprint();
     const s = (await dev.setState(MigState.RESUMING)) as DataSession;
     await s.write(bad);
-    expect(await code(dev.setState(MigState.RUNNING))).toBe('EINVAL');
+    expect(await errnoOf(dev.setState(MigState.RUNNING))).toBe('EINVAL');
     expect(await dev.getState()).toBe(MigState.RESUMING);
     expect(device.fingerprint()).toBe(before);
     await dev.reset();
     expect(await dev.getState()).toBe(MigState.RUNNING);
-    expect(await code(s.write(Buffer.alloc(1)))).toBe('ENODEV');
+    expect(await errnoOf(s.write(Buffer.alloc(1)))).toBe('ENODEV');
   });
 
   it('resuming session: read is EBADF, precopyInfo ENOTTY', async () => {
     const { dev } = rig();
     const s = (await dev.setState(MigState.RESUMING)) as DataSession;
-    expect(await code(s.read(Buffer.alloc(4)))).toBe('EBADF');
-    expect(await code(s.precopyInfo())).toBe('ENOTTY');
+    expect(await errnoOf(s.read(Buffer.alloc(4)))).toBe('EBADF');
+    expect(await errnoOf(s.precopyInfo())).toBe('ENOTTY');
   });
 });
 
@@ -234,10 +235,10 @@ describe('errors and reset', () => {
     const { dev, v1 } = rig();
     const s = (await dev.setState(MigState.PRE_COPY)) as DataSession;
     v1.armFaults({ failArc: { from: 3, to: 2, toError: true } });
-    expect(await code(dev.setState(MigState.STOP_COPY))).toBe('EIO');
+    expect(await errnoOf(dev.setState(MigState.STOP_COPY))).toBe('EIO');
     expect(await dev.getState()).toBe(MigState.ERROR);
-    expect(await code(s.read(Buffer.alloc(8)))).toBe('ENODEV');
-    expect(await code(dev.setState(MigState.RUNNING))).toBe('EINVAL');
+    expect(await errnoOf(s.read(Buffer.alloc(8)))).toBe('ENODEV');
+    expect(await errnoOf(dev.setState(MigState.RUNNING))).toBe('EINVAL');
     await dev.reset();
     expect(await dev.getState()).toBe(MigState.RUNNING);
     expect(await readDeviceState(v1)).toBe(1);
@@ -257,7 +258,7 @@ describe('errors and reset', () => {
     const { dev, v1 } = rig();
     await dev.setState(MigState.STOP_COPY); // STOP_COPY -> RUNNING is 010 -> 000 -> 001: no direct v1 transition
     v1.armFaults({ failArc: { from: 0, to: 1, errno: 'EBUSY' } });
-    expect(await code(dev.setState(MigState.RUNNING))).toBe('EBUSY');
+    expect(await errnoOf(dev.setState(MigState.RUNNING))).toBe('EBUSY');
     expect(await dev.getState()).toBe(MigState.STOP);
   });
 
@@ -270,7 +271,7 @@ describe('errors and reset', () => {
     const b = Buffer.alloc(250);
     const n = await s.read(b);
     expect(n).toBe(100);
-    expect(await code(s.read(Buffer.alloc(10)))).toBe('EIO');
+    expect(await errnoOf(s.read(Buffer.alloc(10)))).toBe('EIO');
     const rest = await readAll(s);
     expect(Buffer.concat([b.subarray(0, n), rest]).equals(referenceStream())).toBe(true);
   });
@@ -279,7 +280,7 @@ describe('errors and reset', () => {
     const { dev } = rig();
     const s = (await dev.setState(MigState.STOP_COPY)) as DataSession;
     await dev.reset();
-    expect(await code(s.read(Buffer.alloc(1)))).toBe('ENODEV');
+    expect(await errnoOf(s.read(Buffer.alloc(1)))).toBe('ENODEV');
     expect(dev.inspect()).toMatchObject({ state: MigState.RUNNING, session: null, bufferedBytes: 0 });
   });
 });

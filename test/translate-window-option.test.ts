@@ -10,7 +10,8 @@ import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
 import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
 import { MigFlags, type MigState } from '../src/v2/states.js';
 import { LEGACY_OVER_V2_DATA_OFFSET, LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
-import { errnoOf, readRegion, stopCopyStream } from './support/sim-helpers.js';
+import { errnoOf } from './support/errno.js';
+import { readRegion, stopCopyStream } from './support/sim-helpers.js';
 
 /** Passes calls through and remembers every buffer a data session was asked to read into or write from. */
 class BufferSpy implements MigrationDevice {

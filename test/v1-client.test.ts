@@ -5,7 +5,8 @@
 // round trips across protocols with the v2 client over SimV2Driver.
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { Sink, failure } from './support/sim-helpers.js';
+import { failure } from './support/errno.js';
+import { Sink } from './support/sim-helpers.js';
 import {
   FLAG_SETS, MigFlags, MigrationError, QEMU72_SET_STATE, SimDevice, SimV1Region, SimV2Driver, V1FatalError, V1_MASK, V1_RESUMING,
   V1_RUNNING, V1_SAVING, VfioMigFlag, MIG_STREAM_MAGIC, isV1Fatal, loadV1, loadV2, readDeviceState, saveV1, saveV2,

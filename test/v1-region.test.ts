@@ -6,7 +6,8 @@
 // and a SimDevice twin's saver for the expected stream bytes.
 import { describe, expect, it } from 'vitest';
 import { lvuAllowed, type LvuForm } from './support/libvfio-user-oracle.js';
-import { errnoOf as code, stopCopyStream, readRegion as raw } from './support/sim-helpers.js';
+import { errnoOf } from './support/errno.js';
+import { stopCopyStream, readRegion as raw } from './support/sim-helpers.js';
 import {
   MigrationError, SimDevice, SimV1Region, V1_POLICIES, parseV1Policy, readDeviceState, readU64Field, v1AllowedTargets,
   v1TransitionAllowed, writeDeviceState, writeU64Field, type V1Policy,
@@ -104,7 +105,7 @@ describe('register access: native width and alignment only (SPEC §1.2)', () => 
     for (let off = 0; off <= 40; off++) {
       for (let width = 0; width <= 16; width++) {
         const want = LEGAL.has(`${off}/${width}`) ? 'ok' : 'EINVAL';
-        expect(`${off}/${width}: ${await code(r.readAt(off, new Uint8Array(width)))}`).toBe(`${off}/${width}: ${want}`);
+        expect(`${off}/${width}: ${await errnoOf(r.readAt(off, new Uint8Array(width)))}`).toBe(`${off}/${width}: ${want}`);
       }
     }
   });
@@ -120,7 +121,7 @@ describe('register access: native width and alignment only (SPEC §1.2)', () => 
       for (let width = 0; width <= 16; width++) {
         const key = `${off}/${width}`;
         const want = !LEGAL.has(key) || key === '8/8' || key === '16/8' ? 'EINVAL' : 'ok';
-        expect(`${key}: ${await code(r.writeAt(off, valueFor(width)))}`).toBe(`${key}: ${want}`);
+        expect(`${key}: ${await errnoOf(r.writeAt(off, valueFor(width)))}`).toBe(`${key}: ${want}`);
       }
     }
     expect(await readDeviceState(r)).toBe(4);
@@ -130,13 +131,13 @@ describe('register access: native width and alignment only (SPEC §1.2)', () => 
     const r = new SimV1Region(newDevice(), { windowSize: 64 });
     const end = r.size;
     const bad: [number, number][] = [[32, 1], [33, 8], [100, 4], [4095, 1], [4095, 2], [4088, 16], [end - 1, 2], [end, 1], [end + 8, 8], [-8, 8], [0.5, 4], [Number.MAX_SAFE_INTEGER, 8]];
-    for (const [off, width] of bad) expect(`${off}/${width}: ${await code(r.readAt(off, new Uint8Array(width)))}`).toBe(`${off}/${width}: EINVAL`);
+    for (const [off, width] of bad) expect(`${off}/${width}: ${await errnoOf(r.readAt(off, new Uint8Array(width)))}`).toBe(`${off}/${width}: EINVAL`);
     for (let off = DATA_OFFSET; off < DATA_OFFSET + 17; off++) {
-      for (let width = 1; width <= 16; width++) expect(await code(r.readAt(off, new Uint8Array(width)))).toBe('ok');
+      for (let width = 1; width <= 16; width++) expect(await errnoOf(r.readAt(off, new Uint8Array(width)))).toBe('ok');
     }
-    expect(await code(r.readAt(DATA_OFFSET, new Uint8Array(64)))).toBe('ok');
-    expect(await code(r.readAt(end - 1, new Uint8Array(1)))).toBe('ok');
-    expect(await code(r.readAt(DATA_OFFSET, new Uint8Array(65)))).toBe('EINVAL');
+    expect(await errnoOf(r.readAt(DATA_OFFSET, new Uint8Array(64)))).toBe('ok');
+    expect(await errnoOf(r.readAt(end - 1, new Uint8Array(1)))).toBe('ok');
+    expect(await errnoOf(r.readAt(DATA_OFFSET, new Uint8Array(65)))).toBe('EINVAL');
   });
 
   it('pending_bytes and data_offset are read-only in every state; nothing changes', async () => {
@@ -144,7 +145,7 @@ describe('register access: native width and alignment only (SPEC §1.2)', () => 
       const r = await regionIn(s);
       const before = r.inspect();
       for (const field of ['pending_bytes', 'data_offset'] as const) {
-        expect(`${s} ${field}: ${await code(writeU64Field(r, field, 123n))}`).toBe(`${s} ${field}: EINVAL`);
+        expect(`${s} ${field}: ${await errnoOf(writeU64Field(r, field, 123n))}`).toBe(`${s} ${field}: EINVAL`);
       }
       expect(r.inspect()).toEqual(before);
       expect(await readU64Field(r, 'data_offset')).toBe(BigInt(DATA_OFFSET));
@@ -165,8 +166,8 @@ describe('register access: native width and alignment only (SPEC §1.2)', () => 
   it('data_size is written only in RESUMING; the window is written only in RESUMING', async () => {
     for (const s of [0, 1, 2, 3, 6]) {
       const r = await regionIn(s);
-      expect(`${s}: ${await code(writeU64Field(r, 'data_size', 0n))}`).toBe(`${s}: EINVAL`);
-      expect(`${s}: ${await code(r.writeAt(DATA_OFFSET, new Uint8Array(8)))}`).toBe(`${s}: EINVAL`);
+      expect(`${s}: ${await errnoOf(writeU64Field(r, 'data_size', 0n))}`).toBe(`${s}: EINVAL`);
+      expect(`${s}: ${await errnoOf(r.writeAt(DATA_OFFSET, new Uint8Array(8)))}`).toBe(`${s}: EINVAL`);
     }
   });
 });
@@ -177,7 +178,7 @@ describe('device_state writes', () => {
       const r = await regionIn(s);
       const before = { ...r.inspect(), running: r.device.running };
       for (const v of [5, 6, 7, 0x100 | 5, 0x80000006, 0xfffffff7]) {
-        expect(`${s}->${v.toString(16)}: ${await code(writeDeviceState(r, v))}`).toBe(`${s}->${v.toString(16)}: EINVAL`);
+        expect(`${s}->${v.toString(16)}: ${await errnoOf(writeDeviceState(r, v))}`).toBe(`${s}->${v.toString(16)}: EINVAL`);
       }
       expect({ ...r.inspect(), running: r.device.running }).toEqual(before);
     }
@@ -280,7 +281,7 @@ describe('transition policies: full 8x8 tables', () => {
           const key = `${bits(from)}>${bits(to)}`;
           const r = await regionIn(from, policy);
           const ok = EXPECTED[policy].has(key);
-          expect(`${key} ${await code(writeDeviceState(r, to))}`).toBe(`${key} ${ok ? 'ok' : 'EINVAL'}`);
+          expect(`${key} ${await errnoOf(writeDeviceState(r, to))}`).toBe(`${key} ${ok ? 'ok' : 'EINVAL'}`);
           const now = ok ? to : from;
           expect(`${key} -> ${await readDeviceState(r)}`).toBe(`${key} -> ${now}`);
           if (now !== 6) {
@@ -445,7 +446,7 @@ describe('resuming (SPEC §1.6)', () => {
     const dst = new SimV1Region(newDevice(8), { windowSize: 1 << 16 });
     await writeDeviceState(dst, 4);
     await dst.writeAt(DATA_OFFSET, stream); // no data_size write
-    expect(await code(writeDeviceState(dst, 1))).toBe('EINVAL'); // nothing arrived: incomplete
+    expect(await errnoOf(writeDeviceState(dst, 1))).toBe('EINVAL'); // nothing arrived: incomplete
     expect(await readDeviceState(dst)).toBe(4);
     expect(dst.device.fingerprint()).toBe(newDevice(8).fingerprint());
     await dst.reset();
@@ -460,10 +461,10 @@ describe('resuming (SPEC §1.6)', () => {
   it('data_size larger than the window is EINVAL; equal to it is fine', async () => {
     const dst = new SimV1Region(newDevice(), { windowSize: 64 });
     await writeDeviceState(dst, 4);
-    expect(await code(writeU64Field(dst, 'data_size', 65n))).toBe('EINVAL');
-    expect(await code(writeU64Field(dst, 'data_size', 1n << 63n))).toBe('EINVAL');
+    expect(await errnoOf(writeU64Field(dst, 'data_size', 65n))).toBe('EINVAL');
+    expect(await errnoOf(writeU64Field(dst, 'data_size', 1n << 63n))).toBe('EINVAL');
     await dst.writeAt(DATA_OFFSET, referenceStream().subarray(0, 64));
-    expect(await code(writeU64Field(dst, 'data_size', 64n))).toBe('ok');
+    expect(await errnoOf(writeU64Field(dst, 'data_size', 64n))).toBe('ok');
   });
 
   it('any chunking is accepted (windows of 1, 7 and 100 bytes)', async () => {
@@ -484,10 +485,10 @@ describe('resuming (SPEC §1.6)', () => {
     stream[32 + 8 + 10] ^= 0x40; // inside page 0's bytes
     const dst = new SimV1Region(newDevice(8), { windowSize: 4096 });
     await writeDeviceState(dst, 4);
-    expect(await code(feed(dst, stream))).toBe('EINVAL');
-    expect(await code(writeDeviceState(dst, 1))).toBe('EINVAL');
+    expect(await errnoOf(feed(dst, stream))).toBe('EINVAL');
+    expect(await errnoOf(writeDeviceState(dst, 1))).toBe('EINVAL');
     expect(await readDeviceState(dst)).toBe(4);
-    expect(await code(writeDeviceState(dst, 0))).toBe('EINVAL');
+    expect(await errnoOf(writeDeviceState(dst, 0))).toBe('EINVAL');
     expect(dst.device.fingerprint()).toBe(newDevice(8).fingerprint());
     await dst.reset();
     expect(await readDeviceState(dst)).toBe(1);
@@ -499,7 +500,7 @@ describe('resuming (SPEC §1.6)', () => {
       const dst = new SimV1Region(newDevice(8), { windowSize: 4096 });
       await writeDeviceState(dst, 4);
       await feed(dst, referenceStream(4).subarray(0, 9000));
-      expect(await code(writeDeviceState(dst, to))).toBe('EINVAL');
+      expect(await errnoOf(writeDeviceState(dst, to))).toBe('EINVAL');
       expect(await readDeviceState(dst)).toBe(4);
     }
   });
@@ -517,10 +518,10 @@ describe('error state and reset', () => {
   it('an arc fault with toError: the write fails with the errno, the state reads 110 (reserved kept), only reset leaves', async () => {
     const r = new SimV1Region(newDevice(), { windowSize: 512, faults: { failArc: { from: 1, to: 3, errno: 'ENODEV', toError: true } } });
     await writeDeviceState(r, 0x100 | 1);
-    expect(await code(writeDeviceState(r, 0x100 | 3))).toBe('ENODEV');
+    expect(await errnoOf(writeDeviceState(r, 0x100 | 3))).toBe('ENODEV');
     expect(await readDeviceState(r)).toBe(0x100 | 6);
     expect(r.inspect()).toMatchObject({ saving: false, resuming: false, stagedBytes: 0 });
-    for (const v of [0, 1, 2, 3, 4, 6]) expect(await code(writeDeviceState(r, v))).toBe('EINVAL');
+    for (const v of [0, 1, 2, 3, 4, 6]) expect(await errnoOf(writeDeviceState(r, v))).toBe('EINVAL');
     expect(await readU64Field(r, 'pending_bytes')).toBe(0n);
     await r.reset();
     expect(await readDeviceState(r)).toBe(1);
@@ -532,7 +533,7 @@ describe('error state and reset', () => {
   it('an arc fault without toError leaves the previous state and fires once', async () => {
     const r = new SimV1Region(newDevice(), { faults: { failArc: { from: 3, to: 2 } } });
     await writeDeviceState(r, 3);
-    expect(await code(writeDeviceState(r, 2))).toBe('EIO');
+    expect(await errnoOf(writeDeviceState(r, 2))).toBe('EIO');
     expect([await readDeviceState(r), r.inspect().saving, r.device.running]).toEqual([3, true, true]);
     await writeDeviceState(r, 2);
     expect(await readDeviceState(r)).toBe(2);
@@ -545,7 +546,7 @@ describe('error state and reset', () => {
       }
     }
     const r = new SimV1Region(new BrokenDevice({ size: SIZE, seed: 1, pageSize: PAGE }));
-    expect(await code(writeDeviceState(r, 3))).toBe('EIO');
+    expect(await errnoOf(writeDeviceState(r, 3))).toBe('EIO');
     expect(await readDeviceState(r)).toBe(6);
     await r.reset();
     expect(await readDeviceState(r)).toBe(1);
@@ -572,11 +573,11 @@ describe('error state and reset', () => {
   it('a failed call does not block the queue; close makes every call EBADF', async () => {
     const r = new SimV1Region(newDevice());
     const calls = [writeDeviceState(r, 5), readDeviceState(r), writeU64Field(r, 'pending_bytes', 1n), readDeviceState(r)];
-    expect(await Promise.all(calls.map((c) => code(c)))).toEqual(['EINVAL', 'ok', 'EINVAL', 'ok']);
+    expect(await Promise.all(calls.map((c) => errnoOf(c)))).toEqual(['EINVAL', 'ok', 'EINVAL', 'ok']);
     await r.close();
-    expect(await code(readDeviceState(r))).toBe('EBADF');
-    expect(await code(writeDeviceState(r, 0))).toBe('EBADF');
-    expect(await code(r.reset())).toBe('EBADF');
+    expect(await errnoOf(readDeviceState(r))).toBe('EBADF');
+    expect(await errnoOf(writeDeviceState(r, 0))).toBe('EBADF');
+    expect(await errnoOf(r.reset())).toBe('EBADF');
     expect(r.inspect().closed).toBe(true);
   });
 });
@@ -587,7 +588,7 @@ describe('fault plans on the data path and the stream', () => {
     await writeDeviceState(r, 2);
     r.armFaults({ failIo: { op: 'read', nth: 1, errno: 'EAGAIN' } });
     expect(await readU64Field(r, 'pending_bytes')).toBeGreaterThan(0n);
-    expect(await code(readU64Field(r, 'data_offset'))).toBe('EAGAIN');
+    expect(await errnoOf(readU64Field(r, 'data_offset'))).toBe('EAGAIN');
     expect(await readDeviceState(r)).toBe(2);
     expect(Buffer.from((await drain(r)).bytes)).toEqual(Buffer.from(referenceStream()));
   });
@@ -597,7 +598,7 @@ describe('fault plans on the data path and the stream', () => {
     await writeDeviceState(r, 2);
     await readU64Field(r, 'pending_bytes');
     await readU64Field(r, 'data_offset');
-    expect(await code(r.readAt(DATA_OFFSET, new Uint8Array(800)))).toBe('EFAULT');
+    expect(await errnoOf(r.readAt(DATA_OFFSET, new Uint8Array(800)))).toBe('EFAULT');
     const chunk = await raw(r, DATA_OFFSET, 800);
     expect(Buffer.from(chunk)).toEqual(Buffer.from(referenceStream().subarray(0, 800)));
   });
@@ -610,8 +611,8 @@ describe('fault plans on the data path and the stream', () => {
       let failed = '';
       for (let at = 0; at < stream.length && !failed; at += 1000) {
         const piece = stream.subarray(at, at + 1000);
-        if ((await code(r.writeAt(DATA_OFFSET, piece))) !== 'ok') failed = 'window';
-        else if ((await code(writeU64Field(r, 'data_size', BigInt(piece.length)))) !== 'ok') failed = 'data_size';
+        if ((await errnoOf(r.writeAt(DATA_OFFSET, piece))) !== 'ok') failed = 'window';
+        else if ((await errnoOf(writeU64Field(r, 'data_size', BigInt(piece.length)))) !== 'ok') failed = 'data_size';
       }
       expect(`${nth}: ${failed}`).toBe(`${nth}: ${failing}`);
       expect(await readDeviceState(r)).toBe(4);

@@ -3,7 +3,7 @@
 // v1 server (lib/migration_priv.h, lib/migration.c at 190f85b^), compiled by
 // gcc from the verbatim lines in test/fixtures (see support/libvfio-user-oracle).
 import { describe, expect, it } from 'vitest';
-import { errnoOf } from './support/sim-helpers.js';
+import { errnoOf } from './support/errno.js';
 import { lvuAllowed, lvuSource, type LvuForm } from './support/libvfio-user-oracle.js';
 import { SimDevice, SimV1Region, readDeviceState, v1AllowedTargets, v1TransitionAllowed, writeDeviceState, type V1Policy } from '../index.js';
 

@@ -9,11 +9,11 @@ import { Sink } from './support/sim-helpers.js';
 import type { FaultPlan } from '../src/sim/faults.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
-import { MigrationError } from '../src/uapi/errors.js';
 import { loadV2, type MigrationProgress, saveV2, type SaveV2Options } from '../src/v2/client.js';
 import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
 import { MigStreamDecoder } from '../src/v2/stream-format.js';
 import { FLAG_SETS, MigFlags, MigState } from '../src/v2/states.js';
+import { errnoOf } from './support/errno.js';
 
 const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
 const ALL = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY;
@@ -61,15 +61,6 @@ function recorder(device: MigrationDevice) {
     close: () => device.close(),
   };
   return { wrapped, sets, reads, log };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return e instanceof MigrationError ? e.code : `not a MigrationError: ${String(e)}`;
-  }
 }
 
 function expectClean(driver: SimV2Driver, state: MigState) {
@@ -135,7 +126,7 @@ describe('round trips (all four flag sets, device working during pre-copy)', () 
     await p.src.setState(S);
     const held = (await p.src.setState(RS))!;
     p.srcArcs.length = 0;
-    expect(await codeOf(saveV2(p.src, new Sink()))).toBe('EINVAL');
+    expect(await errnoOf(saveV2(p.src, new Sink()))).toBe('EINVAL');
     expect(p.srcArcs).toEqual([]);
     expect(p.src.currentState).toBe(RS); // the holder's RESUMING, untouched
     await held.close();
@@ -263,7 +254,7 @@ describe('faults surface as the documented error; the device recovers; no sessio
     const p = pair(flags);
     p.src.armFaults(plan);
     const before = p.srcDev.fingerprint();
-    const code = await codeOf(saveV2(p.src, new Sink(), { precopyRounds: 2, betweenRounds: () => void p.srcDev.step(5) }));
+    const code = await errnoOf(saveV2(p.src, new Sink(), { precopyRounds: 2, betweenRounds: () => void p.srcDev.step(5) }));
     return { ...p, code, before };
   }
 
@@ -312,7 +303,7 @@ describe('faults surface as the documented error; the device recovers; no sessio
       },
     });
     broken.on('error', () => undefined);
-    expect(await codeOf(saveV2(p.src, broken))).toBe('EPIPE');
+    expect(await errnoOf(saveV2(p.src, broken))).toBe('EPIPE');
     expectClean(p.src, R);
   });
 
@@ -323,7 +314,7 @@ describe('faults surface as the documented error; the device recovers; no sessio
     await saveV2(p.src, sink);
     p.dst.armFaults(dstPlan);
     const before = p.dstDev.fingerprint();
-    const code = await codeOf(loadV2(p.dst, Readable.from([mangle(sink.bytes)])));
+    const code = await errnoOf(loadV2(p.dst, Readable.from([mangle(sink.bytes)])));
     return { ...p, code, before };
   }
 
@@ -355,7 +346,7 @@ describe('faults surface as the documented error; the device recovers; no sessio
     await saveV2(small, sink);
     const p = pair(ALL);
     const before = p.dstDev.fingerprint();
-    expect(await codeOf(loadV2(p.dst, Readable.from([sink.bytes])))).toBe('EINVAL');
+    expect(await errnoOf(loadV2(p.dst, Readable.from([sink.bytes])))).toBe('EINVAL');
     expectClean(p.dst, R);
     expect(p.dstDev.fingerprint()).toBe(before);
   });

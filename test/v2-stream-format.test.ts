@@ -10,6 +10,7 @@ import {
 } from '../src/v2/stream-format.js';
 import { readMigStream } from '../src/v2/stream-reader.js';
 import { MigStreamWriter } from '../src/v2/stream-writer.js';
+import { errnoOf } from './support/errno.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
@@ -39,16 +40,6 @@ function decode(bytes: Uint8Array, cuts: number[] = []): { data: string; kinds: 
   }
   d.end();
   return { data: Buffer.concat(data).toString('hex'), kinds };
-}
-
-function errnoOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof MigrationError) return e.code;
-    throw e;
-  }
 }
 
 describe('encoding: exact bytes', () => {

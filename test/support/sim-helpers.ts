@@ -4,18 +4,6 @@ import { expect } from 'vitest';
 import type { LegacyRegion } from '../../legacy/contracts.js';
 import { readU64Field } from '../../legacy/v1-registers.js';
 import { SimDevice, type SimDeviceOptions } from '../../src/sim/sim-device.js';
-import { MigrationError } from '../../src/uapi/errors.js';
-
-/** 'ok', or the errno name a MigrationError carries (anything else is rethrown). */
-export async function errnoOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    if (e instanceof MigrationError) return e.code;
-    throw e;
-  }
-}
 
 /** The whole stop-copy stream a fresh saver of this device produces after `steps` of work. */
 export function stopCopyStream(options: SimDeviceOptions, steps = 0): Buffer {
@@ -53,17 +41,6 @@ export async function drainStopCopy(r: LegacyRegion): Promise<Uint8Array> {
     parts.push(await readRegion(r, off, n));
   }
   return Buffer.concat(parts);
-}
-
-/** The MigrationError a call fails with; anything else, or success, fails the test. */
-export async function failure(p: Promise<unknown>): Promise<MigrationError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof MigrationError) return e;
-    throw e;
-  }
-  throw new Error('expected a MigrationError, the call succeeded');
 }
 
 /**
