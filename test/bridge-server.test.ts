@@ -6,6 +6,7 @@
 // device, over simulated v2 drivers, with the mmap path and with --no-mmap.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadV1, saveV1 } from '../legacy/client.js';
 import { readDeviceState, readU64Field, writeDeviceState } from '../legacy/v1-registers.js';
@@ -20,7 +21,8 @@ import { MigrationError } from '../src/uapi/errors.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { BridgeClient, BridgedRegion } from './support/bridge-client.js';
 import { bridgeRig, simEntry, type BridgeRig } from './support/bridge-rig.js';
-import { errnoOf, Sink } from './support/sim-helpers.js';
+import { errnoOf } from './support/errno.js';
+import { Sink } from './support/sim-helpers.js';
 
 let rig: BridgeRig | undefined;
 afterEach(async () => {
@@ -63,7 +65,7 @@ describe.each([
 
     const target = simEntry(rig.sims, 'dst');
     expect(target.sim.fingerprint()).not.toBe(source.sim.fingerprint());
-    const loaded = await loadV1(dst, [sink.bytes], { windowAccess: dst.windowAccess });
+    const loaded = await loadV1(dst, Readable.from([sink.bytes]), { windowAccess: dst.windowAccess });
     expect(dst.forwarded.windowWrite).toBe(0);
     expect(loaded.deviceBytes).toBe(saved.precopyBytes + saved.stopCopyBytes);
     expect(target.sim.fingerprint()).toBe(source.sim.fingerprint());

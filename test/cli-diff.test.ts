@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CommandFailed, type CliContext } from '../src/cli/command.js';
 import { createDiffCommand } from '../src/cli/commands/diff.js';
 import { explainError } from '../src/cli/explain-error.js';
-import { DEFAULT_DIFF_SEED, DIFFERENTIAL_PAIRINGS, type DifferentialOptions } from '../translate/differential.js';
+import { DEFAULT_DIFF_SEED, DIFFERENTIAL_PAIRINGS, type DifferentialOptions, type DifferentialSummary } from '../translate/differential.js';
 import { runCli } from './support/run-cli.js';
 
 const ALL = DIFFERENTIAL_PAIRINGS.map((p) => p.name);
@@ -40,7 +40,7 @@ describe('vfio-mig diff', () => {
 
   it('a mismatch: the shrunk counterexample, how to reproduce it, exit 1 with the summary kept', async () => {
     const calls: DifferentialOptions[] = [];
-    const command = createDiffCommand(async (o) => {
+    const command = createDiffCommand(async (o): Promise<DifferentialSummary> => {
       calls.push(o);
       if (o.pairing !== 'v1-all') return { pairing: o.pairing, seed: o.seed, runs: o.runs!, commands: 99, passed: true, events: { 'left RESUMING': 3, 'device_state 1>3': 5, 'device_state 3>2': 1 }, durationMs: 5 };
       return {

@@ -6,6 +6,7 @@ import {
   FakeSyscalls, KernelLegacyRegion, MigrationError, V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP,
   VFIO_DEVICE_RESET, type LegacyRegion,
 } from '../index.js';
+import { failure } from './support/errno.js';
 import { abandonV1At } from './support/left-over.js';
 import { expectMttyHeader } from './support/mtty-scenarios.js';
 
@@ -125,7 +126,7 @@ describe('KernelLegacyRegion on a fake v1 driver', () => {
 
   it('says a v2-only device has no v1 region (ENODEV) and closes what it opened', async () => {
     const sys = fake();
-    const e = await KernelLegacyRegion.open({ group: 2, name: 'v2only' }, sys).catch((x: unknown) => x as MigrationError);
+    const e = await failure(KernelLegacyRegion.open({ group: 2, name: 'v2only' }, sys));
     expect(e).toBeInstanceOf(MigrationError);
     expect(e.code).toBe('ENODEV');
     expect(e.message).toMatch(/no v1 migration region.*KernelMigrationDevice/);

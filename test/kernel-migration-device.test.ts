@@ -14,26 +14,17 @@ import {
   writeScratch,
 } from './support/mtty-scenarios.js';
 import { checkRawFeatureAbi } from './support/raw-uapi-checks.js';
+import { errnoOf, failure } from './support/errno.js';
 
 const A = 'aaaaaaaa-0000-4000-8000-000000000001';
 const B = 'bbbbbbbb-0000-4000-8000-000000000002';
-const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
+const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, PRE_COPY: PC } = MigState;
 
 async function pair(extra: Partial<FakeDeviceOptions> = {}) {
   const sys = new FakeSyscalls({ devices: [{ name: A, group: 0, ...extra }, { name: B, group: 1, ...extra }] });
   const a = await KernelMigrationDevice.open({ sysfs: `/sys/bus/mdev/devices/${A}` }, sys);
   const b = await KernelMigrationDevice.open({ group: 1, name: B }, sys);
   return { sys, a, b };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    expect(e).toBeInstanceOf(MigrationError);
-    return (e as MigrationError).code;
-  }
 }
 
 describe('KernelMigrationDevice on the fake mtty', () => {
@@ -131,7 +122,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     expect(sys.callsOf('ioctl', VFIO_MIG_GET_PRECOPY_INFO).every((c) => c.argsz === 24 && c.target === 'data')).toBe(true);
     expect(await a.stopCopySize()).toBe(96n);
     expect(await a.setState(SC)).toBeNull(); // PCP -> SC reuses the file: data_fd -1
-    expect(await codeOf(s.precopyInfo())).toBe('EINVAL'); // only in PRE_COPY(_P2P)
+    expect(await errnoOf(s.precopyInfo())).toBe('EINVAL'); // only in PRE_COPY(_P2P)
     expect((await readAll(s)).length).toBe(72);
     await s.close();
     await a.setState(S);
@@ -165,16 +156,16 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     const bad = stream.slice();
     bad[0] ^= 1;
     let s = (await b.setState(RS))!;
-    expect(await codeOf(s.write(bad))).toBe('EFAULT');
+    expect(await errnoOf(s.write(bad))).toBe('EFAULT');
     await b.reset();
     s = (await b.setState(RS))!;
     const long = new Uint8Array(97);
     long.set(stream);
-    expect(await codeOf(s.write(long))).toBe('ENOMEM');
-    expect(await codeOf(s.read(new Uint8Array(8)))).toBe('EBADF');
+    expect(await errnoOf(s.write(long))).toBe('ENOMEM');
+    expect(await errnoOf(s.read(new Uint8Array(8)))).toBe('EBADF');
     await b.reset();
     const out = (await a.setState(SC))!;
-    expect(await codeOf(out.write(new Uint8Array(8)))).toBe('EBADF');
+    expect(await errnoOf(out.write(new Uint8Array(8)))).toBe('EBADF');
     await a.close();
     await b.close();
   });
@@ -186,7 +177,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     await a.reset();
     expect(sys.callsOf('ioctl', VFIO_DEVICE_RESET)).toHaveLength(1);
     expect(await a.getState()).toBe(R);
-    expect(await codeOf(s.read(new Uint8Array(8)))).toBe('EBADF'); // never the recycled fd number
+    expect(await errnoOf(s.read(new Uint8Array(8)))).toBe('EBADF'); // never the recycled fd number
     await s.close(); // closing again is harmless
     expect(sys.openFds().filter((f) => f.kind === 'data')).toEqual([]);
     await a.close();
@@ -199,10 +190,10 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     await a.close();
     await a.close();
     expect(s.fd).toBe(-1);
-    expect(await codeOf(a.getState())).toBe('EBADF');
-    expect(await codeOf(a.setState(R))).toBe('EBADF');
-    expect(await codeOf(a.reset())).toBe('EBADF');
-    expect(await codeOf(s.read(new Uint8Array(1)))).toBe('EBADF');
+    expect(await errnoOf(a.getState())).toBe('EBADF');
+    expect(await errnoOf(a.setState(R))).toBe('EBADF');
+    expect(await errnoOf(a.reset())).toBe('EBADF');
+    expect(await errnoOf(s.read(new Uint8Array(1)))).toBe('EBADF');
     await b.close();
     expect(sys.openFds()).toEqual([]);
   });
@@ -211,7 +202,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     const { a, b } = await pair();
     const s = (await a.setState(PC))!;
     await a.setState(R); // PRE_COPY -> RUNNING disables the file
-    expect(await codeOf(s.read(new Uint8Array(8)))).toBe('ENODEV');
+    expect(await errnoOf(s.read(new Uint8Array(8)))).toBe('ENODEV');
     await s.close();
     await a.close();
     await b.close();
@@ -219,7 +210,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
 
   it('opening a device without migration support says so (ENOTTY) and closes everything', async () => {
     const sys = new FakeSyscalls({ devices: [{ name: A, group: 0, migrationFlags: null }] });
-    const e = await KernelMigrationDevice.open({ group: 0, name: A }, sys).catch((x: unknown) => x as MigrationError);
+    const e = await failure(KernelMigrationDevice.open({ group: 0, name: A }, sys));
     expect(e).toBeInstanceOf(MigrationError);
     expect(e.code).toBe('ENOTTY');
     expect(e.message).toMatch(/no v2 migration support/);
@@ -284,7 +275,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     for (let nth = 1; nth <= total; nth++) {
       const sys = new FakeSyscalls({ devices: [{ name: A, group: 0 }, { name: B, group: 1 }] });
       sys.inject({ errno: 'EIO', nth });
-      const result = await codeOf(scenario(sys));
+      const result = await errnoOf(scenario(sys));
       expect(result, `fault at call ${nth} (${clean.calls[nth - 1].op})`).not.toBe('ok');
       expect(sys.openFds(), `fault at call ${nth} (${clean.calls[nth - 1].op})`).toEqual([]);
       expect(sys.devices.every((d) => d.model.oops === null)).toBe(true);

@@ -12,6 +12,7 @@ import {
 } from '../support/mtty-scenarios.js';
 import { checkRawFeatureAbi } from '../support/raw-uapi-checks.js';
 import { DEV_A, DEV_B, fdCount, sysfs } from './lab-env.js';
+import { errnoOf, failure } from '../support/errno.js';
 
 const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, PRE_COPY: PC } = MigState;
 
@@ -35,16 +36,6 @@ afterAll(async () => {
   await b?.close();
   expect(fdCount()).toBe(fdsBefore);
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    expect(e).toBeInstanceOf(MigrationError);
-    return (e as MigrationError).code;
-  }
-}
 
 describe('KernelMigrationDevice on the real mtty (lab)', () => {
   it('opens through the group/container API: device info and regions as mtty reports them', () => {
@@ -119,7 +110,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
       expect(await s.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
       expect(await a.stopCopySize()).toBe(96n);
       expect(await a.setState(SC)).toBeNull(); // PRE_COPY -> STOP_COPY keeps the fd (data_fd -1)
-      expect(await codeOf(s.precopyInfo())).toBe('EINVAL');
+      expect(await errnoOf(s.precopyInfo())).toBe('EINVAL');
       expect((await readAll(s)).length).toBe(72);
     } finally {
       await s.close();
@@ -132,7 +123,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     const stream = await saveStream(a);
     const s = (await b.setState(RS))!;
     await writeAll(s, stream.subarray(0, 95));
-    const e = await b.setState(R).catch((x: unknown) => x as MigrationError);
+    const e = await failure(b.setState(R));
     expect(e).toBeInstanceOf(MigrationError);
     expect(e.code).toBe('EINVAL');
     expect(await b.getState()).toBe(RS);
@@ -146,7 +137,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     const out = (await a.setState(SC))!;
     try {
       expect(() => koffiSyscalls().pread(out.fd!, new Uint8Array(8), 0n)).toThrow(expect.objectContaining({ code: 'ESPIPE' }));
-      expect(await codeOf(out.write(new Uint8Array(8)))).toBe('EBADF'); // the saving file is O_RDONLY
+      expect(await errnoOf(out.write(new Uint8Array(8)))).toBe('EBADF'); // the saving file is O_RDONLY
     } finally {
       await out.close();
     }
@@ -154,12 +145,12 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     const bad = stream.slice();
     bad[0] ^= 1;
     let s: DataSession = (await b.setState(RS))!;
-    expect(await codeOf(s.write(bad))).toBe('EFAULT'); // header validation in mtty_resume_write
+    expect(await errnoOf(s.write(bad))).toBe('EFAULT'); // header validation in mtty_resume_write
     await b.reset();
     s = (await b.setState(RS))!;
     const long = new Uint8Array(97);
     long.set(stream);
-    expect(await codeOf(s.write(long))).toBe('ENOMEM');
+    expect(await errnoOf(s.write(long))).toBe('ENOMEM');
     await b.reset();
   });
 
@@ -170,13 +161,13 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     await a.reset();
     expect(fdCount()).toBe(before);
     expect(await a.getState()).toBe(R);
-    expect(await codeOf(s.read(new Uint8Array(8)))).toBe('EBADF');
+    expect(await errnoOf(s.read(new Uint8Array(8)))).toBe('EBADF');
   });
 
   it('a session the driver abandoned answers ENODEV', async () => {
     const s = (await a.setState(PC))!;
     await a.setState(R);
-    expect(await codeOf(s.read(new Uint8Array(8)))).toBe('ENODEV');
+    expect(await errnoOf(s.read(new Uint8Array(8)))).toBe('ENODEV');
     await s.close();
   });
 
@@ -189,7 +180,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
   it('KernelLegacyRegion refuses mtty: a v2-only driver has no v1 region (ENODEV)', async () => {
     await a.close();
     const before = fdCount();
-    const e = await KernelLegacyRegion.open({ sysfs: sysfs(DEV_A) }).catch((x: unknown) => x as MigrationError);
+    const e = await failure(KernelLegacyRegion.open({ sysfs: sysfs(DEV_A) }));
     expect(e).toBeInstanceOf(MigrationError);
     expect(e.code).toBe('ENODEV');
     expect(fdCount()).toBe(before);
