@@ -14,21 +14,18 @@ export * from './legacy/v1-state.js';
 export * from './legacy/region-layout.js';
 export type * from './legacy/contracts.js';
 export { uapi, structLayouts } from './legacy/abi.js';
-// Real kernel backend (src/kernel): syscalls via koffi or an in-memory fake, VFIO device opening,
+// Real kernel backend (src/kernel): syscalls via koffi, VFIO device opening,
 // KernelMigrationDevice (v2 over ioctl) and KernelLegacyRegion (v1 over pread/pwrite).
+// Its test double, a fake kernel, is exported by 'vfio-mig-shim/testing' (testing.ts), not here.
 export {
-  KoffiSyscalls, koffiSyscalls, FakeSyscalls, FakeKernelOops, FakeDevice, MttyModel, MttyMigrationFile, V1RegionModel,
-  MTTY_MAGIC, MTTY_HEADER_SIZE, MTTY_PORT_SIZE, UART_SCR, VfioDevice, openVfioDevice, openGroupDevice,
+  KoffiSyscalls, koffiSyscalls, VfioDevice, openVfioDevice, openGroupDevice,
   openCdevDevice, resolveSysfsDevice, getDeviceInfo, getRegionInfo, VFIO_CONTAINER_PATH, VFIO_NOIOMMU_IOMMU, IOMMUFD_PATH,
   KernelMigrationDevice, KernelDataSession, KernelLegacyRegion, syscallError, ioctlName,
   O_RDONLY, O_WRONLY, O_RDWR, O_CLOEXEC, PROT_READ, PROT_WRITE, MAP_SHARED,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT, IOMMU_IOAS_ALLOC, IOMMU_DESTROY,
   vfio_device_bind_iommufd, vfio_device_attach_iommufd_pt, iommu_ioas_alloc, iommu_destroy,
 } from './src/kernel/index.js';
-export type {
-  Syscalls, Mapping, IoctlArg, FakeKernelOptions, FakeDeviceOptions, FakeCall, FakeFault, FakeFileKind,
-  DeviceInfo, DeviceSpec,
-} from './src/kernel/index.js';
+export type { Syscalls, Mapping, IoctlArg, DeviceInfo, DeviceSpec } from './src/kernel/index.js';
 // Simulated hardware and the kernel-faithful v2 driver (src/sim), the v2 client and the migration file format (src/v2).
 export { SimDevice } from './src/sim/sim-device.js';
 export type { SimDeviceOptions } from './src/sim/sim-device.js';

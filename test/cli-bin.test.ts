@@ -72,6 +72,21 @@ function expectWorkingBin(dir: string): void {
   const demo = run(bin, ['demo', '--size', '1MiB', '--window', '64KiB', '--rounds', '1'], false);
   expect(demo.status, demo.stderr).toBe(0);
   expect(demo.stdout.match(/ match [0-9a-f]{12}/g)).toHaveLength(3);
+  expectBothEntryPoints(dir);
+}
+
+/** The installed package's two entry points load: the root, and the test doubles of 'vfio-mig-shim/testing' working with it. */
+function expectBothEntryPoints(dir: string): void {
+  const script = `
+    const pkg = await import('vfio-mig-shim');
+    const { FakeSyscalls } = await import('vfio-mig-shim/testing');
+    const sys = new FakeSyscalls({ devices: [{ name: 'd', group: 0 }] });
+    const device = new pkg.KernelMigrationDevice(pkg.openGroupDevice(0, 'd', sys));
+    console.log(await device.migrationFlags(), 'FakeSyscalls' in pkg);
+    await device.close();`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+  expect(r.stderr).toBe('');
+  expect(r.stdout.trim()).toBe('7 false');
 }
 
 describe('npm pack + npm install <tarball>', () => {

@@ -2,7 +2,7 @@
 // errno, the cause and the fix on one line; the same advice as the --debug
 // trace; and the cdev API blamed for its own nodes, not /dev/vfio/vfio.
 import { describe, expect, it } from 'vitest';
-import { FakeSyscalls, type FakeKernelOptions } from '../index.js';
+import { FakeSyscalls, type FakeKernelOptions } from '../testing.js';
 import { runCliWith } from './support/run-cli.js';
 
 const kernel = (opts: Partial<FakeKernelOptions> = {}) => new FakeSyscalls({ devices: [{ name: 'mdev-v2', group: 3 }], ...opts });

@@ -1,9 +1,8 @@
 // vfio-mig inspect on simulated devices and on kernel devices (the fake kernel
 // stands in for /dev/vfio), and every way opening a device goes wrong.
 import { describe, expect, it } from 'vitest';
-import {
-  FakeSyscalls, KernelMigrationDevice, SimDevice, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_SET, type FakeKernelOptions,
-} from '../index.js';
+import { KernelMigrationDevice, SimDevice, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_SET } from '../index.js';
+import { FakeSyscalls, type FakeKernelOptions } from '../testing.js';
 import { runCli, runCliWith } from './support/run-cli.js';
 
 function kernel(opts: Partial<FakeKernelOptions> = {}): FakeSyscalls {

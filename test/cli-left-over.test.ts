@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { FakeSyscalls, MigState } from '../index.js';
+import { MigState } from '../index.js';
+import { FakeSyscalls } from '../testing.js';
 import { abandonIn, rawState } from './support/left-over.js';
 import { runCli, runCliWith } from './support/run-cli.js';
 

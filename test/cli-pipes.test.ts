@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { FakeSyscalls, MigState, SimV2Driver } from '../index.js';
+import { MigState, SimV2Driver } from '../index.js';
+import { FakeSyscalls } from '../testing.js';
 import { main } from '../src/cli/main.js';
 
 const ROOT = join(import.meta.dirname, '..');

@@ -6,7 +6,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { FakeSyscalls, SimDevice, SimV1Region, SimV2Driver, UART_SCR, saveV2 } from '../index.js';
+import { SimDevice, SimV1Region, SimV2Driver, saveV2 } from '../index.js';
+import { FakeSyscalls, UART_SCR } from '../testing.js';
 import { MigrationFileWriter } from '../src/cli/migration-file.js';
 import { runCli, runCliWith } from './support/run-cli.js';
 

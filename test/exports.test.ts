@@ -3,9 +3,12 @@
 // Each public name is checked for its kind and one documented behaviour: a
 // constant's value (from <linux/vfio.h>), a struct codec's name and sizeof,
 // a class that constructs and works, a function's arity and one call.
+// The test doubles are a second entry point, 'vfio-mig-shim/testing', and
+// never part of the package root.
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import * as pkg from 'vfio-mig-shim';
+import * as testing from 'vfio-mig-shim/testing';
 import { Sink } from './support/sim-helpers.js';
 
 const { MigState, MigFlags } = pkg;
@@ -77,8 +80,8 @@ async function roundTrip(face: 'v1' | 'v2'): Promise<void> {
 }
 
 /** Open the fake kernel's one device, read its migration flags through KernelMigrationDevice, close: no fd left. */
-async function withFakeKernel(open: (sys: pkg.FakeSyscalls) => pkg.VfioDevice, opts: { iommufd?: boolean } = {}): Promise<void> {
-  const sys = new pkg.FakeSyscalls({ devices: [{ name: 'd', group: 0 }], ...opts });
+async function withFakeKernel(open: (sys: testing.FakeSyscalls) => pkg.VfioDevice, opts: { iommufd?: boolean } = {}): Promise<void> {
+  const sys = new testing.FakeSyscalls({ devices: [{ name: 'd', group: 0 }], ...opts });
   const device = new pkg.KernelMigrationDevice(open(sys));
   expect(await device.migrationFlags()).toBe(MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY);
   await device.close();
@@ -94,9 +97,23 @@ const CLASSES: Record<string, () => object | Promise<object>> = {
   SimV1Region: () => new pkg.SimV1Region(smallDevice()),
   LegacyRegionOverV2: () => new pkg.LegacyRegionOverV2(new pkg.SimV2Driver(smallDevice(), { flags: MigFlags.STOP_COPY })),
   V2DeviceOverLegacy: () => new pkg.V2DeviceOverLegacy(new pkg.SimV1Region(smallDevice())),
-  FakeSyscalls: () => new pkg.FakeSyscalls(),
-  KernelMigrationDevice: () => new pkg.KernelMigrationDevice(pkg.openGroupDevice(0, 'd', new pkg.FakeSyscalls({ devices: [{ name: 'd', group: 0 }] }))),
-  KernelLegacyRegion: () => pkg.KernelLegacyRegion.open({ group: 0, name: 'd' }, new pkg.FakeSyscalls({ devices: [{ name: 'd', group: 0, v1Region: {} }] })),
+  KernelMigrationDevice: () => new pkg.KernelMigrationDevice(pkg.openGroupDevice(0, 'd', new testing.FakeSyscalls({ devices: [{ name: 'd', group: 0 }] }))),
+  KernelLegacyRegion: () => pkg.KernelLegacyRegion.open({ group: 0, name: 'd' }, new testing.FakeSyscalls({ devices: [{ name: 'd', group: 0, v1Region: {} }] })),
+};
+
+/** Every name of 'vfio-mig-shim/testing' -> a check of its kind and one documented behaviour. */
+const TEST_DOUBLES: Record<string, () => unknown> = {
+  FakeSyscalls: () => expect(new testing.FakeSyscalls().openFds()).toEqual([]),
+  FakeDevice: () => expect(new testing.FakeSyscalls({ devices: [{ name: 'd', group: 7 }] }).device('d')).toBeInstanceOf(testing.FakeDevice),
+  FakeKernelOops: () => expect(new testing.FakeKernelOops('x')).toBeInstanceOf(Error),
+  MttyModel: () => expect(new testing.MttyModel(2).dataSize()).toBe(testing.MTTY_HEADER_SIZE + 2 * testing.MTTY_PORT_SIZE),
+  MttyMigrationFile: () => expect(new testing.MttyMigrationFile('save', new testing.MttyModel(1)).direction).toBe('save'),
+  V1RegionModel: () => expect(new testing.V1RegionModel(new testing.MttyModel(1), 4096, 64).size).toBe(4096 + 64),
+  // struct mtty_data and struct serial_port in samples/vfio-mdev/mtty.c (x86_64)
+  MTTY_MAGIC: () => expect(testing.MTTY_MAGIC).toBe(0x7e9d09898c3e2c4en),
+  MTTY_HEADER_SIZE: () => expect(testing.MTTY_HEADER_SIZE).toBe(24),
+  MTTY_PORT_SIZE: () => expect(testing.MTTY_PORT_SIZE).toBe(36),
+  UART_SCR: () => expect(testing.UART_SCR).toBe(7),
 };
 
 describe('package root (dist/index.js)', () => {
@@ -146,5 +163,27 @@ describe('package root (dist/index.js)', () => {
   it('MigrationError carries code and errno', () => {
     const e = new pkg.MigrationError('EINVAL');
     expect([e.code, e.errno, e instanceof Error]).toEqual(['EINVAL', 22, true]);
+  });
+
+  it('exports no test double: nothing of vfio-mig-shim/testing, no Fake* or mtty model name', () => {
+    const root = Object.keys(pkg);
+    expect(root.filter((name) => name in testing)).toEqual([]);
+    expect(root.filter((name) => /^Fake|Mtty|MTTY|^V1RegionModel$|^UART_/.test(name))).toEqual([]);
+  });
+});
+
+describe('vfio-mig-shim/testing (dist/testing.js)', () => {
+  it('exports exactly the test doubles', () => {
+    expect(Object.keys(testing).sort()).toEqual(Object.keys(TEST_DOUBLES).sort());
+  });
+
+  it.each(Object.keys(TEST_DOUBLES))('%s', (name) => {
+    const value = (testing as Record<string, unknown>)[name];
+    if (typeof value === 'function') expect(() => (value as () => unknown)()).toThrow(TypeError); // a class, not a plain function
+    TEST_DOUBLES[name]();
+  });
+
+  it('FakeSyscalls is what the kernel classes of the package root take', async () => {
+    await withFakeKernel((sys) => pkg.openGroupDevice(0, 'd', sys));
   });
 });

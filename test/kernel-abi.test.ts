@@ -4,10 +4,11 @@
 // definitions cut out of the real samples/vfio-mdev/mtty.c).
 import { describe, expect, it } from 'vitest';
 import {
-  IOMMU_DESTROY, IOMMU_IOAS_ALLOC, MTTY_HEADER_SIZE, MTTY_MAGIC, MTTY_PORT_SIZE, UART_SCR,
-  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, iommu_destroy,
-  iommu_ioas_alloc, vfio_device_attach_iommufd_pt, VFIO_NOIOMMU_IOMMU, vfio_device_bind_iommufd, type CStruct, type FieldMap,
+  IOMMU_DESTROY, IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_DETACH_IOMMUFD_PT, iommu_destroy, iommu_ioas_alloc, vfio_device_attach_iommufd_pt, VFIO_NOIOMMU_IOMMU,
+  vfio_device_bind_iommufd, type CStruct, type FieldMap,
 } from '../index.js';
+import { MTTY_HEADER_SIZE, MTTY_MAGIC, MTTY_PORT_SIZE, UART_SCR } from '../testing.js';
 import { runC } from './support/c-program.js';
 import { KERNEL_VERSION, includeVfioH, kernelSourceFile, requireFile } from './support/kernel-tree.js';
 

@@ -3,7 +3,7 @@
 // adopted device owns only that fd, and the fd is closed on every failure.
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FakeSyscalls } from '../src/kernel/fake-syscalls.js';
+import { FakeSyscalls } from '../testing.js';
 import { koffiSyscalls } from '../src/kernel/koffi-syscalls.js';
 import { O_CLOEXEC, O_RDWR } from '../src/kernel/syscalls.js';
 import { adoptVfioDevice, openGroupDevice, vfioDeviceApiOf } from '../src/kernel/vfio-device.js';

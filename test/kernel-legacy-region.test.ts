@@ -3,9 +3,10 @@
 // §1.5/1.6 through pread/pwrite at the region offset of the device fd.
 import { describe, expect, it } from 'vitest';
 import {
-  FakeSyscalls, KernelLegacyRegion, MigrationError, V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP,
-  VFIO_DEVICE_RESET, type LegacyRegion,
+  KernelLegacyRegion, MigrationError, V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP, VFIO_DEVICE_RESET,
+  type LegacyRegion,
 } from '../index.js';
+import { FakeSyscalls } from '../testing.js';
 import { failure } from './support/errno.js';
 import { abandonV1At } from './support/left-over.js';
 import { expectMttyHeader } from './support/mtty-scenarios.js';

@@ -4,11 +4,12 @@
 // every error path, serialization, and a fault at every single syscall.
 import { describe, expect, it } from 'vitest';
 import {
-  FakeSyscalls, KernelMigrationDevice, MigFlags, MigState, MigrationError, VFIO_DEVICE_FEATURE,
+  KernelMigrationDevice, MigFlags, MigState, MigrationError, VFIO_DEVICE_FEATURE,
   VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION,
   VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_PROBE,
-  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO, type FakeDeviceOptions,
+  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO,
 } from '../index.js';
+import { FakeSyscalls, type FakeDeviceOptions } from '../testing.js';
 import {
   expectFsmAgreement, expectMttyHeader, fsmDifferential, readAll, readScratch, resumeStream, saveStream, writeAll,
   writeScratch,

@@ -5,12 +5,13 @@
 // left open after a failure at any single syscall.
 import { describe, expect, it } from 'vitest';
 import {
-  FakeSyscalls, VFIO_CHECK_EXTENSION, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
-  VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER,
-  VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_SET_IOMMU, VFIO_DEVICE_BIND_IOMMUFD,
-  VFIO_DEVICE_ATTACH_IOMMUFD_PT, IOMMU_IOAS_ALLOC, VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
-  openCdevDevice, openGroupDevice, openVfioDevice, resolveSysfsDevice, type FakeKernelOptions, type VfioDevice,
+  VFIO_CHECK_EXTENSION, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_GET_API_VERSION,
+  VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_REGION_INFO_FLAG_CAPS,
+  VFIO_REGION_INFO_FLAG_MMAP, VFIO_SET_IOMMU, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  IOMMU_IOAS_ALLOC, VFIO_REGION_TYPE_MIGRATION_DEPRECATED, openCdevDevice, openGroupDevice, openVfioDevice,
+  resolveSysfsDevice, type VfioDevice,
 } from '../index.js';
+import { FakeSyscalls, type FakeKernelOptions } from '../testing.js';
 import { failure } from './support/errno.js';
 
 const A = '0d9a4c38-6f1b-4b52-a6f5-1ad1e3a0c0a1';

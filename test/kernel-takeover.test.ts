@@ -4,9 +4,10 @@
 // mtty_disable_files; mtty_load_state then dereferences NULL).
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  FakeKernelOops, FakeSyscalls, KernelMigrationDevice, MigState, MigrationError, VFIO_DEVICE_FEATURE,
-  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VfioDevice, openVfioDevice, stateName,
+  KernelMigrationDevice, MigState, MigrationError, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VfioDevice, openVfioDevice, stateName,
 } from '../index.js';
+import { FakeKernelOops, FakeSyscalls } from '../testing.js';
 import { failure } from './support/errno.js';
 import { abandonIn, rawState } from './support/left-over.js';
 import { readAll, resumeStream, saveStream, writeAll } from './support/mtty-scenarios.js';

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import type { LegacyRegion } from '../legacy/contracts.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
 import { readDeviceState, readU64Field, writeDeviceState } from '../legacy/v1-registers.js';
-import { FakeSyscalls } from '../src/kernel/fake-syscalls.js';
+import { FakeSyscalls } from '../testing.js';
 import { KernelMigrationDevice } from '../src/kernel/kernel-migration-device.js';
 import { VFIO_DEVICE_RESET } from '../src/uapi/ioctl.js';
 import { SimDevice } from '../src/sim/sim-device.js';

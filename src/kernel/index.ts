@@ -1,11 +1,8 @@
-// The kernel backend: syscalls (koffi or fake), opening VFIO devices, and the
-// two contracts over a real kernel.
+// The kernel backend: syscalls (koffi), opening VFIO devices, and the two
+// contracts over a real kernel. Its test double (a fake kernel with mtty
+// devices) lives in testing/, exported by the package's ./testing subpath only.
 export * from './syscalls.js';
 export { KoffiSyscalls, koffiSyscalls } from './koffi-syscalls.js';
-export * from './fake-syscalls.js';
-export {
-  FakeKernelOops, MttyModel, MttyMigrationFile, V1RegionModel, MTTY_MAGIC, MTTY_HEADER_SIZE, MTTY_PORT_SIZE, UART_SCR,
-} from './fake-mtty.js';
 export * from './cdev-abi.js';
 export * from './vfio-device.js';
 export { KernelMigrationDevice, KernelDataSession } from './kernel-migration-device.js';

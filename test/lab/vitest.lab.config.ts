@@ -4,8 +4,9 @@
 // after another: they share the two mtty instances.
 // The tests exercise the built package (dist/, what `import 'vfio-mig-shim'`
 // loads; run.sh builds it): every `../index.js` import resolves to
-// dist/index.js and dist/ is left to node, untransformed — transforming the
-// TypeScript sources under TCG costs about a minute.
+// dist/index.js (and `../testing.js` to dist/testing.js) and dist/ is left to
+// node, untransformed — transforming the TypeScript sources under TCG costs
+// about a minute.
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
@@ -17,7 +18,10 @@ export default defineConfig({
   root,
   cacheDir: `${tmp}/vite`,
   resolve: {
-    alias: [{ find: /^(\.\.\/)+index\.js$/, replacement: `${root}dist/index.js` }],
+    alias: [
+      { find: /^(\.\.\/)+index\.js$/, replacement: `${root}dist/index.js` },
+      { find: /^(\.\.\/)+testing\.js$/, replacement: `${root}dist/testing.js` },
+    ],
   },
   test: {
     include: ['test/lab/**/*.test.ts'],

@@ -3,9 +3,9 @@
 // both suites run the very same checks.
 import { expect } from 'vitest';
 import {
-  KernelMigrationDevice, MigState, MigrationError, MTTY_HEADER_SIZE, MTTY_MAGIC, UART_SCR,
-  stateName, transitionPath, type DataSession, type MigrationDevice,
+  KernelMigrationDevice, MigState, MigrationError, stateName, transitionPath, type DataSession, type MigrationDevice,
 } from '../../index.js';
+import { MTTY_HEADER_SIZE, MTTY_MAGIC, UART_SCR } from '../../testing.js';
 
 const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
 

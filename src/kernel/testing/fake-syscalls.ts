@@ -5,13 +5,13 @@
 // group,vfio_main,device_cdev}.c) and mtty.c's driver logic (fake-mtty.ts).
 // Every fd it hands out is tracked, so tests can prove nothing leaks; faults can
 // be injected into any call; every call is logged.
-import { ERRNO, MigrationError } from '../uapi/errors.js';
+import { ERRNO, MigrationError } from '../../uapi/errors.js';
 import {
   VFIO_CHECK_EXTENSION, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_FEATURE, VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET, VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD,
   VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_MIG_GET_PRECOPY_INFO,
   VFIO_SET_IOMMU,
-} from '../uapi/ioctl.js';
+} from '../../uapi/ioctl.js';
 import {
   VFIO_API_VERSION, VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
   VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MASK,
@@ -19,22 +19,22 @@ import {
   VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_FLAGS_PCI, VFIO_GROUP_FLAGS_CONTAINER_SET,
   VFIO_GROUP_FLAGS_VIABLE, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
-} from '../uapi/constants.js';
+} from '../../uapi/constants.js';
 import {
   vfio_device_feature, vfio_device_feature_mig_data_size, vfio_device_feature_mig_state,
   vfio_device_feature_migration, vfio_device_info, vfio_group_status, vfio_precopy_info, vfio_region_info,
-} from '../uapi/structs.js';
-import { encodeRegionInfo, type RegionInfo, type SparseArea } from '../uapi/region-info.js';
-import { MigFlags } from '../v2/states.js';
+} from '../../uapi/structs.js';
+import { encodeRegionInfo, type RegionInfo, type SparseArea } from '../../uapi/region-info.js';
+import { MigFlags } from '../../v2/states.js';
 import {
   VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED, VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
-} from '../../legacy/region-layout.js';
+} from '../../../legacy/region-layout.js';
 import {
   IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_NOIOMMU_IOMMU, iommu_ioas_alloc, vfio_device_attach_iommufd_pt,
   vfio_device_bind_iommufd,
-} from './cdev-abi.js';
+} from '../cdev-abi.js';
 import { FakeKernelOops, MttyMigrationFile, MttyModel, V1RegionModel } from './fake-mtty.js';
-import { PROT_WRITE, type IoctlArg, type Mapping, type Syscalls, ioctlName } from './syscalls.js';
+import { PROT_WRITE, type IoctlArg, type Mapping, type Syscalls, ioctlName } from '../syscalls.js';
 
 export interface FakeDeviceOptions {
   /** sysfs name: an mdev uuid (or a PCI address). */

@@ -3,12 +3,12 @@
 // error codes and quirks — plus a small v1 migration region driver of the kind
 // out-of-tree 5.8-5.17 vendor drivers implemented (SPEC.md §1), over the same
 // serial-port state so the two can be compared. Synchronous, like the kernel.
-import { MigrationError } from '../uapi/errors.js';
-import { MigFlags, MigState } from '../v2/states.js';
-import { nextState } from '../v2/fsm.js';
+import { MigrationError } from '../../uapi/errors.js';
+import { MigFlags, MigState } from '../../v2/states.js';
+import { nextState } from '../../v2/fsm.js';
 import {
   V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsValid,
-} from '../../legacy/v1-state.js';
+} from '../../../legacy/v1-state.js';
 
 const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
 
