@@ -1,14 +1,10 @@
-// The device models behind FakeSyscalls: a transcription of the in-tree v2
-// sample driver samples/vfio-mdev/mtty.c (6.12) — its arcs, migration files,
-// error codes and quirks — plus a small v1 migration region driver of the kind
-// out-of-tree 5.8-5.17 vendor drivers implemented (SPEC.md §1), over the same
-// serial-port state so the two can be compared. Synchronous, like the kernel.
+// The v2 driver behind each FakeSyscalls device: a transcription of the
+// in-tree sample driver samples/vfio-mdev/mtty.c (6.12) — its arcs, migration
+// files, error codes and quirks (the oops included). Synchronous, like the
+// kernel. The port state it migrates is shared with the v1 region model.
 import { MigrationError } from '../../uapi/errors.js';
 import { MigFlags, MigState } from '../../v2/states.js';
 import { nextState } from '../../v2/fsm.js';
-import {
-  V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsValid,
-} from '../../../legacy/v1-state.js';
 
 const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
 
@@ -21,6 +17,16 @@ export const MTTY_PORT_SIZE = 36;
 export const UART_SCR = 7;
 /** MAX_FIFO_SIZE, stored in serial_port.max_fifo_size (offset 33) by mtty_init_dev. */
 const MAX_FIFO_OFFSET = 33;
+
+/** struct mtty_data's header as mtty_save_device_data writes it: magic, major 1, minor 0, nr_ports, flags 0. */
+export function putMttyHeader(data: Uint8Array, nrPorts: number): void {
+  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  v.setBigUint64(0, MTTY_MAGIC, true);
+  v.setUint32(8, 1, true);
+  v.setUint32(12, 0, true);
+  v.setUint32(16, nrPorts, true);
+  v.setUint32(20, 0, true);
+}
 
 /** The data a migration file carries: struct mtty_data with room for two ports. */
 const MIGF_CAPACITY = MTTY_HEADER_SIZE + 2 * MTTY_PORT_SIZE;
@@ -213,19 +219,13 @@ export class MttyModel {
       if (next !== SC) return null;
     } else {
       migf = new MttyMigrationFile('save', this);
-      const v = new DataView(migf.data.buffer);
-      v.setBigUint64(0, MTTY_MAGIC, true);
-      v.setUint32(8, 1, true);
-      v.setUint32(12, 0, true);
-      v.setUint32(16, this.nrPorts, true);
+      putMttyHeader(migf.data, this.nrPorts);
       migf.filled = MTTY_HEADER_SIZE;
       ret = this.saving = migf;
     }
     if (next === SC) {
-      for (let i = 0; i < this.nrPorts; i++) {
-        migf.data.set(this.ports[i], MTTY_HEADER_SIZE + i * MTTY_PORT_SIZE);
-        migf.filled += MTTY_PORT_SIZE;
-      }
+      this.savePorts(migf.data);
+      migf.filled += this.nrPorts * MTTY_PORT_SIZE;
     }
     return ret;
   }
@@ -243,8 +243,18 @@ export class MttyModel {
     if (migf.filled < this.dataSize()) {
       throw new MigrationError('EINVAL', `resume data incomplete: expected ${this.dataSize()}, got ${migf.filled}`);
     }
+    this.loadPorts(migf.data);
+  }
+
+  /** The ports after the header of a struct mtty_data (the STOP_COPY part of mtty_save_device_data). */
+  savePorts(data: Uint8Array): void {
+    for (let i = 0; i < this.nrPorts; i++) data.set(this.ports[i], MTTY_HEADER_SIZE + i * MTTY_PORT_SIZE);
+  }
+
+  /** The ports of a struct mtty_data, applied (the copy in mtty_load_state). */
+  loadPorts(data: Uint8Array): void {
     for (let i = 0; i < this.nrPorts; i++) {
-      this.ports[i].set(migf.data.subarray(MTTY_HEADER_SIZE + i * MTTY_PORT_SIZE, MTTY_HEADER_SIZE + (i + 1) * MTTY_PORT_SIZE));
+      this.ports[i].set(data.subarray(MTTY_HEADER_SIZE + i * MTTY_PORT_SIZE, MTTY_HEADER_SIZE + (i + 1) * MTTY_PORT_SIZE));
     }
   }
 
@@ -257,144 +267,5 @@ export class MttyModel {
       if (isWrite) regs[reg] = buf[i];
       else buf[i] = regs[reg];
     }
-  }
-}
-
-/**
- * A v1 migration region (type 3 / subtype 1) as a 5.8-5.17 vendor driver
- * implemented it (SPEC.md §1.2-1.7): trapped header at 0, data window at
- * `dataOffset`. The stream is mtty's, so it shares the port state.
- */
-export class V1RegionModel {
-  deviceState = V1_RUNNING;
-  readonly window: Uint8Array;
-  private stream: Uint8Array | null = null;
-  private streamPos = 0;
-  private staged = 0;
-  private resumeBuf: Uint8Array | null = null;
-  private resumeLen = 0;
-
-  constructor(private readonly model: MttyModel, readonly dataOffset: number, windowSize: number) {
-    this.window = new Uint8Array(windowSize);
-  }
-
-  get size(): number {
-    return this.dataOffset + this.window.length;
-  }
-
-  reset(): void {
-    this.deviceState = V1_RUNNING;
-    this.stream = null;
-    this.staged = 0;
-    this.resumeBuf = null;
-  }
-
-  read(off: number, buf: Uint8Array): void {
-    if (off >= this.dataOffset) {
-      this.windowRange(off, buf.length);
-      buf.set(this.window.subarray(off - this.dataOffset, off - this.dataOffset + buf.length));
-      return;
-    }
-    const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    switch (this.field(off, buf.length)) {
-      case 'device_state': v.setUint32(0, this.deviceState, true); return;
-      case 'reserved': v.setUint32(0, 0, true); return;
-      case 'pending_bytes': {
-        if (this.stream) {
-          // Step f of the save sequence: reading pending_bytes releases the consumed chunk.
-          this.streamPos += this.staged;
-          this.staged = 0;
-          v.setBigUint64(0, BigInt(this.stream.length - this.streamPos), true);
-        } else {
-          v.setBigUint64(0, 0n, true);
-        }
-        return;
-      }
-      case 'data_offset': {
-        if (this.stream && this.staged === 0) {
-          // Step b: the trigger; stage the next chunk in the window.
-          this.staged = Math.min(this.window.length, this.stream.length - this.streamPos);
-          this.window.set(this.stream.subarray(this.streamPos, this.streamPos + this.staged));
-        }
-        v.setBigUint64(0, BigInt(this.dataOffset), true);
-        return;
-      }
-      case 'data_size': v.setBigUint64(0, BigInt(this.stream ? this.staged : 0), true); return;
-    }
-  }
-
-  write(off: number, data: Uint8Array): void {
-    if (off >= this.dataOffset) {
-      this.windowRange(off, data.length);
-      this.window.set(data, off - this.dataOffset);
-      return;
-    }
-    const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    switch (this.field(off, data.length)) {
-      case 'device_state': this.setDeviceState(v.getUint32(0, true)); return;
-      case 'reserved': return;
-      case 'data_size': {
-        if ((this.deviceState & V1_MASK) !== V1_RESUMING || !this.resumeBuf) throw new MigrationError('EINVAL', 'data_size written outside RESUMING');
-        const n = Number(v.getBigUint64(0, true));
-        if (n > this.window.length) throw new MigrationError('EINVAL', `data_size ${n} larger than the window`);
-        if (this.resumeLen + n > this.resumeBuf.length) throw new MigrationError('ENOMEM', 'resume data too long');
-        this.resumeBuf.set(this.window.subarray(0, n), this.resumeLen);
-        this.resumeLen += n;
-        return;
-      }
-      default: throw new MigrationError('EINVAL', 'pending_bytes and data_offset are read-only');
-    }
-  }
-
-  private setDeviceState(value: number): void {
-    if (!v1IsValid(value)) throw new MigrationError('EINVAL', `invalid v1 device_state ${value.toString(2)}b`);
-    const old = this.deviceState & V1_MASK;
-    const low = value & V1_MASK;
-    if (old === V1_RESUMING && low !== V1_RESUMING) {
-      // Leaving RESUMING applies the data; on failure the state stays (SPEC §1.7).
-      const buf = this.resumeBuf!;
-      const size = this.model.dataSize();
-      const v = new DataView(buf.buffer);
-      if (this.resumeLen !== size || v.getBigUint64(0, true) !== MTTY_MAGIC || v.getUint32(16, true) !== this.model.nrPorts) {
-        throw new MigrationError('EINVAL', `resume data rejected (${this.resumeLen} of ${size} bytes)`);
-      }
-      for (let i = 0; i < this.model.nrPorts; i++) {
-        this.model.ports[i].set(buf.subarray(MTTY_HEADER_SIZE + i * MTTY_PORT_SIZE, MTTY_HEADER_SIZE + (i + 1) * MTTY_PORT_SIZE));
-      }
-      this.resumeBuf = null;
-    }
-    if (low & V1_SAVING && !(old & V1_SAVING)) {
-      const s = new Uint8Array(this.model.dataSize());
-      const v = new DataView(s.buffer);
-      v.setBigUint64(0, MTTY_MAGIC, true);
-      v.setUint32(8, 1, true);
-      v.setUint32(16, this.model.nrPorts, true);
-      for (let i = 0; i < this.model.nrPorts; i++) s.set(this.model.ports[i], MTTY_HEADER_SIZE + i * MTTY_PORT_SIZE);
-      this.stream = s;
-      this.streamPos = 0;
-      this.staged = 0;
-    } else if (!(low & V1_SAVING)) {
-      this.stream = null;
-      this.staged = 0;
-    }
-    if (low === V1_RESUMING && old !== V1_RESUMING) {
-      this.resumeBuf = new Uint8Array(this.model.dataSize());
-      this.resumeLen = 0;
-    }
-    this.deviceState = value >>> 0;
-  }
-
-  /** Native width and alignment only (SPEC §1.2); anything else is EINVAL. */
-  private field(off: number, len: number): 'device_state' | 'reserved' | 'pending_bytes' | 'data_offset' | 'data_size' {
-    if (off === 0 && len === 4) return 'device_state';
-    if (off === 4 && len === 4) return 'reserved';
-    if (off === 8 && len === 8) return 'pending_bytes';
-    if (off === 16 && len === 8) return 'data_offset';
-    if (off === 24 && len === 8) return 'data_size';
-    throw new MigrationError('EINVAL', `v1 header access of ${len} bytes at ${off}`);
-  }
-
-  private windowRange(off: number, len: number): void {
-    if (off + len > this.size) throw new MigrationError('EINVAL', `access past the end of the migration region (${off}+${len})`);
   }
 }
