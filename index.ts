@@ -49,7 +49,6 @@ export type { MigStreamEvent } from './src/v2/stream-format.js';
 export { MigStreamWriter } from './src/v2/stream-writer.js';
 export { readMigStream } from './src/v2/stream-reader.js';
 export { QemuMigrationState } from './src/v2/qemu-migration-state.js';
-export { asMigrationError } from './src/v2/as-migration-error.js';
 export { saveV2, loadV2, VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './src/v2/client.js';
 export type { SaveV2Options, SaveV2Result, LoadV2Options, LoadV2Result, MigrationProgress, MigrationPhase } from './src/v2/client.js';
 // The device rule (a left-over state is reset, never SET) and what a failed client did to the device.
@@ -80,6 +79,8 @@ export { LegacyRegionOverV2, LEGACY_OVER_V2_DATA_OFFSET, LEGACY_OVER_V2_DEFAULT_
 export type { LegacyRegionOverV2Options, LegacyRegionOverV2Snapshot, ErrorRecovery } from './translate/legacy-region-over-v2.js';
 export { V2DeviceOverLegacy } from './translate/v2-device-over-legacy.js';
 export type { V2DeviceOverLegacyOptions, V2DeviceOverLegacySnapshot } from './translate/v2-device-over-legacy.js';
-export { retryTransient, toMigrationError, TRANSIENT_RETRIES } from './translate/retry.js';
+export { retryTransient, TRANSIENT_RETRIES } from './translate/retry.js';
+/** asMigrationError (exported with the errors, above) under the name the translators first exported it by. */
+export { asMigrationError as toMigrationError } from './src/uapi/errors.js';
 export { runDifferential, DIFFERENTIAL_PAIRINGS, DEFAULT_DIFF_SEED } from './translate/differential.js';
 export type { DifferentialOptions, DifferentialSummary, DifferentialPairing, DifferentialPairingInfo } from './translate/differential.js';

@@ -17,8 +17,7 @@
 // user must not leave by a state write (src/v2/takeover.ts). loadV1 resets
 // the device instead and notes that on the error (src/v2/failure-recovery.ts).
 import type { Readable, Writable } from 'node:stream';
-import { MigrationError, type ErrnoName } from '../src/uapi/errors.js';
-import { asMigrationError } from '../src/v2/as-migration-error.js';
+import { MigrationError, type ErrnoName, asMigrationError } from '../src/uapi/errors.js';
 import type { MigrationPhase, MigrationProgress } from '../src/v2/client.js';
 import { noteRecovery } from '../src/v2/failure-recovery.js';
 import { MIG_STREAM_DATA_HEADER_BYTES, MigStreamDecoder } from '../src/v2/stream-format.js';

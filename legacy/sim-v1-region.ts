@@ -10,7 +10,7 @@ import type { FaultPlan } from '../src/sim/faults.js';
 import type { SimDevice } from '../src/sim/sim-device.js';
 import type { SimStateLoader } from '../src/sim/state-loader.js';
 import type { SimStateSaver } from '../src/sim/state-saver.js';
-import { MigrationError } from '../src/uapi/errors.js';
+import { asMigrationError, MigrationError } from '../src/uapi/errors.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import type { LegacyRegion } from './contracts.js';
 import { FaultySaver } from './faulty-saver.js';
@@ -286,7 +286,7 @@ export class SimV1Region implements LegacyRegion {
       }
     } catch (e) {
       this.enterError();
-      throw asMigrationError(e, 'EIO');
+      throw asMigrationError(e);
     }
   }
 
@@ -334,7 +334,7 @@ export class SimV1Region implements LegacyRegion {
     } catch (e) {
       if (e instanceof MigrationError) throw e;
       this.enterError();
-      throw asMigrationError(e, 'EIO');
+      throw asMigrationError(e);
     }
   }
 
@@ -343,7 +343,3 @@ export class SimV1Region implements LegacyRegion {
   }
 }
 
-function asMigrationError(e: unknown, code: 'EIO'): MigrationError {
-  if (e instanceof MigrationError) return e;
-  return new MigrationError(code, e instanceof Error ? e.message : String(e));
-}

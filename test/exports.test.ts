@@ -43,6 +43,10 @@ const FUNCTIONS: Record<string, [number, () => unknown]> = {
   v2ToV1State: [1, () => expect(pkg.v2ToV1State(MigState.STOP_COPY)).toBe(2)],
   isV1Fatal: [1, () => expect([pkg.isV1Fatal(new pkg.V1FatalError('EIO', 'x')), pkg.isV1Fatal(new pkg.MigrationError('EIO'))]).toEqual([true, false])],
   toMigrationError: [1, () => expect(pkg.toMigrationError(new Error('x'))).toMatchObject({ code: 'EIO' })],
+  asMigrationError: [1, () => {
+    expect(pkg.asMigrationError(Object.assign(new Error('x'), { code: 'EPIPE' }))).toMatchObject({ code: 'EPIPE' });
+    expect(pkg.asMigrationError).toBe(pkg.toMigrationError); // one conversion, two names
+  }],
   retryTransient: [1, async () => {
     let calls = 0;
     const op = async () => (++calls < 3 ? Promise.reject(new pkg.MigrationError('EAGAIN')) : 'done');

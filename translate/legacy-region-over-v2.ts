@@ -16,12 +16,12 @@ import type { FieldName } from '../legacy/region-layout.js';
 import { classifyV1Access, putV1Field, writeV1Field } from '../legacy/v1-access.js';
 import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1IsValid, v1SetError, v1StateName } from '../legacy/v1-state.js';
 import { parseV1Policy, v1TransitionAllowed, type V1Policy } from '../legacy/v1-transitions.js';
-import { MigrationError } from '../src/uapi/errors.js';
+import { asMigrationError, MigrationError } from '../src/uapi/errors.js';
 import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
 import { takeOver, type Takeover } from '../src/v2/takeover.js';
-import { retryTransient, toMigrationError } from './retry.js';
+import { retryTransient } from './retry.js';
 import { v1ToV2State, v2ToV1State } from './state-map.js';
 
 /**
@@ -418,7 +418,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
       try {
         opened = await this.device.setState(target);
       } catch (err) {
-        await this.afterFailedSet(toMigrationError(err), prev);
+        await this.afterFailedSet(asMigrationError(err), prev);
         return; // afterFailedSet always throws
       }
       await this.arrived(prev, target, opened);

@@ -1,7 +1,7 @@
 // Error plumbing shared by both translators: everything that crosses a face
 // is a MigrationError, and the transient errnos EAGAIN/EINTR are retried
 // instead of surfacing (DESIGN.md: "EAGAIN/EINTR are retried").
-import { MigrationError } from '../src/uapi/errors.js';
+import { asMigrationError, MigrationError } from '../src/uapi/errors.js';
 
 /**
  * Decision (not in DESIGN.md): the retry is bounded. A device that answers
@@ -10,12 +10,6 @@ import { MigrationError } from '../src/uapi/errors.js';
  * consecutive transient failures the errno surfaces like any other error.
  */
 export const TRANSIENT_RETRIES = 64;
-
-/** Anything thrown below a translator, as a MigrationError (a foreign error becomes EIO). */
-export function toMigrationError(err: unknown): MigrationError {
-  if (err instanceof MigrationError) return err;
-  return new MigrationError('EIO', err instanceof Error ? err.message : String(err));
-}
 
 function isTransient(err: unknown): boolean {
   return err instanceof MigrationError && (err.code === 'EAGAIN' || err.code === 'EINTR');
@@ -28,7 +22,7 @@ export async function retryTransient<T>(op: () => Promise<T>): Promise<T> {
       return await op();
     } catch (err) {
       if (isTransient(err) && attempt < TRANSIENT_RETRIES) continue;
-      throw toMigrationError(err);
+      throw asMigrationError(err);
     }
   }
 }

@@ -17,14 +17,14 @@ import type { LegacyRegion } from '../legacy/contracts.js';
 import { HEADER_SIZE } from '../legacy/region-layout.js';
 import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from '../legacy/v1-registers.js';
 import { V1_MASK, V1_RESUMING, V1_RUNNING, v1StateName } from '../legacy/v1-state.js';
-import { MigrationError } from '../src/uapi/errors.js';
+import { asMigrationError, MigrationError } from '../src/uapi/errors.js';
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../src/v2/contracts.js';
 import { transitionPath } from '../src/v2/fsm.js';
 import { v1TransitionAllowed } from '../legacy/v1-transitions.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
 import { refuseForeignResume, takeOver, type Takeover } from '../src/v2/takeover.js';
-import { retryTransient, toMigrationError } from './retry.js';
+import { retryTransient } from './retry.js';
 import { v1ToV2State, v2ToV1State } from './state-map.js';
 
 export interface V2DeviceOverLegacyOptions {
@@ -204,7 +204,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
         }
       }
       await this.region.close();
-      if (resetErr) throw toMigrationError(resetErr);
+      if (resetErr) throw asMigrationError(resetErr);
     });
   }
 
@@ -262,7 +262,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
     try {
       await retryTransient(() => writeDeviceState(this.region, reserved | v2ToV1State(next)));
     } catch (err) {
-      const e = toMigrationError(err);
+      const e = asMigrationError(err);
       try {
         await this.refreshState();
       } catch {
@@ -380,7 +380,7 @@ abstract class SessionBase implements DataSession {
 
   /** An error after `moved` bytes: thrown now when nothing moved, else deferred. */
   protected async fail(err: unknown, moved: number): Promise<number> {
-    const e = toMigrationError(err);
+    const e = asMigrationError(err);
     await this.owner.noticeError();
     if (moved > 0) {
       this.deferred = e;

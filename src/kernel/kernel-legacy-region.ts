@@ -6,10 +6,9 @@
 // holds here too, on device_state: the first access takes the device over (a
 // left-over 100, 010, 011 or 110b is reset, never written), a write out of a
 // 100 this handle did not write is refused, and close() resets a 100 it leaves.
-import { MigrationError } from '../uapi/errors.js';
+import { MigrationError, asMigrationError } from '../uapi/errors.js';
 import { VFIO_DEVICE_RESET } from '../uapi/ioctl.js';
 import type { RegionInfo } from '../uapi/region-info.js';
-import { asMigrationError } from '../v2/as-migration-error.js';
 import { SerialQueue } from '../v2/serial.js';
 import { MigState } from '../v2/states.js';
 import { refuseForeignResume, takeOver } from '../v2/takeover.js';

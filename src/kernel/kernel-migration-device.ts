@@ -10,7 +10,7 @@
 // first call takes the device over (a left-over RESUMING, ERROR or saving
 // state is reset, never SET), a SET out of a RESUMING this handle did not
 // enter is refused, and close() resets a device left in RESUMING.
-import { MigrationError, isErrno } from '../uapi/errors.js';
+import { MigrationError, isErrno, asMigrationError } from '../uapi/errors.js';
 import { VFIO_DEVICE_FEATURE, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO } from '../uapi/ioctl.js';
 import {
   VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
@@ -23,7 +23,6 @@ import {
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../v2/contracts.js';
 import { MigState, stateName } from '../v2/states.js';
 import { SerialQueue } from '../v2/serial.js';
-import { asMigrationError } from '../v2/as-migration-error.js';
 import { refuseForeignResume, takeOver, type Takeover } from '../v2/takeover.js';
 import { openVfioDevice, type DeviceSpec, type VfioDevice } from './vfio-device.js';
 import type { Syscalls } from './syscalls.js';

@@ -1,5 +1,6 @@
 // Linux errno numbers (asm-generic/errno-base.h, errno.h) and the one error
-// type the whole project throws, so callers can switch on `code`.
+// type the whole project throws, so callers can switch on `code`; anything
+// else caught at a boundary becomes one with asMigrationError.
 export const ERRNO = {
   EPERM: 1, ENOENT: 2, EINTR: 4, EIO: 5, ENXIO: 6, E2BIG: 7, EBADF: 9, EAGAIN: 11,
   ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19,
@@ -33,4 +34,21 @@ export class MigrationError extends Error {
 /** True when `err` is a MigrationError carrying `code`. */
 export function isErrno(err: unknown, code: ErrnoName): err is MigrationError {
   return err instanceof MigrationError && err.code === code;
+}
+
+/** Node stream codes that mean the other end went away: EPIPE for the caller. */
+const STREAM_CLOSED = new Set(['ERR_STREAM_DESTROYED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_WRITE_AFTER_END']);
+
+/**
+ * Anything caught, as a MigrationError: a MigrationError as it is; an error
+ * from Node or the OS keeps its errno name ('EPIPE', 'ENOENT'); a closed
+ * stream is EPIPE; anything else (a bug, a foreign device) is `fallback`.
+ */
+export function asMigrationError(err: unknown, fallback: ErrnoName = 'EIO'): MigrationError {
+  if (err instanceof MigrationError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code in ERRNO) return new MigrationError(code as ErrnoName, message);
+  if (typeof code === 'string' && STREAM_CLOSED.has(code)) return new MigrationError('EPIPE', message);
+  return new MigrationError(fallback, message);
 }

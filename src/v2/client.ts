@@ -19,8 +19,7 @@
 // before anything is changed; a failed load resets the device (QEMU would exit
 // and leave it in RESUMING) and notes that on the error (failure-recovery.ts).
 import type { Readable, Writable } from 'node:stream';
-import { MigrationError, isErrno } from '../uapi/errors.js';
-import { asMigrationError } from './as-migration-error.js';
+import { MigrationError, isErrno, asMigrationError } from '../uapi/errors.js';
 import type { DataSession, MigrationDevice } from './contracts.js';
 import { noteRecovery } from './failure-recovery.js';
 import { QemuMigrationState } from './qemu-migration-state.js';

@@ -6,8 +6,7 @@
 // One addition to QEMU (the device rule, takeover.ts): a SET out of a RESUMING
 // this state did not enter is refused before it reaches the device, and counts
 // as a failed SET (so the ladder resets instead).
-import { MigrationError } from '../uapi/errors.js';
-import { asMigrationError } from './as-migration-error.js';
+import { MigrationError, asMigrationError } from '../uapi/errors.js';
 import type { DataSession, MigrationDevice } from './contracts.js';
 import { MigState } from './states.js';
 import { refuseForeignResume } from './takeover.js';

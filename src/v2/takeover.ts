@@ -18,8 +18,7 @@
 // (EBUSY), and a holder closes no device it left in RESUMING (it resets it first).
 // KernelMigrationDevice and V2DeviceOverLegacy apply this table; LegacyRegionOverV2
 // applies it with only RUNNING kept, because QEMU 7.2 assumes 001 at start.
-import { MigrationError } from '../uapi/errors.js';
-import { asMigrationError } from './as-migration-error.js';
+import { MigrationError, asMigrationError } from '../uapi/errors.js';
 import { MigState, stateName } from './states.js';
 
 /** What taking a device over found and did. */
