@@ -37,6 +37,7 @@ export { SimV2Driver } from './src/sim/sim-v2-driver.js';
 export type { SimV2DriverOptions } from './src/sim/sim-v2-driver.js';
 export { SimV2Session } from './src/sim/sim-v2-session.js';
 export { FaultInjector } from './src/sim/fault-injector.js';
+export { FaultySaver } from './src/sim/faulty-saver.js';
 export type { StreamFaults } from './src/sim/fault-injector.js';
 export type { FaultPlan, ArcFault, IoFault } from './src/sim/faults.js';
 export type { StateSaver, StateLoader } from './src/sim/state-stream.js';
@@ -65,7 +66,6 @@ export { readDeviceState, writeDeviceState, readU64Field, writeU64Field } from '
 export type { V1U64Field } from './legacy/v1-registers.js';
 export { v1PieceSize, readV1Window, writeV1Window } from './legacy/v1-window-io.js';
 export type { V1WindowAccess } from './legacy/v1-window-io.js';
-export { FaultySaver } from './legacy/faulty-saver.js';
 export { SimV1Region, SIM_V1_DATA_OFFSET, SIM_V1_DEFAULT_WINDOW } from './legacy/sim-v1-region.js';
 export type { SimV1RegionOptions, SimV1RegionSnapshot } from './legacy/sim-v1-region.js';
 export {

@@ -6,6 +6,7 @@
 //   window  [dataOffset, size)      the data section, any access size
 // Calls are serialized (a kernel driver holds its state mutex).
 import { FaultInjector } from '../src/sim/fault-injector.js';
+import { FaultySaver } from '../src/sim/faulty-saver.js';
 import type { FaultPlan } from '../src/sim/faults.js';
 import type { SimDevice } from '../src/sim/sim-device.js';
 import type { SimStateLoader } from '../src/sim/state-loader.js';
@@ -13,7 +14,6 @@ import type { SimStateSaver } from '../src/sim/state-saver.js';
 import { asMigrationError, MigrationError } from '../src/uapi/errors.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import type { LegacyRegion } from './contracts.js';
-import { FaultySaver } from './faulty-saver.js';
 import type { FieldName } from './region-layout.js';
 import { classifyV1Access, putV1Field, writeV1Field } from './v1-access.js';
 import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1IsValid, v1SetError, v1StateName } from './v1-state.js';

@@ -10,6 +10,7 @@ import { MigrationError } from '../uapi/errors.js';
 import type { DataSession, PrecopyInfo } from '../v2/contracts.js';
 import { MigState } from '../v2/states.js';
 import type { FaultInjector, StreamFaults } from './fault-injector.js';
+import { FaultySaver } from './faulty-saver.js';
 import type { SimStateLoader } from './state-loader.js';
 import type { SimStateSaver } from './state-saver.js';
 
@@ -26,20 +27,20 @@ export interface SessionHost {
 
 type Stream = { kind: 'saving'; saver: SimStateSaver } | { kind: 'resuming'; loader: SimStateLoader };
 
-const min = (a: bigint, b: bigint): bigint => (a < b ? a : b);
-
 export class SimV2Session implements DataSession {
   readonly fd = undefined;
   private userClosed = false;
   private disabledBecause: string | null = null;
-  /** Stream bytes handed out so far (saving) — where the stream faults apply. */
-  private position = 0;
+  /** The saving stream as the user reads it: through the stream faults (truncate, corrupt). */
+  private readonly faulty: FaultySaver | null;
 
   constructor(
     private readonly host: SessionHost,
     private readonly stream: Stream,
-    private readonly streamFaults: StreamFaults = {},
-  ) {}
+    streamFaults: StreamFaults = {},
+  ) {
+    this.faulty = stream.kind === 'saving' ? new FaultySaver(stream.saver, streamFaults) : null;
+  }
 
   get kind(): 'saving' | 'resuming' {
     return this.stream.kind;
@@ -64,8 +65,7 @@ export class SimV2Session implements DataSession {
 
   /** Fault plan armed while this saving session is open: its stream faults apply here. */
   bindStreamFaults(faults: StreamFaults): void {
-    if (faults.truncateStreamAt !== undefined) this.streamFaults.truncateStreamAt = faults.truncateStreamAt;
-    if (faults.corruptStreamAt !== undefined) this.streamFaults.corruptStreamAt = faults.corruptStreamAt;
+    this.faulty?.bind(faults);
   }
 
   /** The saving stream, for the driver's PRE_COPY -> STOP_COPY arc. */
@@ -83,18 +83,10 @@ export class SimV2Session implements DataSession {
   read(buf: Uint8Array): Promise<number> {
     return this.host.serialize(() => {
       this.checkFd('read');
-      const saver = this.saver;
+      const saver = this.savingStream();
       this.host.faults.countIo('read');
       if (buf.length === 0) return 0;
-      const cut = this.streamFaults.truncateStreamAt;
-      const room = cut === undefined ? buf.length : Math.min(buf.length, Math.max(0, cut - this.position));
-      const n = room > 0 ? saver.read(buf.subarray(0, room)) : 0;
-      const flip = this.streamFaults.corruptStreamAt;
-      if (flip !== undefined && flip >= this.position && flip < this.position + n) {
-        buf[flip - this.position] ^= 0x01;
-        delete this.streamFaults.corruptStreamAt;
-      }
-      this.position += n;
+      const n = saver.read(buf);
       if (n === 0 && saver.phase === 'precopy') throw new MigrationError('ENOMSG', 'no pre-copy data pending');
       return n;
     });
@@ -120,20 +112,13 @@ export class SimV2Session implements DataSession {
         throw new MigrationError('EINVAL', `PRECOPY_INFO in ${MigState[state]}`);
       }
       if (this.disabledBecause) throw new MigrationError('ENODEV', `session ended: ${this.disabledBecause}`);
-      const info = this.stream.saver.precopyInfo();
-      const cut = this.streamFaults.truncateStreamAt;
-      if (cut === undefined) return info;
-      const left = BigInt(Math.max(0, cut - this.position));
-      const initialBytes = min(info.initialBytes, left);
-      return { initialBytes, dirtyBytes: min(info.dirtyBytes, left - initialBytes) };
+      return this.savingStream().precopyInfo();
     });
   }
 
   /** Bytes still to come from this stream (MIG_DATA_SIZE while it is open). */
   remainingBytes(): bigint {
-    const r = this.saver.remainingBytes();
-    const cut = this.streamFaults.truncateStreamAt;
-    return cut === undefined ? r : min(r, BigInt(Math.max(0, cut - this.position)));
+    return this.savingStream().remainingBytes();
   }
 
   close(): Promise<void> {
@@ -142,6 +127,11 @@ export class SimV2Session implements DataSession {
       this.userClosed = true;
       this.host.handleClosed(this);
     });
+  }
+
+  private savingStream(): FaultySaver {
+    if (!this.faulty) throw new MigrationError('EINVAL', 'not a saving session');
+    return this.faulty;
   }
 
   private checkFd(op: 'read' | 'write'): void {

@@ -1,11 +1,11 @@
 // A StateSaver seen through the stream faults of a FaultPlan: the stream
 // ends after `truncateStreamAt` bytes (pre-copy then has nothing more,
 // stop-copy reads end of stream) and one bit of byte `corruptStreamAt` is
-// flipped (once). Offsets count from the start of this saving stream, as
-// SimV2Session counts them for the v2 driver.
-import type { StreamFaults } from '../src/sim/fault-injector.js';
-import type { StateSaver } from '../src/sim/state-stream.js';
-import type { PrecopyInfo } from '../src/v2/contracts.js';
+// flipped (once). Offsets count from the start of this saving stream. Both
+// simulated drivers save through it: SimV2Session (v2) and SimV1Region (v1).
+import type { PrecopyInfo } from '../v2/contracts.js';
+import type { StreamFaults } from './fault-injector.js';
+import type { StateSaver } from './state-stream.js';
 
 const min = (a: bigint, b: bigint): bigint => (a < b ? a : b);
 
