@@ -11,31 +11,20 @@
 // Every call (register access, reset, close) runs on one SerialQueue, the
 // analogue of a kernel driver's state mutex: a second call starts only
 // after the first has settled, so two state writes never interleave.
-import type { LegacyRegion } from '../legacy/contracts.js';
-import type { FieldName } from '../legacy/region-layout.js';
-import { classifyV1Access, putV1Field, writeV1Field } from '../legacy/v1-access.js';
-import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1IsValid, v1SetError, v1StateName } from '../legacy/v1-state.js';
-import { parseV1Policy, v1TransitionAllowed, type V1Policy } from '../legacy/v1-transitions.js';
-import { asMigrationError, MigrationError } from '../src/uapi/errors.js';
-import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
-import { SerialQueue } from '../src/v2/serial.js';
+import { V1_DATA_OFFSET, V1_DEFAULT_WINDOW, RESUME_REJECTED, V1RegionCore, type SavePhase } from '../legacy/v1-region-core.js';
+import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1SetError } from '../legacy/v1-state.js';
+import type { V1Policy } from '../legacy/v1-transitions.js';
+import { asMigrationError, isErrno, MigrationError } from '../src/uapi/errors.js';
+import type { DataSession, MigrationDevice, PrecopyInfo } from '../src/v2/contracts.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
 import { takeOver, type Takeover } from '../src/v2/takeover.js';
 import { retryTransient } from './retry.js';
 import { v1ToV2State, v2ToV1State } from './state-map.js';
 
-/**
- * Decision: the window starts on the first page after the header (4096),
- * like SimV1Region and the bridge's sparse-mmap layout: data_offset must be
- * page aligned for the window to be mmapped (SPEC §1.4), and BRIDGE.md shows
- * the mmap path is the one that meets the throughput yardstick.
- */
-export const LEGACY_OVER_V2_DATA_OFFSET = 4096;
-/** Decision: 1 MiB default window = QEMU 8+'s default data_fd read size (SPEC §4.3), so a chunk is one device read. */
-export const LEGACY_OVER_V2_DEFAULT_WINDOW = 1 << 20;
-
-/** The largest value the 8-byte pending_bytes register holds; sums are clamped to it, never wrapped. */
-const U64_MAX = (1n << 64n) - 1n;
+/** The window starts on the first page after the header (D1). */
+export const LEGACY_OVER_V2_DATA_OFFSET = V1_DATA_OFFSET;
+/** 1 MiB default window (D2). */
+export const LEGACY_OVER_V2_DEFAULT_WINDOW = V1_DEFAULT_WINDOW;
 
 export type ErrorRecovery = 'expose' | 'reset';
 
@@ -76,54 +65,28 @@ export interface LegacyRegionOverV2Snapshot {
   takeover?: Takeover;
 }
 
-export class LegacyRegionOverV2 implements LegacyRegion {
-  readonly size: number;
-  readonly dataOffset = LEGACY_OVER_V2_DATA_OFFSET;
-  readonly windowSize: number;
-  readonly policy: V1Policy;
+export class LegacyRegionOverV2 extends V1RegionCore {
   readonly errorRecovery: ErrorRecovery;
 
-  private readonly queue = new SerialQueue();
-  /** The data window's memory: a saved chunk is staged at [0, staged); resume bytes land where written. */
-  private readonly window: Uint8Array;
   private ready = false;
   private taken: Takeover | undefined;
-  private closed = false;
   private flags = 0;
   private v2: MigState = MigState.RUNNING;
-  private v1 = V1_RUNNING;
   private emulatedPrecopy = false;
   private session: DataSession | null = null;
-  // saving
-  private staged = 0; // bytes of the stream at window[0, staged)
-  private chunkOpen = false; // data_offset read in this iteration; data_size = staged is frozen
-  private endOfStream = false; // the session's read returned 0 in STOP_COPY
-  // resuming
-  private resumeDataSize = 0;
-  private resumeRejected = false; // the device refused to leave RESUMING with EINVAL (sticky until reset)
 
   constructor(private readonly device: MigrationDevice, options: LegacyRegionOverV2Options = {}) {
-    const windowSize = options.windowSize ?? options.window?.length ?? LEGACY_OVER_V2_DEFAULT_WINDOW;
-    if (!Number.isSafeInteger(windowSize) || windowSize < 1) {
-      throw new MigrationError('EINVAL', `windowSize must be a positive integer, got ${windowSize}`);
-    }
+    super(options);
     const recovery = options.errorRecovery ?? 'expose';
     if (recovery !== 'expose' && recovery !== 'reset') {
       throw new MigrationError('EINVAL', `errorRecovery must be 'expose' or 'reset', got '${String(recovery)}'`);
     }
-    this.windowSize = windowSize;
-    this.policy = parseV1Policy(options.policy ?? 'qemu');
     this.errorRecovery = recovery;
-    this.size = this.dataOffset + windowSize;
-    if (options.window && options.window.length !== windowSize) {
-      throw new MigrationError('EINVAL', `window is ${options.window.length} bytes, windowSize is ${windowSize}`);
-    }
-    this.window = options.window ?? new Uint8Array(windowSize);
   }
 
   inspect(): LegacyRegionOverV2Snapshot {
     return {
-      deviceState: this.v1,
+      deviceState: this.deviceState,
       v2State: this.ready ? this.v2 : undefined,
       emulatedPrecopy: this.emulatedPrecopy,
       session: this.session === null ? null : this.v2 === MigState.RESUMING ? 'resuming' : 'saving',
@@ -133,61 +96,22 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     };
   }
 
-  readAt(offset: number, buf: Uint8Array): Promise<void> {
-    return this.queue.run(async () => {
-      this.checkOpen();
-      const at = classifyV1Access(offset, buf.length, this.dataOffset, this.size);
-      await this.ensureReady();
-      if (at.kind === 'window') {
-        // A window read is a memcpy from the staged bytes: never a device call.
-        buf.set(this.window.subarray(at.start, at.start + at.length));
-        return;
-      }
-      const value = await this.readField(at.field);
-      putV1Field(at.field, value, buf);
-    });
-  }
-
-  writeAt(offset: number, data: Uint8Array): Promise<void> {
-    return this.queue.run(async () => {
-      this.checkOpen();
-      const at = classifyV1Access(offset, data.length, this.dataOffset, this.size);
-      await this.ensureReady();
-      if (at.kind === 'window') {
-        if (at.length === 0) return;
-        // Decision: the window is writable only in RESUMING (EINVAL otherwise), as in
-        // SimV1Region: a write during save would corrupt the staged chunk the user reads.
-        if (this.v2 !== MigState.RESUMING) {
-          throw new MigrationError('EINVAL', `data window is written only in RESUMING (state ${v1StateName(this.v1)})`);
-        }
-        this.window.set(data, at.start);
-        return;
-      }
-      return writeV1Field(at.field, data, {
-        deviceState: (v) => this.writeDeviceState(v),
-        dataSize: (v) => this.writeDataSize(v),
-      });
-    });
-  }
-
   /** VFIO_DEVICE_RESET on the v2 device: reads back 001; every session and staged byte is dropped. */
   reset(): Promise<void> {
-    return this.queue.run(async () => {
+    return this.serialize(async () => {
       this.checkOpen();
       await this.resetDevice();
     });
   }
 
   /**
-   * Decision: the region owns the device it was given: close() ends the
-   * session (the user's data_fd) and closes the device, as closing a v1
-   * device fd releases the driver behind it. A device left in RESUMING is
-   * reset first (the device rule, src/v2/takeover.ts: a v2 driver keeps the
-   * state when closed and may oops on the next SET out of it); the device is
-   * closed even if that reset fails, whose error is then thrown. Idempotent.
+   * The region owns the device it was given (D5): close() ends the session
+   * (the user's data_fd) and closes the device. A device left in RESUMING is
+   * reset first (the device rule); the device is closed even if that reset
+   * fails, whose error is then thrown. Idempotent.
    */
   close(): Promise<void> {
-    return this.queue.run(async () => {
+    return this.serialize(async () => {
       if (this.closed) return;
       this.closed = true;
       await this.dropSession();
@@ -206,10 +130,10 @@ export class LegacyRegionOverV2 implements LegacyRegion {
    * Take the device over by the device rule (src/v2/takeover.ts), keeping
    * only RUNNING: QEMU 7.2 assumes 001 at start, so a device left in any
    * other state (STOP too) is reset, never SET (a SET out of a left-over
-   * RESUMING oopses mtty). Runs inside the first queued call; if it fails,
-   * that call fails with the errno and the next call retries.
+   * RESUMING oopses mtty). Runs inside the first queued access; if it fails,
+   * that access fails with the errno and the next one retries.
    */
-  private async ensureReady(): Promise<void> {
+  protected override async prepare(): Promise<void> {
     if (this.ready) return;
     const flags = await retryTransient(() => this.device.migrationFlags());
     this.taken = await takeOver('the v2 device', {
@@ -223,195 +147,102 @@ export class LegacyRegionOverV2 implements LegacyRegion {
 
   private enterRunningAfterReset(): void {
     this.v2 = MigState.RUNNING;
-    // Decision: the window memory is zeroed on reset (and only then, like
-    // SimV1Region's): "reset drops every staged byte", while between sessions
-    // the window behaves as the plain memory a v1 data section is.
+    // The window memory is zeroed on reset, and only then (D6).
     this.window.fill(0);
-    // Decision: after a reset device_state reads exactly 001 — reserved bits
-    // are cleared too, as a freshly reset register would be (LegacyRegion.reset contract).
-    this.v1 = V1_RUNNING;
+    // After a reset device_state reads exactly 001, reserved bits cleared too (D7).
+    this.deviceState = V1_RUNNING;
     this.emulatedPrecopy = false;
     this.resetStaging();
   }
 
-  // ---- registers ---------------------------------------------------------
+  // ---- the v2 stream behind the region (V1RegionCore's hooks) -------------
 
-  private async readField(field: FieldName): Promise<bigint> {
-    switch (field) {
-      case 'device_state':
-        // Decision: served from the translator's own state, not a GET per read.
-        // The v2 device has no asynchronous state changes (SPEC §3.3, only
-        // reset, which goes through us), every failed SET is followed by a GET,
-        // and v1 pre-copy emulation (011 over a RUNNING device) has no v2 twin.
-        return BigInt(this.v1);
-      case 'reserved':
-        return 0n; // "reads return zero"
-      case 'pending_bytes':
-        return this.readPendingBytes();
-      case 'data_offset':
-        return this.readDataOffset();
-      case 'data_size':
-        if (this.v2 === MigState.RESUMING) return BigInt(this.resumeDataSize);
-        // Decision: before data_offset was read in this iteration, data_size reads 0
-        // (no chunk is published yet), as in SimV1Region; it never triggers a read.
-        return BigInt(this.chunkOpen ? this.staged : 0);
-    }
+  /** Saving: PRE_COPY(_P2P) or STOP_COPY with the session they opened (EIO if the device gave none). */
+  protected savePhase(): SavePhase | null {
+    if (!isSavingState(this.v2)) return null;
+    this.requireSession();
+    return this.v2 === MigState.STOP_COPY ? 'stopcopy' : 'precopy';
+  }
+
+  protected resuming(): boolean {
+    return this.v2 === MigState.RESUMING;
   }
 
   /**
-   * Save step a/f (SPEC §1.5): releases the chunk of the previous iteration,
-   * then reports what is left.
-   *  - STOP_COPY: read-ahead backed. Reads 0 only after the session's read
-   *    returned 0 (end of stream) with nothing staged; otherwise staged bytes
-   *    plus MIG_DATA_SIZE for what the device still holds.
-   *  - PRE_COPY(_P2P): staged bytes plus PRECOPY_INFO initial + dirty
-   *    (BRIDGE.md pitfall 5). Decision: no read-ahead here: a running
-   *    device's bytes are taken when data_offset is read, the moment v1
-   *    defines as the trigger (and the moment SimV1Region takes them).
-   *  - anywhere else (including 011 emulated over RUNNING): 0.
-   * A data-path error fails this read with its errno (pitfall 4).
+   * One read from the saving session. Pre-copy ENOMSG (or 0: mtty returns 0
+   * at the end of its pre-copy data) is "nothing right now"; ENOMSG in
+   * STOP_COPY is a device error, never an end of stream (D12).
    */
-  private async readPendingBytes(): Promise<bigint> {
-    if (this.emulatedPrecopy) {
-      this.chunkOpen = false; // closes the (empty) iteration
-      return 0n;
-    }
-    if (!isSavingState(this.v2)) return 0n;
+  protected async readStream(into: Uint8Array, phase: SavePhase): Promise<number> {
     const session = this.requireSession();
-    if (this.chunkOpen) this.releaseChunk();
-    if (this.v2 === MigState.STOP_COPY) {
-      if (this.staged === 0 && !this.endOfStream) await this.fillOnce(session);
-      if (this.staged === 0) return 0n;
-      // Decision: MIG_DATA_SIZE is only an estimate here; if it fails the staged
-      // count alone (non-zero) is reported, since zero-vs-non-zero is what v1 QEMU acts on.
-      let more = 0n;
-      try {
-        more = await this.device.stopCopySize();
-      } catch {
-        more = 0n;
-      }
-      return saturatingSum(BigInt(this.staged), more);
-    }
-    const info = await retryTransient(() => session.precopyInfo());
-    return saturatingSum(BigInt(this.staged), info.initialBytes, info.dirtyBytes);
-  }
-
-  /**
-   * Save step b, the trigger: the window is topped up to a full chunk (until
-   * the window is full, the stream ends, or a pre-copy read finds nothing
-   * right now) and published; re-reads in the same iteration return the same.
-   * Outside the saving states it just reports where the window is.
-   * Decision: chunks are as full as the window allows (several device reads
-   * per chunk if needed): fewer v1 iterations, and the chunk boundaries match
-   * the reference v1 driver's, so the two are comparable byte for byte.
-   */
-  private async readDataOffset(): Promise<bigint> {
-    if (this.emulatedPrecopy) {
-      this.chunkOpen = true; // an empty chunk: data_size reads 0 until the next pending_bytes read
-    } else if (isSavingState(this.v2) && !this.chunkOpen) {
-      const session = this.requireSession();
-      const precopy = this.v2 !== MigState.STOP_COPY;
-      while (this.staged < this.windowSize && !this.endOfStream) {
-        if (!(await this.fillOnce(session, precopy))) break;
-      }
-      this.chunkOpen = true;
-    }
-    return BigInt(this.dataOffset);
-  }
-
-  /**
-   * One read from the saving session into the window after the staged bytes.
-   * Returns false when nothing came: pre-copy ENOMSG or 0 (mtty returns 0 at
-   * the end of its pre-copy data, SPEC §5), or the end of stream in STOP_COPY.
-   */
-  private async fillOnce(session: DataSession, precopy = false): Promise<boolean> {
-    let n: number;
     try {
-      n = await retryTransient(() => session.read(this.window.subarray(this.staged)));
+      return await retryTransient(() => session.read(into));
     } catch (err) {
-      if (precopy && err instanceof MigrationError && err.code === 'ENOMSG') return false;
-      // Decision: ENOMSG in STOP_COPY is not allowed by the uAPI (SPEC §3.4); it is a
-      // device error and surfaces as such, never as an end of stream.
+      if (phase === 'precopy' && isErrno(err, 'ENOMSG')) return 0;
       throw err;
     }
-    if (n === 0) {
-      if (!precopy) this.endOfStream = true;
-      return false;
-    }
-    this.staged += n;
-    return true;
   }
 
-  private releaseChunk(): void {
-    this.chunkOpen = false;
-    this.staged = 0;
+  /** MIG_DATA_SIZE, only an estimate here: if it fails, the staged bytes alone are reported (D13). */
+  protected async stopCopyRemaining(): Promise<bigint> {
+    try {
+      return await this.device.stopCopySize();
+    } catch {
+      return 0n;
+    }
   }
 
-  /**
-   * Resume step c: the first `data_size` window bytes go to the device now,
-   * in order, short writes continued; the write fails with the device's errno.
-   */
-  private async writeDataSize(value: bigint): Promise<void> {
-    if (this.v2 !== MigState.RESUMING) {
-      throw new MigrationError('EINVAL', `data_size is written only in RESUMING (state ${v1StateName(this.v1)})`);
-    }
-    if (value > BigInt(this.windowSize)) {
-      throw new MigrationError('EINVAL', `data_size ${value} exceeds the ${this.windowSize}-byte data window`);
-    }
-    if (this.resumeRejected) throw new MigrationError('EINVAL', 'the resumed data was rejected; reset the device');
+  /** PRECOPY_INFO: initial + dirty bytes the device could send now. */
+  protected precopyPending(): Promise<PrecopyInfo> {
     const session = this.requireSession();
-    const size = Number(value);
-    for (let done = 0; done < size; ) {
-      const n = await retryTransient(() => session.write(this.window.subarray(done, size)));
-      if (n <= 0) throw new MigrationError('ENOSPC', `device accepted no more resume data after ${done} of ${size} bytes`);
-      done += n;
-    }
-    this.resumeDataSize = size;
+    return retryTransient(() => session.precopyInfo());
+  }
+
+  protected resumeWriter(): (from: Uint8Array) => Promise<number> {
+    const session = this.requireSession();
+    return (from) => retryTransient(() => session.write(from));
+  }
+
+  /** 011 emulated over a RUNNING device (D14): pending_bytes reads 0 and closes the empty iteration. */
+  protected override readPendingBytes(): Promise<bigint> {
+    if (!this.emulatedPrecopy) return super.readPendingBytes();
+    this.chunkOpen = false;
+    return Promise.resolve(0n);
+  }
+
+  /** 011 emulated: data_offset opens an empty chunk; data_size reads 0 until the next pending_bytes read. */
+  protected override readDataOffset(): Promise<bigint> {
+    if (!this.emulatedPrecopy) return super.readDataOffset();
+    this.chunkOpen = true;
+    return Promise.resolve(BigInt(this.dataOffset));
   }
 
   // ---- device_state ------------------------------------------------------
 
   /**
-   * device_state write: !VALID -> EINVAL with nothing changed; the policy
-   * table decides which v1 arcs exist; then the v1 target is mapped to v2 and
-   * the device walks the combination path itself in one SET (the kernel core
-   * does, SPEC §3.5). Reserved bits 3..31 are kept as written.
+   * After the core's checks: the v1 target is mapped to v2 and the device
+   * walks the combination path itself in one SET, as the kernel core has a
+   * driver do (D15). Reserved bits 3..31 are kept as written.
    */
-  private async writeDeviceState(to: number): Promise<void> {
-    to >>>= 0;
-    const from = this.v1;
-    if (!v1IsValid(to)) throw new MigrationError('EINVAL', `device_state ${v1StateName(to)} is not VALID`);
-    if (v1IsError(from)) throw new MigrationError('EINVAL', 'device is in the error state (110b); only a reset leaves it');
-    if (!v1TransitionAllowed(this.policy, from, to)) {
-      throw new MigrationError('EINVAL', `transition ${v1StateName(from)} -> ${v1StateName(to)} refused by policy '${this.policy}'`);
-    }
+  protected async changeState(from: number, to: number): Promise<void> {
     const f = from & V1_MASK;
     const t = to & V1_MASK;
+    // 011 on a device without PRE_COPY stays RUNNING; the session opens at 011 -> 010 (D14).
     const emulate = t === (V1_RUNNING | V1_SAVING) && !(this.flags & MigFlags.PRE_COPY);
-    // SPEC §6.6: 011 on a device without PRE_COPY stays RUNNING; the session opens at 011 -> 010.
     const target = emulate ? MigState.RUNNING : v1ToV2State(t);
     if (f === t && this.v2 === target && this.emulatedPrecopy === emulate) {
-      // Decision: a write of the value shown over exactly the v2 state it maps to (QEMU 7.2
-      // writes 1->1 at cont and 2->2 at completion): only the reserved bits change; the v2
-      // device is not asked. Same low bits over another state — RUNNING_P2P shown as 001,
-      // PRE_COPY_P2P as 011 after an arc failed mid-path — are not this case: the write
-      // must bring the device to the state it maps to, so it goes on to the SET below.
-      this.v1 = to;
+      // The value shown over exactly the v2 state it maps to: only the reserved bits change (D16).
+      this.deviceState = to;
       return;
     }
     if (f === V1_SAVING && t === (V1_RUNNING | V1_SAVING)) {
       // v2 forbids STOP_COPY -> PRE_COPY; with pre-copy emulated the v2 path SC->S->R
-      // would exist, so the refusal is made here, for every device alike.
+      // would exist, so the refusal is made here, for every device alike (D17).
       throw new MigrationError('EINVAL', 'stop-and-copy (010) cannot go back to pre-copy (011): v2 forbids STOP_COPY -> PRE_COPY');
     }
-    if (this.resumeRejected && f === V1_RESUMING) {
-      throw new MigrationError('EINVAL', 'the resumed data was rejected; reset the device');
-    }
+    if (this.resumeRejected && f === V1_RESUMING) throw new MigrationError('EINVAL', RESUME_REJECTED);
     const prev = this.v2;
-    // Decision: an (empty) emulated pre-copy chunk whose data_offset was read stays the
-    // open chunk across 011 -> 010, as a real chunk does: data_offset/data_size re-reads
-    // in that iteration still describe it, and the next pending_bytes read releases it.
-    // Triggering a new chunk instead would hand out stream bytes the user then releases unread.
+    // An empty emulated chunk whose data_offset was read stays the open chunk across 011 -> 010 (D18).
     const keepEmptyChunk = this.emulatedPrecopy && this.chunkOpen;
     if (target !== prev) {
       let opened: DataSession | null;
@@ -424,7 +255,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
       await this.arrived(prev, target, opened);
       if (keepEmptyChunk && isSavingState(target)) this.chunkOpen = true;
     }
-    this.v1 = to;
+    this.deviceState = to;
     this.emulatedPrecopy = emulate;
   }
 
@@ -434,8 +265,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     const keeps = isSavingState(prev) && isSavingState(target) && opened === null; // PC -> SC: same stream
     if (!keeps) await this.dropSession();
     if (opened) {
-      // Decision: a session returned by an intra-group move (which the kernel never
-      // does) replaces the old one, whose staged bytes belong to the old stream.
+      // A session returned by an intra-group move replaces the old one (D19).
       await this.dropSession();
       this.session = opened;
     }
@@ -443,34 +273,22 @@ export class LegacyRegionOverV2 implements LegacyRegion {
 
   /**
    * A SET failed. The device is in the original state, an intermediate
-   * state of the combination path, or ERROR (SPEC §3.3): ask it.
+   * state of the combination path, or ERROR: ask it (D20).
    *  - unchanged: the previous v1 value stays (including emulated 011);
    *  - ERROR: 110b ('expose'), or reset + 001 ('reset'); sessions dropped;
    *  - intermediate: its v1 encoding (P2P states as their non-P2P twin).
    * Always rethrows `err`: the v1 write fails with the device's errno.
-   * Decision: an intermediate state is shown as it is rather than forcing the
-   * device back to the original (v1's "should return previous state"): a
-   * recovery SET could fail too (or, out of RESUMING, oops mtty), and QEMU
-   * 7.2's next write (the failure notifier's ~(SAVING|RESUMING)/RUNNING)
-   * works from any of these states. 'reset' recovery applies to ERROR only;
-   * if that reset fails as well, 110b is shown — the device really is in ERROR.
    */
   private async afterFailedSet(err: MigrationError, prev: MigState): Promise<never> {
     let now: MigState;
     try {
       now = await retryTransient(() => this.device.getState());
     } catch {
-      // Decision: if even the GET fails, nothing better than the last known state is
-      // shown: never 110b, which would make QEMU 7.2 abort without proof of ERROR.
+      // Even the GET failed: the last known state is shown, never 110b (D21).
       throw err;
     }
     if (now === prev) {
-      // Decision: a device that refuses to leave RESUMING with EINVAL has rejected the
-      // data (the uAPI's "incomplete or invalid"); on the v1 face that is final until
-      // reset — more data_size writes and another exit are EINVAL — as the reference
-      // v1 driver (SimV1Region) does. v2 would let a user top up an incomplete stream,
-      // but no v1 user does, and applying a resume after a reported failure would
-      // surprise one. Other errnos (an arc that failed for another reason) may be retried.
+      // A device that refuses to leave RESUMING with EINVAL has rejected the data: final until reset (D22).
       if (prev === MigState.RESUMING && err.code === 'EINVAL') this.resumeRejected = true;
       throw err;
     }
@@ -489,7 +307,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
         }
       }
       this.v2 = MigState.ERROR;
-      this.v1 = v1SetError(this.v1);
+      this.deviceState = v1SetError(this.deviceState);
       this.emulatedPrecopy = false;
       this.resetStaging();
       throw err;
@@ -498,7 +316,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     const sameGroup = (isSavingState(prev) && isSavingState(now)) || (prev === MigState.RESUMING && now === MigState.RESUMING);
     if (!sameGroup) await this.dropSession();
     this.v2 = now;
-    this.v1 = ((this.v1 & ~V1_MASK) | v2ToV1State(now)) >>> 0;
+    this.deviceState = ((this.deviceState & ~V1_MASK) | v2ToV1State(now)) >>> 0;
     this.emulatedPrecopy = false;
     throw err;
   }
@@ -513,7 +331,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
       try {
         const now = await this.device.getState();
         this.v2 = now;
-        this.v1 = v2ToV1State(now);
+        this.deviceState = v2ToV1State(now);
         this.emulatedPrecopy = false;
       } catch {
         /* keep the last known state */
@@ -536,11 +354,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
     return this.session;
   }
 
-  /**
-   * Close the held data session and forget everything staged. Decision: the
-   * close's own errors are ignored — the device has already ended the
-   * session (EBADF/ENODEV from a gone fd change nothing for the v1 user).
-   */
+  /** Close the held data session and forget everything staged; the close's own errors are ignored (D23). */
   private async dropSession(): Promise<void> {
     const s = this.session;
     this.session = null;
@@ -555,20 +369,7 @@ export class LegacyRegionOverV2 implements LegacyRegion {
   }
 
   private resetStaging(): void {
-    this.staged = 0;
-    this.chunkOpen = false;
-    this.endOfStream = false;
-    this.resumeDataSize = 0;
-    this.resumeRejected = false;
+    this.dropSaveStaging();
+    this.dropResumeStaging();
   }
-
-  private checkOpen(): void {
-    if (this.closed) throw new MigrationError('EBADF', 'region is closed');
-  }
-}
-
-/** a + b + ... as the 8-byte pending_bytes register holds it: clamped at 2^64 - 1, never wrapped to a small number. */
-function saturatingSum(...terms: bigint[]): bigint {
-  const sum = terms.reduce((x, y) => x + y, 0n);
-  return sum > U64_MAX ? U64_MAX : sum;
 }
