@@ -82,5 +82,5 @@ export type { V2DeviceOverLegacyOptions, V2DeviceOverLegacySnapshot } from './tr
 export { retryTransient, TRANSIENT_RETRIES } from './translate/retry.js';
 /** asMigrationError (exported with the errors, above) under the name the translators first exported it by. */
 export { asMigrationError as toMigrationError } from './src/uapi/errors.js';
-export { runDifferential, DIFFERENTIAL_PAIRINGS, DEFAULT_DIFF_SEED } from './translate/differential.js';
-export type { DifferentialOptions, DifferentialSummary, DifferentialPairing, DifferentialPairingInfo } from './translate/differential.js';
+export { runDifferential, DIFFERENTIAL_PAIRINGS, DEFAULT_DIFF_SEED } from './translate/differential/run-differential.js';
+export type { DifferentialOptions, DifferentialSummary, DifferentialPairing, DifferentialPairingInfo } from './translate/differential/run-differential.js';

@@ -13,8 +13,7 @@ export default {
     'translate/**/*.ts',
     'legacy/**/*.ts',
     // the differential harness is test machinery, not the product
-    '!translate/diff-*.ts',
-    '!translate/differential.ts',
+    '!translate/differential/**',
   ],
   ignorePatterns: ['.lab', '.readme-examples', 'test/lab/work', 'reports'],
   incremental: true,

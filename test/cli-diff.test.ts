@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CommandFailed, type CliContext } from '../src/cli/command.js';
 import { createDiffCommand } from '../src/cli/commands/diff.js';
 import { explainError } from '../src/cli/explain-error.js';
-import { DEFAULT_DIFF_SEED, DIFFERENTIAL_PAIRINGS, type DifferentialOptions, type DifferentialSummary } from '../translate/differential.js';
+import { DEFAULT_DIFF_SEED, DIFFERENTIAL_PAIRINGS, type DifferentialOptions, type DifferentialSummary } from '../translate/differential/run-differential.js';
 import { runCli } from './support/run-cli.js';
 
 const ALL = DIFFERENTIAL_PAIRINGS.map((p) => p.name);

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LegacyRegion } from '../legacy/contracts.js';
 import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
-import { runDifferential } from '../translate/differential.js';
+import { runDifferential } from '../translate/differential/run-differential.js';
 
 /** A v1 face that forgets the reserved bits of device_state writes. */
 function dropsReservedBits(r: LegacyRegion): LegacyRegion {

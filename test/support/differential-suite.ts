@@ -2,7 +2,7 @@
 // DIFF_RUNS (default fixed seed, 1000 sequences), print seed and shrunk
 // sequence on failure, and check the sequences got somewhere.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_DIFF_SEED, runDifferential, type DifferentialPairing } from '../../translate/differential.js';
+import { DEFAULT_DIFF_SEED, runDifferential, type DifferentialPairing } from '../../translate/differential/run-differential.js';
 
 const seed = process.env.DIFF_SEED ? Number(process.env.DIFF_SEED) : DEFAULT_DIFF_SEED;
 const runs = process.env.DIFF_RUNS ? Number(process.env.DIFF_RUNS) : 1000;

@@ -1,11 +1,11 @@
-// vfio-mig diff: the differential comparison (translate/differential.ts) from
+// vfio-mig diff: the differential comparison (translate/differential/run-differential.ts) from
 // the command line: random command sequences against a reference face and a
 // translated one, per pairing; a summary per pairing, the shrunk
 // counterexample of any mismatch, exit 1 if any pairing disagrees.
 import {
   DEFAULT_DIFF_SEED, DIFFERENTIAL_PAIRINGS, runDifferential, type DifferentialOptions, type DifferentialPairing,
   type DifferentialSummary,
-} from '../../../translate/differential.js';
+} from '../../../translate/differential/run-differential.js';
 import { CommandFailed, type Command } from '../command.js';
 import { parseCount } from '../device-args.js';
 import { renderTextTable } from '../text-table.js';

@@ -18,17 +18,17 @@
 //    RESUMING: after garbage was written, writes compare only
 //    EBADF/ENODEV, and leaving RESUMING must fail on both sides.
 import type * as FC from 'fast-check';
-import { SimV1Region } from '../legacy/sim-v1-region.js';
-import { SimDevice } from '../src/sim/sim-device.js';
-import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
-import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
-import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
+import { SimV1Region } from '../../legacy/sim-v1-region.js';
+import { SimDevice } from '../../src/sim/sim-device.js';
+import { SimV2Driver } from '../../src/sim/sim-v2-driver.js';
+import type { DataSession, MigrationDevice } from '../../src/v2/contracts.js';
+import { isSavingState, MigFlags, MigState, stateName } from '../../src/v2/states.js';
 import {
   attempt, concatBytes, count, DifferentialMismatch, describeOutcome, patternBytes, sameBytes, sameStatus, sameValue, type Outcome,
-} from './diff-outcome.js';
-import type { DiffStats } from './diff-outcome.js';
-import { LegacyRegionOverV2 } from './legacy-region-over-v2.js';
-import { V2DeviceOverLegacy } from './v2-device-over-legacy.js';
+} from './outcome.js';
+import type { DiffStats } from './outcome.js';
+import { LegacyRegionOverV2 } from '../legacy-region-over-v2.js';
+import { V2DeviceOverLegacy } from '../v2-device-over-legacy.js';
 
 type FastCheck = typeof FC;
 type Cmd = FC.AsyncCommand<V2Model, V2Real>;

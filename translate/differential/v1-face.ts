@@ -16,19 +16,19 @@
 // both streams are in step, the same concatenated stream when no device work
 // happened during the save, and the same device after a resume.
 import type * as FC from 'fast-check';
-import type { LegacyRegion } from '../legacy/contracts.js';
-import { SimV1Region } from '../legacy/sim-v1-region.js';
-import { FIELD } from '../legacy/region-layout.js';
-import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1StateName } from '../legacy/v1-state.js';
-import { V1_POLICIES, type V1Policy } from '../legacy/v1-transitions.js';
-import { SimDevice } from '../src/sim/sim-device.js';
-import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
-import { MigFlags } from '../src/v2/states.js';
+import type { LegacyRegion } from '../../legacy/contracts.js';
+import { SimV1Region } from '../../legacy/sim-v1-region.js';
+import { FIELD } from '../../legacy/region-layout.js';
+import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1StateName } from '../../legacy/v1-state.js';
+import { V1_POLICIES, type V1Policy } from '../../legacy/v1-transitions.js';
+import { SimDevice } from '../../src/sim/sim-device.js';
+import { SimV2Driver } from '../../src/sim/sim-v2-driver.js';
+import { MigFlags } from '../../src/v2/states.js';
 import {
   attempt, concatBytes, count, DifferentialMismatch, patternBytes, sameBytes, sameStatus, sameValue, type Outcome,
-} from './diff-outcome.js';
-import type { DiffStats } from './diff-outcome.js';
-import { LegacyRegionOverV2 } from './legacy-region-over-v2.js';
+} from './outcome.js';
+import type { DiffStats } from './outcome.js';
+import { LegacyRegionOverV2 } from '../legacy-region-over-v2.js';
 
 type FastCheck = typeof FC;
 type Cmd = FC.AsyncCommand<V1Model, V1Real>;

@@ -1,6 +1,6 @@
 // The vocabulary of the differential runs: what one call did (a value or an
 // errno) and the error raised when two implementations of one face disagree.
-import { MigrationError } from '../src/uapi/errors.js';
+import { MigrationError } from '../../src/uapi/errors.js';
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; code: string };
 

@@ -6,13 +6,13 @@
 // fast-check is loaded only when a run starts (dynamic import), so importing
 // the package root never needs it.
 import type * as FC from 'fast-check';
-import { MigrationError } from '../src/uapi/errors.js';
-import { MigFlags } from '../src/v2/states.js';
-import type { LegacyRegion } from '../legacy/contracts.js';
-import type { MigrationDevice } from '../src/v2/contracts.js';
-import type { DiffStats } from './diff-outcome.js';
-import { v1CommandArbitraries, v1ConfigArbitrary, v1Setup } from './diff-v1-face.js';
-import { v2CommandArbitraries, v2ConfigArbitrary, v2Setup } from './diff-v2-face.js';
+import { MigrationError } from '../../src/uapi/errors.js';
+import { MigFlags } from '../../src/v2/states.js';
+import type { LegacyRegion } from '../../legacy/contracts.js';
+import type { MigrationDevice } from '../../src/v2/contracts.js';
+import type { DiffStats } from './outcome.js';
+import { v1CommandArbitraries, v1ConfigArbitrary, v1Setup } from './v1-face.js';
+import { v2CommandArbitraries, v2ConfigArbitrary, v2Setup } from './v2-face.js';
 
 const { STOP_COPY: SC, P2P, PRE_COPY: PC } = MigFlags;
 
