@@ -45,18 +45,18 @@ export { requiredArcs } from './src/v2/required-arcs.js';
 export {
   VfioMigFlag, MIG_STREAM_MAGIC, MIG_STREAM_DATA_HEADER_BYTES, MigStreamDecoder,
   encodeStreamStart, encodeStreamEnd, encodeMarker, encodeDataHeader,
-} from './src/v2/stream-format.js';
-export type { MigStreamEvent } from './src/v2/stream-format.js';
-export { MigStreamWriter } from './src/v2/stream-writer.js';
-export { readMigStream } from './src/v2/stream-reader.js';
-export { QemuMigrationState } from './src/v2/qemu-migration-state.js';
-export { saveV2, loadV2, VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './src/v2/client.js';
-export type { SaveV2Options, SaveV2Result, LoadV2Options, LoadV2Result, MigrationProgress, MigrationPhase } from './src/v2/client.js';
+} from './legacy/qemu/stream-format.js';
+export type { MigStreamEvent } from './legacy/qemu/stream-format.js';
+export { MigStreamWriter } from './legacy/qemu/stream-writer.js';
+export { readMigStream } from './legacy/qemu/stream-reader.js';
+export { QemuMigrationState } from './legacy/qemu/qemu-migration-state.js';
+export { saveV2, loadV2, VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './legacy/qemu/v2-client.js';
+export type { SaveV2Options, SaveV2Result, LoadV2Options, LoadV2Result, MigrationProgress, MigrationPhase } from './legacy/qemu/v2-client.js';
 // The device rule (a left-over state is reset, never SET) and what a failed client did to the device.
 export { takeOver, refuseForeignResume, KEPT_AT_TAKEOVER } from './src/v2/takeover.js';
 export type { Takeover, TakeoverIo } from './src/v2/takeover.js';
-export { recoveryOf } from './src/v2/failure-recovery.js';
-export type { DeviceRecovery } from './src/v2/failure-recovery.js';
+export { recoveryOf } from './legacy/qemu/failure-recovery.js';
+export type { DeviceRecovery } from './legacy/qemu/failure-recovery.js';
 // v1 protocol (legacy/): transition policies, region access rules, the reference v1 region driver, the v1 client (QEMU 7.2).
 export { V1_POLICIES, v1AllowedTargets, v1TransitionAllowed, parseV1Policy } from './legacy/v1-transitions.js';
 export type { V1Policy } from './legacy/v1-transitions.js';
@@ -64,14 +64,14 @@ export { classifyV1Access } from './legacy/v1-access.js';
 export type { V1Access } from './legacy/v1-access.js';
 export { readDeviceState, writeDeviceState, readU64Field, writeU64Field } from './legacy/v1-registers.js';
 export type { V1U64Field } from './legacy/v1-registers.js';
-export { v1PieceSize, readV1Window, writeV1Window } from './legacy/v1-window-io.js';
-export type { V1WindowAccess } from './legacy/v1-window-io.js';
+export { v1PieceSize, readV1Window, writeV1Window } from './legacy/qemu/v1-window-io.js';
+export type { V1WindowAccess } from './legacy/qemu/v1-window-io.js';
 export { SimV1Region, SIM_V1_DATA_OFFSET, SIM_V1_DEFAULT_WINDOW } from './legacy/sim-v1-region.js';
 export type { SimV1RegionOptions, SimV1RegionSnapshot } from './legacy/sim-v1-region.js';
 export {
   V1FatalError, isV1Fatal, QEMU72_SET_STATE, v1SetState, v1VmStart, v1VmStop, v1MigrationFailed, saveV1, loadV1,
-} from './legacy/client.js';
-export type { SaveV1Options, SaveV1Result, LoadV1Options, LoadV1Result } from './legacy/client.js';
+} from './legacy/qemu/v1-client.js';
+export type { SaveV1Options, SaveV1Result, LoadV1Options, LoadV1Result } from './legacy/qemu/v1-client.js';
 // The translators (translate/): state maps, LegacyRegionOverV2 (v1 face over a v2 device),
 // V2DeviceOverLegacy (v2 face over a v1 region), and the runnable differential comparison.
 export { v1ToV2State, v2ToV1State } from './translate/state-map.js';

@@ -18,7 +18,7 @@ import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadV1, saveV1 } from '../legacy/client.js';
+import { loadV1, saveV1 } from '../legacy/qemu/v1-client.js';
 import { readDeviceState } from '../legacy/v1-registers.js';
 import { V1_RUNNING } from '../legacy/v1-state.js';
 import type { DeviceSource } from '../src/bridge/device-source.js';

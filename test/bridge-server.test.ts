@@ -1,6 +1,6 @@
 // BridgeServer end to end without a kernel: a TS client that speaks the
 // protocol as the interposer does (test/support/bridge-client.ts) drives a
-// whole QEMU 7.2 save (legacy/client.ts saveV1: device_state writes,
+// whole QEMU 7.2 save (legacy/qemu/v1-client.ts saveV1: device_state writes,
 // pending_bytes / data_offset / data_size reads, window bytes from the
 // client's own mapping of the window file) and a resume into a second
 // device, over simulated v2 drivers, with the mmap path and with --no-mmap.
@@ -8,7 +8,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadV1, saveV1 } from '../legacy/client.js';
+import { loadV1, saveV1 } from '../legacy/qemu/v1-client.js';
 import { readDeviceState, readU64Field, writeDeviceState } from '../legacy/v1-registers.js';
 import { V1_RESUMING, V1_RUNNING, V1_SAVING } from '../legacy/v1-state.js';
 import { NotBridgeable } from '../src/bridge/device-source.js';

@@ -4,16 +4,16 @@
 // was done to the device (recoveryOf).
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { loadV1 } from '../legacy/client.js';
+import { loadV1 } from '../legacy/qemu/v1-client.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
 import { readDeviceState } from '../legacy/v1-registers.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
 import { MigrationError } from '../src/uapi/errors.js';
-import { loadV2, saveV2 } from '../src/v2/client.js';
+import { loadV2, saveV2 } from '../legacy/qemu/v2-client.js';
 import type { MigrationDevice } from '../src/v2/contracts.js';
-import { recoveryOf } from '../src/v2/failure-recovery.js';
-import { QemuMigrationState } from '../src/v2/qemu-migration-state.js';
+import { recoveryOf } from '../legacy/qemu/failure-recovery.js';
+import { QemuMigrationState } from '../legacy/qemu/qemu-migration-state.js';
 import { MigFlags, MigState, stateName } from '../src/v2/states.js';
 import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
 import { RecordingDevice } from './support/recording.js';

@@ -1,6 +1,6 @@
 // End to end through each translator, with the real clients:
-//  - QEMU 7.2 (legacy/client.ts) over LegacyRegionOverV2(SimV2Driver), every flag set;
-//  - QEMU 8+ (src/v2/client.ts) over V2DeviceOverLegacy(SimV1Region);
+//  - QEMU 7.2 (legacy/qemu/v1-client.ts) over LegacyRegionOverV2(SimV2Driver), every flag set;
+//  - QEMU 8+ (legacy/qemu/v2-client.ts) over V2DeviceOverLegacy(SimV1Region);
 //  - and across generations (saved over one protocol, loaded over the other);
 // windows of 4 KiB, 1 MiB and smaller than one source chunk, pre-copy
 // rounds while the device keeps working; the destination's fingerprint must
@@ -8,12 +8,12 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { Sink } from './support/sim-helpers.js';
-import { loadV1, saveV1 } from '../legacy/client.js';
+import { loadV1, saveV1 } from '../legacy/qemu/v1-client.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
 import { readDeviceState } from '../legacy/v1-registers.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
-import { loadV2, saveV2 } from '../src/v2/client.js';
+import { loadV2, saveV2 } from '../legacy/qemu/v2-client.js';
 import { FLAG_SETS, MigFlags, MigState } from '../src/v2/states.js';
 import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
 import { V2DeviceOverLegacy } from '../translate/v2-device-over-legacy.js';

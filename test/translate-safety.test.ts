@@ -19,7 +19,7 @@ import { VFIO_DEVICE_RESET } from '../src/uapi/ioctl.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
 import { MigrationError, type ErrnoName } from '../src/uapi/errors.js';
-import { loadV2, saveV2 } from '../src/v2/client.js';
+import { loadV2, saveV2 } from '../legacy/qemu/v2-client.js';
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../src/v2/contracts.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';

@@ -9,9 +9,9 @@ import { Sink } from './support/sim-helpers.js';
 import type { FaultPlan } from '../src/sim/faults.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
-import { loadV2, type MigrationProgress, saveV2, type SaveV2Options } from '../src/v2/client.js';
+import { loadV2, type MigrationProgress, saveV2, type SaveV2Options } from '../legacy/qemu/v2-client.js';
 import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
-import { MigStreamDecoder } from '../src/v2/stream-format.js';
+import { MigStreamDecoder } from '../legacy/qemu/stream-format.js';
 import { FLAG_SETS, MigFlags, MigState } from '../src/v2/states.js';
 import { errnoOf } from './support/errno.js';
 

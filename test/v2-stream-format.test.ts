@@ -1,4 +1,4 @@
-// The migration file format (src/v2/stream-format.ts): the bytes are checked
+// The migration file format (legacy/qemu/stream-format.ts): the bytes are checked
 // against hand-written big-endian words (not against the encoder), decoding is
 // independent of how the input is cut, and every malformation is refused.
 import fc from 'fast-check';
@@ -7,9 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { MigrationError } from '../src/uapi/errors.js';
 import {
   encodeDataHeader, encodeMarker, encodeStreamEnd, encodeStreamStart, MigStreamDecoder, type MigStreamEvent, VfioMigFlag,
-} from '../src/v2/stream-format.js';
-import { readMigStream } from '../src/v2/stream-reader.js';
-import { MigStreamWriter } from '../src/v2/stream-writer.js';
+} from '../legacy/qemu/stream-format.js';
+import { readMigStream } from '../legacy/qemu/stream-reader.js';
+import { MigStreamWriter } from '../legacy/qemu/stream-writer.js';
 import { errnoOf } from './support/errno.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');

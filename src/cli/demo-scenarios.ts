@@ -4,13 +4,13 @@
 //  3. across protocols: saved by QEMU 7.2 through the translator, resumed by
 //     QEMU 8+ directly on a v2 device (an old host handing a VM to a new one).
 import type { PassThrough } from 'node:stream';
-import { loadV1, saveV1 } from '../../legacy/client.js';
+import { loadV1, saveV1 } from '../../legacy/qemu/v1-client.js';
 import { SimV1Region } from '../../legacy/sim-v1-region.js';
 import { SimDevice } from '../sim/sim-device.js';
 import { SimV2Driver } from '../sim/sim-v2-driver.js';
 import { LegacyRegionOverV2 } from '../../translate/legacy-region-over-v2.js';
 import { V2DeviceOverLegacy } from '../../translate/v2-device-over-legacy.js';
-import { loadV2, saveV2, type MigrationProgress } from '../v2/client.js';
+import { loadV2, saveV2, type MigrationProgress } from '../../legacy/qemu/v2-client.js';
 import type { TransferSides } from './transfer.js';
 
 export interface DemoOptions {

@@ -3,7 +3,7 @@
 // MigrationFileError's problem, the errno); the wording lives here only.
 // main.ts prints `vfio-mig: <message>`, and the stack only with --debug.
 import { MigrationError } from '../uapi/errors.js';
-import { recoveryOf } from '../v2/failure-recovery.js';
+import { recoveryOf } from '../../legacy/qemu/failure-recovery.js';
 import { CommandFailed } from './command.js';
 import { MigrationFileError } from './migration-file.js';
 import { DeviceOpenError, type FaceTakeover, type OpenedDevice } from './open-device.js';

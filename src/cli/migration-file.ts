@@ -1,5 +1,5 @@
 // The file `vfio-mig save` writes and `vfio-mig load` reads: the migration
-// stream (src/v2/stream-format.ts, what both clients produce) inside a small
+// stream (legacy/qemu/stream-format.ts, what both clients produce) inside a small
 // container that makes the whole file checkable before a device is touched.
 // Every integer is big-endian, as in the stream.
 //
@@ -37,7 +37,7 @@ import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { MigrationError, type ErrnoName } from '../uapi/errors.js';
-import { MigStreamDecoder } from '../v2/stream-format.js';
+import { MigStreamDecoder } from '../../legacy/qemu/stream-format.js';
 
 export const FILE_MAGIC = 'VFIOMIGC';
 export const FILE_END_MAGIC = 'VFIOMIGE';

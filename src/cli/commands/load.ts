@@ -5,8 +5,8 @@
 // simulated device is created fresh from the address, so its fingerprint after
 // the load shows whether the saved state arrived.
 import { stat } from 'node:fs/promises';
-import { loadV1 } from '../../../legacy/client.js';
-import { loadV2, type MigrationProgress } from '../../v2/client.js';
+import { loadV1 } from '../../../legacy/qemu/v1-client.js';
+import { loadV2, type MigrationProgress } from '../../../legacy/qemu/v2-client.js';
 import { CommandFailed, type Command } from '../command.js';
 import { oneAddress, parseVia, requireOption, withDevice } from '../device-args.js';
 import { DeviceOperationError, takeoverNotes } from '../explain-error.js';

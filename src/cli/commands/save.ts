@@ -2,10 +2,10 @@
 // client) or v1 (QEMU 7.2's), through a translator when the device speaks the
 // other protocol. The file (migration-file.ts) records the source and, for a
 // simulated device, the fingerprint of the state saved, which `load` checks.
-import { saveV1, v1VmStart } from '../../../legacy/client.js';
+import { saveV1, v1VmStart } from '../../../legacy/qemu/v1-client.js';
 import { readDeviceState } from '../../../legacy/v1-registers.js';
 import { V1_RUNNING } from '../../../legacy/v1-state.js';
-import { saveV2, type MigrationProgress } from '../../v2/client.js';
+import { saveV2, type MigrationProgress } from '../../../legacy/qemu/v2-client.js';
 import type { Command } from '../command.js';
 import { MigFlags, MigState } from '../../v2/states.js';
 import { flagNames, oneAddress, parseCount, parseVia, requireOption, withDevice } from '../device-args.js';

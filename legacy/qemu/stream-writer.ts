@@ -7,7 +7,7 @@
 import { WriteStream } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { MigrationError, asMigrationError } from '../uapi/errors.js';
+import { MigrationError, asMigrationError } from '../../src/uapi/errors.js';
 import { encodeDataHeader, encodeMarker, encodeStreamEnd, encodeStreamStart, MIG_STREAM_DATA_HEADER_BYTES, VfioMigFlag } from './stream-format.js';
 
 export class MigStreamWriter {

@@ -1,7 +1,7 @@
 // The v1 migration client: what QEMU 7.2 (the last v1 QEMU) does with a v1
 // migration region, hw/vfio/migration.c (SPEC §2.3-2.6), against any
 // LegacyRegion, streaming the migration file format shared with the v2
-// client (src/v2/stream-format.ts), so a state saved over v1 loads over v2
+// client (stream-format.ts), so a state saved over v1 loads over v2
 // and back.
 //
 // saveV1: vfio_save_setup (MASK/SAVING), pre-copy rounds of
@@ -15,17 +15,17 @@
 // the device validates and applies the data. QEMU 7.2 never resets a device:
 // after a failed load it exits and leaves the device in 100, which the next
 // user must not leave by a state write (src/v2/takeover.ts). loadV1 resets
-// the device instead and notes that on the error (src/v2/failure-recovery.ts).
+// the device instead and notes that on the error (failure-recovery.ts).
 import type { Readable, Writable } from 'node:stream';
-import { MigrationError, type ErrnoName, asMigrationError } from '../src/uapi/errors.js';
-import type { MigrationPhase, MigrationProgress } from '../src/v2/client.js';
-import { noteRecovery } from '../src/v2/failure-recovery.js';
-import { MIG_STREAM_DATA_HEADER_BYTES, MigStreamDecoder } from '../src/v2/stream-format.js';
-import { MigStreamWriter } from '../src/v2/stream-writer.js';
-import type { LegacyRegion } from './contracts.js';
-import { HEADER_SIZE } from './region-layout.js';
-import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from './v1-registers.js';
-import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1IsValid, v1StateName } from './v1-state.js';
+import { MigrationError, type ErrnoName, asMigrationError } from '../../src/uapi/errors.js';
+import type { MigrationPhase, MigrationProgress } from './v2-client.js';
+import { noteRecovery } from './failure-recovery.js';
+import { MIG_STREAM_DATA_HEADER_BYTES, MigStreamDecoder } from './stream-format.js';
+import { MigStreamWriter } from './stream-writer.js';
+import type { LegacyRegion } from '../contracts.js';
+import { HEADER_SIZE } from '../region-layout.js';
+import { readDeviceState, readU64Field, writeDeviceState, writeU64Field } from '../v1-registers.js';
+import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsError, v1IsValid, v1StateName } from '../v1-state.js';
 import { readV1Window, writeV1Window, type V1WindowAccess } from './v1-window-io.js';
 
 /**

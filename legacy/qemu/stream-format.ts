@@ -1,6 +1,6 @@
 /**
- * The migration file both clients write and read (v2 client here, the v1
- * client in legacy/client.ts), so a state saved over one protocol loads over
+ * The migration file both clients write and read (v1-client.ts and
+ * v2-client.ts beside it), so a state saved over one protocol loads over
  * the other. It is QEMU's "vfio" savevm section payload (SPEC §2.7, the same
  * in QEMU 7.2 and 8-10, hw/vfio/migration.c) behind a file magic; every
  * integer is big-endian 64-bit:
@@ -16,7 +16,7 @@
  * The opaque bytes are whatever the device's data_fd produced, concatenated
  * in order; their segmentation into `data` records carries no meaning.
  */
-import { MigrationError } from '../uapi/errors.js';
+import { MigrationError } from '../../src/uapi/errors.js';
 
 /** VFIO_MIG_FLAG_* markers (QEMU hw/vfio/migration.c). */
 export const VfioMigFlag = {

@@ -6,10 +6,10 @@
 // One addition to QEMU (the device rule, takeover.ts): a SET out of a RESUMING
 // this state did not enter is refused before it reaches the device, and counts
 // as a failed SET (so the ladder resets instead).
-import { MigrationError, asMigrationError } from '../uapi/errors.js';
-import type { DataSession, MigrationDevice } from './contracts.js';
-import { MigState } from './states.js';
-import { refuseForeignResume } from './takeover.js';
+import { MigrationError, asMigrationError } from '../../src/uapi/errors.js';
+import type { DataSession, MigrationDevice } from '../../src/v2/contracts.js';
+import { MigState } from '../../src/v2/states.js';
+import { refuseForeignResume } from '../../src/v2/takeover.js';
 
 export class QemuMigrationState {
   /** The data_fd QEMU holds (vfio_migration->data_fd), or null. */

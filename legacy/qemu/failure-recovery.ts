@@ -1,7 +1,7 @@
 // What a client's failure path did to leave the device usable, attached to
 // the error it throws. The error object itself is kept (its class and errno
 // are what callers switch on); the CLI words the note (explain-error.ts).
-import type { MigrationError } from '../uapi/errors.js';
+import type { MigrationError } from '../../src/uapi/errors.js';
 
 export type DeviceRecovery =
   /** VFIO_DEVICE_RESET brought the device back to RUNNING. */

@@ -3,7 +3,7 @@
 // count >= 8 and the offset is 8-aligned, else 4, else 2, else 1.
 // 'mmap': the sparse-mmap path — one memcpy over the mapped window, here one
 // access of the whole range.
-import type { LegacyRegion } from './contracts.js';
+import type { LegacyRegion } from '../contracts.js';
 
 export type V1WindowAccess = 'pieces' | 'mmap';
 

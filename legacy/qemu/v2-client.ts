@@ -19,14 +19,14 @@
 // before anything is changed; a failed load resets the device (QEMU would exit
 // and leave it in RESUMING) and notes that on the error (failure-recovery.ts).
 import type { Readable, Writable } from 'node:stream';
-import { MigrationError, isErrno, asMigrationError } from '../uapi/errors.js';
-import type { DataSession, MigrationDevice } from './contracts.js';
+import { MigrationError, isErrno, asMigrationError } from '../../src/uapi/errors.js';
+import type { DataSession, MigrationDevice } from '../../src/v2/contracts.js';
 import { noteRecovery } from './failure-recovery.js';
 import { QemuMigrationState } from './qemu-migration-state.js';
 import { MIG_STREAM_DATA_HEADER_BYTES } from './stream-format.js';
 import { readMigStream } from './stream-reader.js';
 import { MigStreamWriter } from './stream-writer.js';
-import { MigFlags, MigState } from './states.js';
+import { MigFlags, MigState } from '../../src/v2/states.js';
 
 /** VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE: QEMU's read size (1 MiB, "based on mlx5"). */
 export const VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE = 1 << 20;

@@ -4,7 +4,7 @@
 // after the final section. If decoding fails or the consumer stops early, the
 // input iterator is returned (a Readable is then destroyed).
 import type { Readable } from 'node:stream';
-import { MigrationError, asMigrationError } from '../uapi/errors.js';
+import { MigrationError, asMigrationError } from '../../src/uapi/errors.js';
 import { MigStreamDecoder, type MigStreamEvent } from './stream-format.js';
 
 export async function* readMigStream(input: Readable | AsyncIterable<Uint8Array>): AsyncGenerator<MigStreamEvent> {
