@@ -5,9 +5,9 @@
 //   header  [0, 32)              device_state, reserved, pending_bytes, data_offset, data_size
 //   gap     [32, dataOffset)     EINVAL
 //   window  [dataOffset, size)   the staged chunk (save) / the bytes to forward (resume)
-//  - the register dispatch and the access rules (v1-access.ts);
+//  - the register dispatch and the access rules (v1-access.ts; D6 of docs/SEMANTICS.md);
 //  - the device_state checks every write passes first: !VALID, from the
-//    error state, an arc the policy refuses — EINVAL, nothing changes;
+//    error state, an arc the policy refuses — EINVAL, nothing changes (D10);
 //  - the save loop: pending_bytes releases the open chunk and reports what
 //    is left (read-ahead backed in stop-copy), data_offset is the trigger
 //    that fills the window, data_size describes the open chunk;
@@ -132,7 +132,7 @@ export abstract class V1RegionCore implements LegacyRegion {
       await this.prepare();
       if (at.kind === 'window') {
         if (at.length === 0) return;
-        // The window is writable only in RESUMING (D4): a write during save would corrupt the chunk the user reads.
+        // The window is writable only in RESUMING (D7): a write during save would corrupt the chunk the user reads.
         if (!this.resuming()) {
           throw new MigrationError('EINVAL', `data window is written only in RESUMING (state ${v1StateName(this.deviceState)})`);
         }
@@ -173,7 +173,7 @@ export abstract class V1RegionCore implements LegacyRegion {
         return this.readDataOffset();
       case 'data_size':
         if (this.resuming()) return BigInt(this.resumeDataSize);
-        // Before data_offset was read in this iteration data_size reads 0 (D8): no chunk is published yet.
+        // Before data_offset was read in this iteration data_size reads 0 (D21): no chunk is published yet.
         return BigInt(this.chunkOpen ? this.staged : 0);
     }
   }
@@ -181,9 +181,9 @@ export abstract class V1RegionCore implements LegacyRegion {
   /**
    * Save step a/f: releases the chunk of the previous iteration, then
    * reports what is left. Stop-copy: read-ahead backed, so it reads 0 only
-   * after the stream returned its end with nothing staged (D9); otherwise the
+   * after the stream returned its end with nothing staged (D17); otherwise the
    * staged bytes plus the device's estimate. Pre-copy: staged bytes plus what
-   * the device could send now; no read-ahead (D10). Elsewhere: 0.
+   * the device could send now; no read-ahead (D19). Elsewhere: 0.
    */
   protected async readPendingBytes(): Promise<bigint> {
     const phase = this.savePhase();
@@ -201,7 +201,7 @@ export abstract class V1RegionCore implements LegacyRegion {
   /**
    * Save step b, the trigger: the window is topped up to a full chunk (until
    * it is full, the stream ends, or pre-copy has nothing more right now) and
-   * published (D11); re-reads in the same iteration return the same.
+   * published (D20); re-reads in the same iteration return the same.
    * Outside the saving states it just reports where the window is.
    */
   protected async readDataOffset(): Promise<bigint> {

@@ -1,16 +1,21 @@
 // LegacyRegionOverV2: a v1 migration region (what QEMU 5.2-7.2 drives with
-// pread/pwrite) emulated on top of a v2 MigrationDevice (what every in-tree
-// driver offers). Semantics: DESIGN.md "Semantics of the two translators";
-// hazards: SPEC.md §6, BRIDGE.md pitfalls. Every decision DESIGN.md leaves
-// open is marked "Decision:" below with its reason.
-//
-//   header  [0, 32)              device_state, reserved, pending_bytes, data_offset, data_size
-//   gap     [32, dataOffset)     EINVAL
-//   window  [dataOffset, size)   the staged chunk (save) / the bytes to forward (resume)
-//
-// Every call (register access, reset, close) runs on one SerialQueue, the
-// analogue of a kernel driver's state mutex: a second call starts only
-// after the first has settled, so two state writes never interleave.
+// pread/pwrite) on top of a v2 MigrationDevice (what every in-tree driver
+// offers). The region's registers, checks and save/resume loops are
+// V1RegionCore's; this file maps them onto the v2 device. Its rules (the
+// numbers are docs/SEMANTICS.md's):
+//  - device_state is the translator's own (D11); a write maps to one SET of
+//    the mapped v2 state, the device walks the path (D3, D12); a same-value
+//    write only changes reserved bits (D13); 011 without PRE_COPY is
+//    emulated over RUNNING (D14); 010 -> 011 is refused (D15);
+//  - saving: pending_bytes is read-ahead backed in STOP_COPY (D17, D18),
+//    PRECOPY_INFO-backed in pre-copy (D19); data_offset fills the window
+//    (D20); a data-path error fails the access, never reads as 0 (D23);
+//  - resuming: data_size forwards the window (D24); a rejection is final
+//    until reset (D25);
+//  - a failed SET shows where the device really is (D26, D27); ERROR is
+//    110b or, with errorRecovery 'reset', a reset (D28);
+//  - the first access takes the device over, resetting anything but
+//    RUNNING (D31); close() resets a RESUMING and closes the device (D32).
 import { V1_DATA_OFFSET, V1_DEFAULT_WINDOW, RESUME_REJECTED, V1RegionCore, type SavePhase } from '../legacy/v1-region-core.js';
 import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1SetError } from '../legacy/v1-state.js';
 import type { V1Policy } from '../legacy/v1-transitions.js';
@@ -105,7 +110,7 @@ export class LegacyRegionOverV2 extends V1RegionCore {
   }
 
   /**
-   * The region owns the device it was given (D5): close() ends the session
+   * The region owns the device it was given (D32): close() ends the session
    * (the user's data_fd) and closes the device. A device left in RESUMING is
    * reset first (the device rule); the device is closed even if that reset
    * fails, whose error is then thrown. Idempotent.
@@ -127,11 +132,10 @@ export class LegacyRegionOverV2 extends V1RegionCore {
   // ---- first use ---------------------------------------------------------
 
   /**
-   * Take the device over by the device rule (src/v2/takeover.ts), keeping
-   * only RUNNING: QEMU 7.2 assumes 001 at start, so a device left in any
-   * other state (STOP too) is reset, never SET (a SET out of a left-over
-   * RESUMING oopses mtty). Runs inside the first queued access; if it fails,
-   * that access fails with the errno and the next one retries.
+   * D31: take the device over by the device rule (src/v2/takeover.ts),
+   * keeping only RUNNING: QEMU 7.2 assumes 001 at start, so a device left in
+   * any other state (STOP too) is reset, never SET. Runs inside the first
+   * queued access; if it fails, that access fails and the next one retries.
    */
   protected override async prepare(): Promise<void> {
     if (this.ready) return;
@@ -147,9 +151,9 @@ export class LegacyRegionOverV2 extends V1RegionCore {
 
   private enterRunningAfterReset(): void {
     this.v2 = MigState.RUNNING;
-    // The window memory is zeroed on reset, and only then (D6).
+    // The window memory is zeroed on reset, and only then (D8).
     this.window.fill(0);
-    // After a reset device_state reads exactly 001, reserved bits cleared too (D7).
+    // After a reset device_state reads exactly 001, reserved bits cleared too (D9).
     this.deviceState = V1_RUNNING;
     this.emulatedPrecopy = false;
     this.resetStaging();
@@ -171,7 +175,7 @@ export class LegacyRegionOverV2 extends V1RegionCore {
   /**
    * One read from the saving session. Pre-copy ENOMSG (or 0: mtty returns 0
    * at the end of its pre-copy data) is "nothing right now"; ENOMSG in
-   * STOP_COPY is a device error, never an end of stream (D12).
+   * STOP_COPY is a device error, never an end of stream (D22).
    */
   protected async readStream(into: Uint8Array, phase: SavePhase): Promise<number> {
     const session = this.requireSession();
@@ -183,7 +187,7 @@ export class LegacyRegionOverV2 extends V1RegionCore {
     }
   }
 
-  /** MIG_DATA_SIZE, only an estimate here: if it fails, the staged bytes alone are reported (D13). */
+  /** MIG_DATA_SIZE, only an estimate here: if it fails, the staged bytes alone are reported (D18). */
   protected async stopCopyRemaining(): Promise<bigint> {
     try {
       return await this.device.stopCopySize();
@@ -222,7 +226,7 @@ export class LegacyRegionOverV2 extends V1RegionCore {
   /**
    * After the core's checks: the v1 target is mapped to v2 and the device
    * walks the combination path itself in one SET, as the kernel core has a
-   * driver do (D15). Reserved bits 3..31 are kept as written.
+   * driver do (D12). Reserved bits 3..31 are kept as written.
    */
   protected async changeState(from: number, to: number): Promise<void> {
     const f = from & V1_MASK;
@@ -231,18 +235,18 @@ export class LegacyRegionOverV2 extends V1RegionCore {
     const emulate = t === (V1_RUNNING | V1_SAVING) && !(this.flags & MigFlags.PRE_COPY);
     const target = emulate ? MigState.RUNNING : v1ToV2State(t);
     if (f === t && this.v2 === target && this.emulatedPrecopy === emulate) {
-      // The value shown over exactly the v2 state it maps to: only the reserved bits change (D16).
+      // The value shown over exactly the v2 state it maps to: only the reserved bits change (D13).
       this.deviceState = to;
       return;
     }
     if (f === V1_SAVING && t === (V1_RUNNING | V1_SAVING)) {
       // v2 forbids STOP_COPY -> PRE_COPY; with pre-copy emulated the v2 path SC->S->R
-      // would exist, so the refusal is made here, for every device alike (D17).
+      // would exist, so the refusal is made here, for every device alike (D15).
       throw new MigrationError('EINVAL', 'stop-and-copy (010) cannot go back to pre-copy (011): v2 forbids STOP_COPY -> PRE_COPY');
     }
     if (this.resumeRejected && f === V1_RESUMING) throw new MigrationError('EINVAL', RESUME_REJECTED);
     const prev = this.v2;
-    // An empty emulated chunk whose data_offset was read stays the open chunk across 011 -> 010 (D18).
+    // An empty emulated chunk whose data_offset was read stays the open chunk across 011 -> 010 (D16).
     const keepEmptyChunk = this.emulatedPrecopy && this.chunkOpen;
     if (target !== prev) {
       let opened: DataSession | null;
@@ -265,7 +269,7 @@ export class LegacyRegionOverV2 extends V1RegionCore {
     const keeps = isSavingState(prev) && isSavingState(target) && opened === null; // PC -> SC: same stream
     if (!keeps) await this.dropSession();
     if (opened) {
-      // A session returned by an intra-group move replaces the old one (D19).
+      // A session returned by an intra-group move replaces the old one (D29).
       await this.dropSession();
       this.session = opened;
     }
@@ -273,7 +277,7 @@ export class LegacyRegionOverV2 extends V1RegionCore {
 
   /**
    * A SET failed. The device is in the original state, an intermediate
-   * state of the combination path, or ERROR: ask it (D20).
+   * state of the combination path, or ERROR: ask it (D26).
    *  - unchanged: the previous v1 value stays (including emulated 011);
    *  - ERROR: 110b ('expose'), or reset + 001 ('reset'); sessions dropped;
    *  - intermediate: its v1 encoding (P2P states as their non-P2P twin).
@@ -284,15 +288,16 @@ export class LegacyRegionOverV2 extends V1RegionCore {
     try {
       now = await retryTransient(() => this.device.getState());
     } catch {
-      // Even the GET failed: the last known state is shown, never 110b (D21).
+      // Even the GET failed: the last known state is shown, never 110b (D27).
       throw err;
     }
     if (now === prev) {
-      // A device that refuses to leave RESUMING with EINVAL has rejected the data: final until reset (D22).
+      // A device that refuses to leave RESUMING with EINVAL has rejected the data: final until reset (D25).
       if (prev === MigState.RESUMING && err.code === 'EINVAL') this.resumeRejected = true;
       throw err;
     }
     if (now === MigState.ERROR) {
+      // D28: 110b ('expose'), or a reset that reads back 001 ('reset').
       await this.dropSession();
       if (this.errorRecovery === 'reset') {
         let recovered = true;
@@ -354,7 +359,7 @@ export class LegacyRegionOverV2 extends V1RegionCore {
     return this.session;
   }
 
-  /** Close the held data session and forget everything staged; the close's own errors are ignored (D23). */
+  /** Close the held data session and forget everything staged; the close's own errors are ignored (D30). */
   private async dropSession(): Promise<void> {
     const s = this.session;
     this.session = null;
