@@ -1,13 +1,13 @@
 // Error plumbing shared by both translators: everything that crosses a face
 // is a MigrationError, and the transient errnos EAGAIN/EINTR are retried
-// instead of surfacing (DESIGN.md: "EAGAIN/EINTR are retried").
+// instead of surfacing (D4 of docs/SEMANTICS.md).
 import { asMigrationError, MigrationError } from '../src/uapi/errors.js';
 
 /**
- * Decision (not in DESIGN.md): the retry is bounded. A device that answers
- * EAGAIN forever would otherwise hang the register access (and, over the
- * bridge, a QEMU vCPU or migration thread) with no way out; after this many
- * consecutive transient failures the errno surfaces like any other error.
+ * D4: the retry is bounded. A device that answers EAGAIN forever would
+ * otherwise hang the register access (and, over the bridge, a QEMU vCPU or
+ * migration thread); after this many consecutive transient failures the
+ * errno surfaces like any other error.
  */
 export const TRANSIENT_RETRIES = 64;
 

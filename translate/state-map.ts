@@ -1,4 +1,4 @@
-// v1 device_state bits <-> v2 MigState (SPEC.md §6.1-6.2). The same integer
+// v1 device_state bits <-> v2 MigState (D3 of docs/SEMANTICS.md). The same integer
 // means different things in the two protocols (v1 2 = stop-and-copy, v2 2 =
 // RUNNING), so values are never passed through: every crossing goes through
 // these two functions.
