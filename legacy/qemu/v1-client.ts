@@ -18,7 +18,7 @@
 // the device instead and notes that on the error (failure-recovery.ts).
 import type { Readable, Writable } from 'node:stream';
 import { MigrationError, type ErrnoName, asMigrationError } from '../../src/uapi/errors.js';
-import type { MigrationPhase, MigrationProgress } from './v2-client.js';
+import type { MigrationPhase, MigrationProgress } from './migration-progress.js';
 import { noteRecovery } from './failure-recovery.js';
 import { MIG_STREAM_DATA_HEADER_BYTES, MigStreamDecoder } from './stream-format.js';
 import { MigStreamWriter } from './stream-writer.js';

@@ -1,5 +1,5 @@
 // The v2 migration client: what QEMU 8.0-10.0 does with a VFIO device
-// (hw/vfio/migration.c, SPEC §4), against any MigrationDevice, streaming the
+// (hw/vfio/migration.c, docs/PROTOCOL.md §4), against any MigrationDevice, streaming the
 // migration file format (stream-format.ts) to a Writable / from a Readable.
 //
 // saveV2: save_setup (MIG_DATA_SIZE sizes the buffer, RUNNING -> PRE_COPY when
@@ -19,27 +19,18 @@
 // before anything is changed; a failed load resets the device (QEMU would exit
 // and leave it in RESUMING) and notes that on the error (failure-recovery.ts).
 import type { Readable, Writable } from 'node:stream';
-import { MigrationError, isErrno, asMigrationError } from '../../src/uapi/errors.js';
+import { asMigrationError, MigrationError } from '../../src/uapi/errors.js';
 import type { DataSession, MigrationDevice } from '../../src/v2/contracts.js';
+import { MigFlags, MigState } from '../../src/v2/states.js';
 import { noteRecovery } from './failure-recovery.js';
+import { ignoreFailure, type MigrationPhase, type MigrationProgress } from './migration-progress.js';
 import { QemuMigrationState } from './qemu-migration-state.js';
-import { MIG_STREAM_DATA_HEADER_BYTES } from './stream-format.js';
 import { readMigStream } from './stream-reader.js';
 import { MigStreamWriter } from './stream-writer.js';
-import { MigFlags, MigState } from '../../src/v2/states.js';
+import { V2Save, VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE, type V2SaveResult } from './v2-save.js';
 
-/** VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE: QEMU's read size (1 MiB, "based on mlx5"). */
-export const VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE = 1 << 20;
-
-export type MigrationPhase = 'setup' | 'precopy' | 'stopcopy' | 'resume' | 'done';
-
-export interface MigrationProgress {
-  phase: MigrationPhase;
-  /** Device bytes moved so far (the opaque data, not the file's framing). */
-  bytes: number;
-  /** Expected device bytes in total, from PRECOPY_INFO / MIG_DATA_SIZE; undefined when loading. */
-  estimate?: number;
-}
+export { VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './v2-save.js';
+export type { MigrationPhase, MigrationProgress } from './migration-progress.js';
 
 export interface SaveV2Options {
   /** Pre-copy rounds (default 1). A round iterates until nothing is pending or what was pending at its start has been read. */
@@ -57,15 +48,7 @@ export interface SaveV2Options {
   reuseBuffer?: boolean;
 }
 
-export interface SaveV2Result {
-  /** Device bytes read in pre-copy and in stop-copy. */
-  precopyBytes: number;
-  stopCopyBytes: number;
-  /** Bytes written to the output, framing included. */
-  fileBytes: number;
-  /** Whether the device went through PRE_COPY. */
-  usedPrecopy: boolean;
-}
+export type SaveV2Result = V2SaveResult;
 
 export interface LoadV2Options {
   onProgress?: (progress: MigrationProgress) => void;
@@ -74,16 +57,6 @@ export interface LoadV2Options {
 export interface LoadV2Result {
   /** Device bytes written to the resuming session. */
   deviceBytes: number;
-}
-
-const isPrecopyState = (s: MigState): boolean => s === MigState.PRE_COPY || s === MigState.PRE_COPY_P2P;
-
-async function ignoreFailure(step: () => Promise<void>): Promise<void> {
-  try {
-    await step();
-  } catch {
-    // already failing: the first error is the one reported
-  }
 }
 
 /** vfio_migration_query_flags + the STOP_COPY check of vfio_migration_init. */
@@ -109,167 +82,25 @@ export async function saveV2(device: MigrationDevice, out: Writable, options: Sa
   }
   const writer = new MigStreamWriter(out);
   const reuseBuffer = options.reuseBuffer ?? writer.releasesBuffersOnCallback;
-  const result: SaveV2Result = { precopyBytes: 0, stopCopyBytes: 0, fileBytes: 0, usedPrecopy: false };
-  let phase: MigrationPhase = 'setup';
-  let initSize = 0; // precopy_init_size
-  let dirtySize = 0; // precopy_dirty_size
-  let pending = 0; // MIG_DATA_SIZE at the last query, minus what was read since
-  let bufferSize = 0;
-  let record: Buffer | null = null;
-
-  const bytes = () => result.precopyBytes + result.stopCopyBytes;
-  const report = () => options.onProgress?.({ phase, bytes: bytes(), estimate: bytes() + Math.max(pending, initSize + dirtySize) });
-  const session = (): DataSession => {
-    if (!mig.session) throw new MigrationError('EBADF', `no data session in ${MigState[mig.state]}`);
-    return mig.session;
-  };
-
-  /** vfio_query_stop_copy_size; `fallback` when the GET fails. */
-  const queryStopCopySize = async (fallback: number): Promise<number> => {
-    try {
-      return Number(await device.stopCopySize());
-    } catch {
-      return fallback;
-    }
-  };
-
-  /** vfio_query_precopy_size: failures leave both estimates 0. */
-  const queryPrecopySize = async (): Promise<void> => {
-    initSize = 0;
-    dirtySize = 0;
-    try {
-      const info = await session().precopyInfo();
-      initSize = Number(info.initialBytes);
-      dirtySize = Number(info.dirtyBytes);
-    } catch {
-      // as QEMU: the estimates stay 0
-    }
-  };
-
-  /** vfio_save_block: one read; ENOMSG and 0 mean nothing was written. */
-  const saveBlock = async (): Promise<number> => {
-    record ??= Buffer.allocUnsafe(MIG_STREAM_DATA_HEADER_BYTES + bufferSize);
-    let n: number;
-    try {
-      n = await session().read(record.subarray(MIG_STREAM_DATA_HEADER_BYTES));
-    } catch (err) {
-      if (isErrno(err, 'ENOMSG')) return 0; // pre-copy emptied the device state for now
-      throw err;
-    }
-    if (n === 0) return 0;
-    const full = record;
-    if (!reuseBuffer) record = null; // the Writable owns it now
-    await writer.dataRecord(full, n);
-    if (phase === 'precopy') result.precopyBytes += n;
-    else result.stopCopyBytes += n;
-    pending = Math.max(0, pending - n);
-    report();
-    return n;
-  };
-
-  /** vfio_update_estimated_pending_data. */
-  const updateEstimates = (n: number): void => {
-    if (n === 0) {
-      initSize = 0;
-      dirtySize = 0;
-      return;
-    }
-    const fromInit = Math.min(initSize, n);
-    initSize -= fromInit;
-    dirtySize -= Math.min(dirtySize, n - fromInit);
-  };
-
-  /** save_live_iterate calls until nothing is pending, bounded by what was pending when the round began. */
-  const precopyRound = async (): Promise<void> => {
-    pending = await queryStopCopySize(pending); // state_pending_exact
-    await queryPrecopySize();
-    report();
-    const budget = initSize + dirtySize;
-    let read = 0;
-    while (read < budget) {
-      const n = await saveBlock();
-      updateEstimates(n);
-      await writer.endOfState();
-      read += n;
-      if (n === 0 || initSize + dirtySize === 0) break;
-    }
-  };
-
+  const save = new V2Save(device, flags, mig, writer, { maxRead, reuseBuffer, onProgress: options.onProgress }, startState);
   try {
-    // vfio_save_setup
-    const stopCopySize = await queryStopCopySize(VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE);
-    bufferSize = Math.min(maxRead, stopCopySize);
-    if (bufferSize < 1) throw new MigrationError('ENOMEM', 'MIG_DATA_SIZE is 0: no data buffer (QEMU g_try_malloc0(0) fails)');
-    pending = stopCopySize;
-    report();
-    if ((flags & MigFlags.PRE_COPY) && startState === MigState.RUNNING) {
-      await mig.set(MigState.PRE_COPY, MigState.RUNNING);
-      await queryPrecopySize();
-      result.usedPrecopy = true;
-    }
-    await writer.start();
-
+    await save.vfioSaveSetup();
     // save_live_iterate while the VM runs
-    if (result.usedPrecopy) {
-      phase = 'precopy';
-      for (let round = 0; round < rounds; round++) {
-        await precopyRound();
-        await options.betweenRounds?.(round);
-      }
+    for (let round = 0; save.result.usedPrecopy && round < rounds; round++) {
+      await save.vfioSaveIterate();
+      await options.betweenRounds?.(round);
     }
-
-    // The VM stops for switchover: vfio_vmstate_change_prepare (P2P), then vfio_vmstate_change.
-    if (startState === MigState.RUNNING) {
-      if (flags & MigFlags.P2P) {
-        await mig.setOrReset(mig.state === MigState.PRE_COPY ? MigState.PRE_COPY_P2P : MigState.RUNNING_P2P);
-      }
-      await mig.setOrReset(isPrecopyState(mig.state) ? MigState.STOP_COPY : MigState.STOP);
-    }
-
-    // vfio_save_complete_precopy
-    phase = 'stopcopy';
-    await mig.set(MigState.STOP_COPY, MigState.STOP);
-    pending = await queryStopCopySize(pending);
-    report();
-    while ((await saveBlock()) > 0);
-    await writer.endOfState();
-    // vfio_save_state: the config section, empty here, ends the file.
-    await writer.finish();
-
-    // vfio_save_cleanup: the file is complete; a failing STOP only resets the device (QEMU ignores it).
-    await ignoreFailure(async () => {
-      if (mig.state === MigState.STOP_COPY) await mig.setOrReset(MigState.STOP);
-    });
-    await mig.closeSession();
-    phase = 'done';
-    pending = 0;
-    initSize = 0;
-    dirtySize = 0;
-    report();
+    await save.vfioVmstateChange();
+    await save.vfioSaveCompletePrecopy();
+    await save.vfioSaveCleanup();
   } catch (err) {
     const first = asMigrationError(err);
-    // vfio_save_cleanup, then vfio_migration_state_notifier(MIG_EVENT_PRECOPY_FAILED).
-    await ignoreFailure(async () => {
-      if (mig.state === MigState.STOP_COPY) await mig.setOrReset(MigState.STOP);
-    });
-    await ignoreFailure(() => mig.closeSession());
-    await ignoreFailure(() => mig.setOrReset(MigState.RUNNING));
+    await save.vfioMigrationStateNotifier();
     throw mig.resets > 0 ? noteRecovery(first, { reset: true }) : first;
   } finally {
-    result.fileBytes = writer.bytesWritten;
-    writer.release();
+    save.release();
   }
-  return result;
-}
-
-/** Write all of `bytes` (qemu_file_get_to_fd: short writes continue, 0 is EIO). */
-async function writeAll(session: DataSession, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) {
-    const n = await session.write(at === 0 ? bytes : bytes.subarray(at));
-    if (n <= 0) throw new MigrationError('EIO', 'data session accepted no bytes');
-    at += n;
-  }
+  return save.result;
 }
 
 /** Load a state from `input` into `device` as QEMU 8-10 does; the device ends RUNNING. */
@@ -282,43 +113,79 @@ export async function loadV2(device: MigrationDevice, input: Readable | AsyncIte
     // Someone else's RESUMING: joining it would mix our data into theirs; leaving it is theirs to do.
     throw new MigrationError('EBUSY', 'the device is already in RESUMING, entered by another user: reset it (VFIO_DEVICE_RESET) before loading');
   }
-
-  // vfio_load_setup
-  await mig.set(MigState.RESUMING, mig.state);
+  const session = await vfioLoadSetup(mig);
   try {
-    const session = mig.session;
-    if (!session) throw new MigrationError('EBADF', 'RESUMING opened no data session');
     report('resume');
-    for await (const event of readMigStream(input)) {
-      if (event.kind === 'data') {
-        await writeAll(session, event.bytes);
-        result.deviceBytes += event.bytes.length;
-        report('resume');
-      } else if (event.kind === 'init-data-sent') {
-        // vfio_load_state: only valid with switchover-ack, which this client does not negotiate.
-        throw new MigrationError('EINVAL', 'DEV_INIT_DATA_SENT received but switchover-ack is not in use');
-      }
-    }
-    // vfio_load_cleanup
-    await mig.closeSession();
-    // VM start: vfio_vmstate_change_prepare (P2P), then vfio_vmstate_change(running).
-    if (flags & MigFlags.P2P) await mig.setOrReset(MigState.RUNNING_P2P);
-    await mig.setOrReset(MigState.RUNNING);
+    await vfioLoadState(session, input, (n) => {
+      result.deviceBytes += n;
+      report('resume');
+    });
+    await mig.closeSession(); // vfio_load_cleanup
+    await vmStart(mig, flags);
   } catch (err) {
-    const first = asMigrationError(err);
-    // QEMU exits after a failed load (vfio_load_cleanup closes the data_fd) and leaves the device in
-    // RESUMING, where the next SET out of it can oops the kernel (takeover.ts): reset it instead,
-    // unless the ladder already did.
-    await ignoreFailure(() => mig.closeSession());
-    if (mig.resets === 0) {
-      try {
-        await mig.resetDevice(first);
-      } catch (resetErr) {
-        throw noteRecovery(first, { reset: false, error: asMigrationError(resetErr) });
-      }
-    }
-    throw noteRecovery(first, { reset: true });
+    throw await afterFailedLoad(mig, asMigrationError(err));
   }
   report('done');
   return result;
+}
+
+/** vfio_load_setup: RESUMING (recover: where the device was), which opens the resuming data_fd. */
+async function vfioLoadSetup(mig: QemuMigrationState): Promise<DataSession> {
+  await mig.set(MigState.RESUMING, mig.state);
+  if (!mig.session) {
+    const e = new MigrationError('EBADF', 'RESUMING opened no data session');
+    throw await afterFailedLoad(mig, e);
+  }
+  return mig.session;
+}
+
+/** vfio_load_state: each data record written straight into the session, in the input's own segmentation. */
+async function vfioLoadState(session: DataSession, input: Readable | AsyncIterable<Uint8Array>, loaded: (n: number) => void): Promise<void> {
+  for await (const event of readMigStream(input)) {
+    if (event.kind === 'data') {
+      await writeAll(session, event.bytes);
+      loaded(event.bytes.length);
+    } else if (event.kind === 'init-data-sent') {
+      // Only valid with switchover-ack, which this client does not negotiate.
+      throw new MigrationError('EINVAL', 'DEV_INIT_DATA_SENT received but switchover-ack is not in use');
+    }
+  }
+}
+
+/** Write all of `bytes` (qemu_file_get_to_fd: short writes continue, 0 is EIO). */
+async function writeAll(session: DataSession, bytes: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) {
+    const n = await session.write(at === 0 ? bytes : bytes.subarray(at));
+    if (n <= 0) throw new MigrationError('EIO', 'data session accepted no bytes');
+    at += n;
+  }
+}
+
+/**
+ * VM start: vfio_vmstate_change_prepare (RUNNING_P2P, with P2P), then
+ * vfio_vmstate_change(running). The device validates the data in the
+ * RESUMING -> STOP arc inside that first SET.
+ */
+async function vmStart(mig: QemuMigrationState, flags: number): Promise<void> {
+  if (flags & MigFlags.P2P) await mig.setOrReset(MigState.RUNNING_P2P);
+  await mig.setOrReset(MigState.RUNNING);
+}
+
+/**
+ * QEMU exits after a failed load (vfio_load_cleanup closes the data_fd) and
+ * leaves the device in RESUMING, where the next SET out of it can oops the
+ * kernel (takeover.ts): reset it instead, unless the ladder already did, and
+ * note on the error what was done.
+ */
+async function afterFailedLoad(mig: QemuMigrationState, first: MigrationError): Promise<MigrationError> {
+  await ignoreFailure(() => mig.closeSession());
+  if (mig.resets === 0) {
+    try {
+      await mig.resetDevice(first);
+    } catch (resetErr) {
+      return noteRecovery(first, { reset: false, error: asMigrationError(resetErr) });
+    }
+  }
+  return noteRecovery(first, { reset: true });
 }

@@ -8,7 +8,7 @@
 //  * 'lines': anything else (a pipe, a log, TERM=dumb): a line at each 10%, as
 //    `virsh migrate --verbose` prints;
 //  * 'off': --quiet or --json.
-import type { MigrationProgress } from '../../legacy/qemu/v2-client.js';
+import type { MigrationProgress } from '../../legacy/qemu/migration-progress.js';
 import { formatSize } from './parse-values.js';
 
 export type ProgressMode = 'bar' | 'lines' | 'off';

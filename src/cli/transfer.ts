@@ -1,7 +1,7 @@
 // Runs one migration: the source client saves into a pipe while the
 // destination client loads from it, in one process, and measures it.
 import { PassThrough } from 'node:stream';
-import type { MigrationProgress } from '../../legacy/qemu/v2-client.js';
+import type { MigrationProgress } from '../../legacy/qemu/migration-progress.js';
 
 export interface TransferSides {
   /** Save into `out` (not ending it); report progress. */
