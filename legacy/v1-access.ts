@@ -3,7 +3,7 @@
 // 8/16/24; libvfio-user's migration_region_access_registers() does the
 // same); the data window [dataOffset, size) takes any size. Everything
 // else — straddling, the gap between header and window, past the end — is
-// EINVAL, as a v1 driver "should return an error" (SPEC §1.2).
+// EINVAL, as a v1 driver "should return an error" (docs/PROTOCOL.md §1.2).
 import { MigrationError } from '../src/uapi/errors.js';
 import { FIELD, fieldAt, HEADER_SIZE, type FieldName } from './region-layout.js';
 

@@ -69,7 +69,7 @@ const LIBVFIO_USER_AS_WRITTEN: readonly number[] = [
 
 /**
  * 'qemu' (default): every arc QEMU 7.2's vfio_migration_set_state() can
- * produce — its (mask, value) pairs of SPEC §2.4 applied to each valid
+ * produce — its (mask, value) pairs of docs/PROTOCOL.md §2.4 applied to each valid
  * state — plus the 'uapi' arcs, plus RESUMING->STOP (v2's RS->S, which
  * validates and applies the resumed data without starting the device).
  * Refused: STOP->PRE_COPY, PRE_COPY->STOP and SAVING->RUNNING|SAVING

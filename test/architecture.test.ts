@@ -101,7 +101,7 @@ function violations(all: Edge[], floors = FLOORS): string[] {
 }
 
 describe('the floors of ARCHITECTURE.md', () => {
-  it('are the eight folders DESIGN gave the project, in its order', () => {
+  it('are the eight folders the project was specified with, in their order', () => {
     expect(FLOORS).toEqual(['src/uapi', 'src/v2', 'src/sim', 'legacy', 'translate', 'src/kernel', 'src/bridge', 'src/cli']);
   });
 

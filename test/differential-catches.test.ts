@@ -19,7 +19,7 @@ function dropsReservedBits(r: LegacyRegion): LegacyRegion {
   };
 }
 
-/** A v1 face whose pending_bytes reads 0 after two chunks were triggered: BRIDGE.md pitfall 4's silent truncation. */
+/** A v1 face whose pending_bytes reads 0 after two chunks were triggered: docs/PROTOCOL.md §7 H4's silent truncation. */
 function truncatesStopCopy(r: LegacyRegion): LegacyRegion {
   let chunks = 0;
   return {

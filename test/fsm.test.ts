@@ -20,8 +20,8 @@ function outcome(f: () => unknown): string {
   }
 }
 
-describe('nextState: SPEC.md §3.5 table (all flags: nothing is skipped)', () => {
-  // Rows cur, columns target, in SPEC's order S R PC PCP SC RS RP E.
+describe('nextState: docs/PROTOCOL.md §3.5 table (all flags: nothing is skipped)', () => {
+  // Rows cur, columns target, in docs/PROTOCOL.md §3.5's order S R PC PCP SC RS RP (and E).
   const order = [MigState.STOP, MigState.RUNNING, MigState.PRE_COPY, MigState.PRE_COPY_P2P, MigState.STOP_COPY, MigState.RESUMING, MigState.RUNNING_P2P, MigState.ERROR];
   const abbrev: Record<string, MigState> = { S: 1, R: 2, SC: 3, RS: 4, RP: 5, PC: 6, PCP: 7, E: 0 };
   const table = `
@@ -89,7 +89,7 @@ describe('transitionPath agrees with the BFS oracle over required driver arcs', 
   }
 });
 
-describe('transitionPath examples from SPEC.md §3.5', () => {
+describe('transitionPath examples from docs/PROTOCOL.md §3.5', () => {
   const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
   const cases: [number, MigState, MigState, MigState[]][] = [
     [1, R, SC, [S, SC]], [1, R, RS, [S, RS]], [1, SC, R, [S, R]], [1, RS, R, [S, R]],

@@ -1,6 +1,6 @@
 // KernelLegacyRegion over the fake kernel's v1 migration region (what an
-// out-of-tree 5.8-5.17 vendor driver exposes): the v1 register dance of SPEC.md
-// §1.5/1.6 through pread/pwrite at the region offset of the device fd.
+// out-of-tree 5.8-5.17 vendor driver exposes): the v1 register dance of
+// docs/PROTOCOL.md §1.5/1.6 through pread/pwrite at the region offset of the device fd.
 import { describe, expect, it } from 'vitest';
 import {
   KernelLegacyRegion, MigrationError, V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP, VFIO_DEVICE_RESET,
@@ -28,7 +28,7 @@ async function readState(r: LegacyRegion): Promise<number> {
   return new DataView(b.buffer).getUint32(0, true);
 }
 
-/** SPEC §1.5: stop-and-copy, chunk by chunk, until pending_bytes reads 0. */
+/** docs/PROTOCOL.md §1.5: stop-and-copy, chunk by chunk, until pending_bytes reads 0. */
 async function v1Save(r: LegacyRegion): Promise<{ stream: Uint8Array; chunks: number[] }> {
   await r.writeAt(0, u32(V1_SAVING));
   const parts: Uint8Array[] = [];
@@ -47,7 +47,7 @@ async function v1Save(r: LegacyRegion): Promise<{ stream: Uint8Array; chunks: nu
   return { stream, chunks: parts.map((p) => p.length) };
 }
 
-/** SPEC §1.6: RESUMING, then data_offset / window / data_size per chunk, then RUNNING. */
+/** docs/PROTOCOL.md §1.6: RESUMING, then data_offset / window / data_size per chunk, then RUNNING. */
 async function v1Resume(r: LegacyRegion, stream: Uint8Array, chunk: number): Promise<void> {
   await r.writeAt(0, u32(V1_RESUMING));
   for (let at = 0; at < stream.length; at += chunk) {

@@ -142,7 +142,7 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     expect((e as MigrationError).code).toBe('EINVAL');
     expect((e as MigrationError).message).toMatch(/SET device_state RUNNING/);
     expect(await b.getState()).toBe(RS); // mtty fails the first arc: still RESUMING
-    await b.reset(); // never SET out of it again: reset (BRIDGE.md pitfall 2)
+    await b.reset(); // never SET out of it again: reset (docs/PROTOCOL.md §7 H2)
     expect(s.fd).toBe(-1);
     expect(b.liveSessions).toBe(0);
     expect(await b.getState()).toBe(R);

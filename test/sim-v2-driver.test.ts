@@ -1,5 +1,5 @@
-// SimV2Driver against the v2 uAPI rules (SPEC §3.3-3.6) and mtty's behaviour
-// (SPEC §5): arcs walked one at a time (checked against an independent BFS
+// SimV2Driver against the v2 uAPI rules (docs/PROTOCOL.md §3.2-3.6) and mtty's behaviour
+// (docs/PROTOCOL.md §5): arcs walked one at a time (checked against an independent BFS
 // oracle), sessions only from the final arc, data_fd lifetime and errors,
 // validation on RESUMING -> STOP, reset, faults, serialization.
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// LegacyRegionOverV2 against DESIGN.md "Semantics of the two translators"
+// LegacyRegionOverV2 against docs/SEMANTICS.md (D6-D32)
 // (v1 face), rule by rule, over the kernel-faithful SimV2Driver. Expected
 // stream bytes come from a twin SimDevice's own saver, not from the
 // translator; what the translator asks of the v2 device is recorded.
@@ -364,7 +364,7 @@ describe('resume', () => {
 
 describe('opening over a device left in another state', () => {
   it.each([MigState.STOP, MigState.RESUMING, MigState.STOP_COPY, MigState.PRE_COPY])(
-    'left in %s: normalised with a reset (checked to give RUNNING), never a SET (BRIDGE.md pitfall 2)',
+    'left in %s: normalised with a reset (checked to give RUNNING), never a SET (docs/PROTOCOL.md §7 H2)',
     async (left) => {
       const device = new SimDevice({ size: SIZE, seed: 1, pageSize: PAGE });
       const driver = new SimV2Driver(device, { flags: SC | PC });

@@ -1,4 +1,4 @@
-// v1 bits <-> v2 MigState (SPEC.md §6.1-6.2), against a table written out here.
+// v1 bits <-> v2 MigState (docs/PROTOCOL.md §6.1-6.2), against a table written out here.
 import { describe, expect, it } from 'vitest';
 import { MigrationError } from '../src/uapi/errors.js';
 import { MigState } from '../src/v2/states.js';

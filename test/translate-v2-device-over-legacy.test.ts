@@ -1,4 +1,4 @@
-// V2DeviceOverLegacy against DESIGN.md "Semantics of the two translators"
+// V2DeviceOverLegacy against docs/SEMANTICS.md (D33-D50)
 // (v2 face), over the reference v1 driver SimV1Region. The v1 writes each
 // SET issues are recorded and compared with transitionPath() mapped to v1
 // bits; stream bytes are checked against a twin SimDevice's saver.

@@ -1,4 +1,4 @@
-// The v1 client (what QEMU 7.2 does, SPEC §2.3-2.6) over SimV1Region: the
+// The v1 client (what QEMU 7.2 does, docs/PROTOCOL.md §2.3-2.6) over SimV1Region: the
 // exact register order and file bytes, round trips with the device working
 // during pre-copy, chunk splitting on smaller destination windows, every fault
 // of a plan surfacing as the documented error (and a reset recovering), and

@@ -1,6 +1,6 @@
-// SimV1Region against the v1 uAPI rules (SPEC §1), register by register.
-// Oracles: the field table of SPEC §1.2 (not region-layout's fieldAt), the
-// transition tables transcribed from SPEC §1.3 / §2.4 (the 'qemu' one derived
+// SimV1Region against the v1 uAPI rules (docs/PROTOCOL.md §1), register by register.
+// Oracles: the field table of docs/PROTOCOL.md §1.2 (not region-layout's fieldAt), the
+// transition tables transcribed from docs/PROTOCOL.md §1.3 / §2.4 (the 'qemu' one derived
 // from QEMU 7.2's (mask, value) pairs, not from the implementation's table;
 // the libvfio-user ones compiled from that project's source lines),
 // and a SimDevice twin's saver for the expected stream bytes.
@@ -35,7 +35,7 @@ async function iteration(r: SimV1Region): Promise<{ pending: bigint; bytes: Uint
   return { pending, bytes: await raw(r, off, n) };
 }
 
-/** Stop-copy loop of SPEC §1.5 until pending_bytes reads 0; checks pending never reads 0 early. */
+/** Stop-copy loop of docs/PROTOCOL.md §1.5 until pending_bytes reads 0; checks pending never reads 0 early. */
 async function drain(r: SimV1Region): Promise<{ bytes: Uint8Array; chunks: number; pendings: bigint[] }> {
   const parts: Uint8Array[] = [];
   const pendings: bigint[] = [];
@@ -49,7 +49,7 @@ async function drain(r: SimV1Region): Promise<{ bytes: Uint8Array; chunks: numbe
   return { bytes: Buffer.concat(parts), chunks: parts.length, pendings };
 }
 
-/** Resume loop of SPEC §1.6: data_offset, window, data_size, in window-sized chunks. */
+/** Resume loop of docs/PROTOCOL.md §1.6: data_offset, window, data_size, in window-sized chunks. */
 async function feed(r: SimV1Region, stream: Uint8Array): Promise<void> {
   for (let at = 0; at < stream.length; ) {
     const off = Number(await readU64Field(r, 'data_offset'));
@@ -96,8 +96,8 @@ describe('geometry', () => {
   });
 });
 
-describe('register access: native width and alignment only (SPEC §1.2)', () => {
-  // SPEC §1.2 table: (offset, size) of the five fields.
+describe('register access: native width and alignment only (docs/PROTOCOL.md §1.2)', () => {
+  // docs/PROTOCOL.md §1.2 table: (offset, size) of the five fields.
   const LEGAL = new Set(['0/4', '4/4', '8/8', '16/8', '24/8']);
 
   it('reads: every offset 0..40 x every width 0..16 in the header area', async () => {
@@ -217,7 +217,7 @@ describe('transition policies: full 8x8 tables', () => {
   const arcs = (text: string) => new Set(text.trim().split(/\s+/));
   const bits = (n: number) => n.toString(2).padStart(3, '0');
 
-  // SPEC §1.3, documented transitions 0-5 as arcs, plus same-state writes.
+  // docs/PROTOCOL.md §1.3, documented transitions 0-5 as arcs, plus same-state writes.
   const UAPI = arcs(`001>000  001>010 010>000  001>011 011>010  001>100  100>001
                      000>000 001>001 010>010 011>011 100>100`);
   // libvfio-user's last v1 table, compiled by gcc from its source lines
@@ -226,7 +226,7 @@ describe('transition policies: full 8x8 tables', () => {
     const allowed = lvuAllowed(form);
     return new Set([0, 1, 2, 3, 4].flatMap((from) => [0, 1, 2, 3, 4].filter((to) => allowed[from][to]).map((to) => `${bits(from)}>${bits(to)}`)));
   };
-  // SPEC §2.4: QEMU 7.2's (mask, value) pairs, applied to every valid state; plus 'uapi', plus 100>000.
+  // docs/PROTOCOL.md §2.4: QEMU 7.2's (mask, value) pairs, applied to every valid state; plus 'uapi', plus 100>000.
   const QEMU_PAIRS: [number, number][] = [[7, 2], [~1, 0], [~1, 2], [~2, 0], [~7, 4], [~7, 1], [~6, 1]];
   const QEMU = new Set(UAPI);
   for (const from of [0, 1, 2, 3, 4]) {
@@ -256,7 +256,7 @@ describe('transition policies: full 8x8 tables', () => {
     }
   });
 
-  it('the qemu table holds every arc SPEC §2.4 lists as a typical result', () => {
+  it('the qemu table holds every arc docs/PROTOCOL.md §2.4 lists as a typical result', () => {
     for (const a of ['001>011', '000>010', '011>010', '001>000', '001>010', '010>010', '010>000', '001>100', '100>001', '000>001', '010>001', '011>001']) {
       expect(QEMU.has(a), a).toBe(true);
     }
@@ -302,7 +302,7 @@ describe('transition policies: full 8x8 tables', () => {
   });
 });
 
-describe('saving: the iteration protocol (SPEC §1.5)', () => {
+describe('saving: the iteration protocol (docs/PROTOCOL.md §1.5)', () => {
   it('data_offset is the trigger; re-reads of data_offset and data_size within an iteration are stable', async () => {
     const r = new SimV1Region(newDevice(), { windowSize: 1000 });
     await writeDeviceState(r, 3);
@@ -440,7 +440,7 @@ describe('saving: the iteration protocol (SPEC §1.5)', () => {
   });
 });
 
-describe('resuming (SPEC §1.6)', () => {
+describe('resuming (docs/PROTOCOL.md §1.6)', () => {
   it('window bytes are applied only by the data_size write', async () => {
     const stream = referenceStream(4);
     const dst = new SimV1Region(newDevice(8), { windowSize: 1 << 16 });

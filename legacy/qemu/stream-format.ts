@@ -1,7 +1,7 @@
 /**
  * The migration file both clients write and read (v1-client.ts and
  * v2-client.ts beside it), so a state saved over one protocol loads over
- * the other. It is QEMU's "vfio" savevm section payload (SPEC §2.7, the same
+ * the other. It is QEMU's "vfio" savevm section payload (docs/PROTOCOL.md §2.7, the same
  * in QEMU 7.2 and 8-10, hw/vfio/migration.c) behind a file magic; every
  * integer is big-endian 64-bit:
  *

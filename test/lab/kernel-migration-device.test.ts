@@ -24,7 +24,7 @@ beforeAll(async () => {
   fdsBefore = fdCount();
   a = await KernelMigrationDevice.open({ sysfs: sysfs(DEV_A) });
   b = await KernelMigrationDevice.open({ sysfs: sysfs(DEV_B) });
-  // Devices keep their v2 state between users: normalise with a reset, never a SET (BRIDGE.md pitfalls 2, 3).
+  // Devices keep their v2 state between users: normalise with a reset, never a SET (docs/PROTOCOL.md §7 H2, H3).
   await a.reset();
   await b.reset();
 });
@@ -44,7 +44,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     expect(v.info.flags & VFIO_DEVICE_FLAGS_PCI).toBeTruthy();
     expect(v.info.numRegions).toBe(9);
     expect(v.info.numIrqs).toBe(5);
-    // mtty implements VFIO_DEVICE_RESET without advertising it (BRIDGE.md pitfall 3)
+    // mtty implements VFIO_DEVICE_RESET without advertising it (docs/PROTOCOL.md §7 H3)
     expect(v.info.flags & VFIO_DEVICE_FLAGS_RESET).toBe(0);
     const regions = v.regions();
     expect(regions.map((r) => r.size)).toEqual([8n, 8n, 0n, 0n, 0n, 0n, 0n, 0xffn, 0n]);
@@ -58,13 +58,13 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     expect(await a.stopCopySize()).toBe(96n);
   });
 
-  it('answers hand-built VFIO_DEVICE_FEATURE / region-info ioctls as SPEC.md §3.2 says', () => {
+  it('answers hand-built VFIO_DEVICE_FEATURE / region-info ioctls as docs/PROTOCOL.md §3.1 says', () => {
     const before = fdCount();
     checkRawFeatureAbi(a.vfio.sys, a.vfio.fd);
     expect(fdCount()).toBe(before);
   });
 
-  it('hands out data fds with O_CLOEXEC (SPEC.md §3.2)', async () => {
+  it('hands out data fds with O_CLOEXEC (docs/PROTOCOL.md §3.1)', async () => {
     const s = (await a.setState(PC))!;
     try {
       const flags = /flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${s.fd}`, 'utf8'))![1];
@@ -106,7 +106,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
       const buf = new Uint8Array(4096);
       expect(await s.read(buf)).toBe(24);
       expectMttyHeader(buf.subarray(0, 24), 2);
-      expect(await s.read(buf)).toBe(0); // LAB.md: mtty deviates from the uAPI's ENOMSG here
+      expect(await s.read(buf)).toBe(0); // docs/PROTOCOL.md §7: mtty deviates from the uAPI's ENOMSG here
       expect(await s.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
       expect(await a.stopCopySize()).toBe(96n);
       expect(await a.setState(SC)).toBeNull(); // PRE_COPY -> STOP_COPY keeps the fd (data_fd -1)
@@ -127,7 +127,7 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
     expect(e).toBeInstanceOf(MigrationError);
     expect(e.code).toBe('EINVAL');
     expect(await b.getState()).toBe(RS);
-    await b.reset(); // never SET out of this RESUMING (BRIDGE.md pitfall 2)
+    await b.reset(); // never SET out of this RESUMING (docs/PROTOCOL.md §7 H2)
     expect(s.fd).toBe(-1);
     expect(await b.getState()).toBe(R);
   });

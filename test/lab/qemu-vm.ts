@@ -31,7 +31,7 @@ export interface VmOptions {
   prelaunch?: boolean;
   /** Run QEMU under `vfio-mig bridge` (QEMU 7.2 only). */
   bridge?: BridgeRun;
-  /** Machine type; both sides must agree and 7.2 must know it (CROSS-VERSION facts). */
+  /** Machine type; both sides must agree and 7.2 must know it (docs/PROTOCOL.md §7, cross-version). */
   machine?: string;
 }
 

@@ -4,7 +4,7 @@
 # instances, and runs the vitest suite test/lab/*.test.ts INSIDE the guest with
 # the host's node against this checkout (the host's / is shared read-only over
 # 9p). Exit status and a summary come back through a second, writable 9p share.
-# Measured recipe: ../shared/LAB.md. Build artefacts live in .lab/ (gitignored).
+# What it relies on: docs/PROTOCOL.md §7. Build artefacts live in .lab/ (gitignored).
 #
 # Environment: LAB_TIMEOUT (s, default 900) bounds the VM run; LAB_MEM (default 2G);
 # LAB_FILTER passes a test-name filter (-t) to vitest in the guest; LAB_PAD_MIB

@@ -54,7 +54,7 @@ async function expectBEqualsA(): Promise<void> {
   const a = await open(DEV_A);
   const b = await open(DEV_B);
   try {
-    // A migrated source is left stopped: normalise with a reset (BRIDGE.md pitfall 3).
+    // A migrated source is left stopped: normalise with a reset (docs/PROTOCOL.md §7 H3).
     await a.reset();
     await b.reset();
     expect([readScratch(b, 0), readScratch(b, 1)]).toEqual(marks);

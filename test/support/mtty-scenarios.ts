@@ -97,7 +97,7 @@ export interface DifferentialCase {
  * resulting state and whether a data_fd came back with nextState/transitionPath.
  * RESUMING is entered with a complete stream of the device itself written, so
  * that leaving it is an FSM question and not a data one; the device is never
- * SET out of a RESUMING left over from an earlier open (BRIDGE.md pitfall 2).
+ * SET out of a RESUMING left over from an earlier open (docs/PROTOCOL.md §7 H2).
  */
 export async function fsmDifferential(dev: MigrationDevice): Promise<DifferentialCase[]> {
   const flags = await dev.migrationFlags();

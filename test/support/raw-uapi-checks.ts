@@ -1,4 +1,4 @@
-// Raw VFIO_DEVICE_FEATURE / region-info facts of SPEC.md §3.2, checked with
+// Raw VFIO_DEVICE_FEATURE / region-info facts of docs/PROTOCOL.md §3.1, checked with
 // hand-built ioctl buffers on a device fd. Run against the real kernel in the
 // lab and against the fake in unit tests, so the fake stays honest.
 import { expect } from 'vitest';

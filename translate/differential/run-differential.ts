@@ -1,4 +1,4 @@
-// The runnable differential comparison (DESIGN.md "Differential testing"):
+// The runnable differential comparison (ARCHITECTURE.md: translate/differential):
 // random command sequences, fast-check model-based (fc.commands +
 // fc.asyncModelRun), against a reference implementation of a face and a
 // translated one. Used by the test suite and by `vfio-mig diff`.

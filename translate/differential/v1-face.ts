@@ -10,7 +10,7 @@
 // Exact and loose comparison: with a v2 device that has PRE_COPY, both sides
 // run the same stream logic over the same saver, so every value must be
 // equal. Without PRE_COPY the translator emulates 011 (pending 0, empty
-// chunks; the stream starts at 010, SPEC §6.6), so pre-copy chunks differ by
+// chunks; the stream starts at 010, docs/PROTOCOL.md §6.6), so pre-copy chunks differ by
 // design; then the comparison keeps to what the emulation promises: same
 // errnos and device_state, pending_bytes zero/non-zero in stop-and-copy while
 // both streams are in step, the same concatenated stream when no device work
@@ -477,7 +477,7 @@ class WriteWindow extends V1Command {
   }
 }
 
-/** v1 resume step (SPEC §1.6) with the next bytes of the captured stream; streams must be equal. */
+/** v1 resume step (docs/PROTOCOL.md §1.6) with the next bytes of the captured stream; streams must be equal. */
 class FeedChunk extends V1Command {
   constructor(readonly length: number) {
     super();

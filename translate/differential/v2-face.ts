@@ -13,7 +13,7 @@
 //    differently (both are valid): from then on reads compare only their
 //    errnos (ENOMSG, 0 and data count as "no error"), and the streams are
 //    checked by resuming them;
-//  - the translated resuming session batches writes into v1 windows (DESIGN.md),
+//  - the translated resuming session batches writes into v1 windows (D49),
 //    so rejected data surfaces at a later write or at the SET that leaves
 //    RESUMING: after garbage was written, writes compare only
 //    EBADF/ENODEV, and leaving RESUMING must fail on both sides.

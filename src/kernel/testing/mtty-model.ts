@@ -110,7 +110,7 @@ export class MttyModel {
   state: MigState = R;
   saving: MttyMigrationFile | null = null;
   resuming: MttyMigrationFile | null = null;
-  /** Set when the real driver would have oopsed (BRIDGE.md pitfall 2); the device is dead afterwards. */
+  /** Set when the real driver would have oopsed (docs/PROTOCOL.md §7 H2); the device is dead afterwards. */
   oops: string | null = null;
   /** struct serial_port s[2], raw. */
   readonly ports: Uint8Array[];
