@@ -1,5 +1,6 @@
 // Which v1 device_state arcs a v1 driver accepts. v1 never had a formal
-// matrix (the uAPI only numbers six transitions), so strictness is a policy. Tables are over the low
+// matrix (the uAPI only numbers six transitions), so strictness is a policy
+// (D5 of docs/SEMANTICS.md; docs/PROTOCOL.md §1.3, §2.4). Tables are over the low
 // three bits (from, to); reserved bits 3..31 play no part. A write whose
 // target fails VFIO_DEVICE_STATE_VALID never reaches the table (EINVAL),
 // and nothing leaves 110b except VFIO_DEVICE_RESET.
