@@ -28,20 +28,20 @@ function weylKey(seed: number, index: number, gen: number): number {
 
 /** Write the first `count` words of page (seed, index, gen) to words[start ..]. */
 export function fillPageWords(words: Uint32Array, start: number, count: number, seed: number, index: number, gen: number): void {
-  let x = xorshiftKey(seed, index, gen) | 0;
-  let w = weylKey(seed, index, gen) | 0;
-  const end = start + count;
-  for (let i = start; i < end; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    w = (w + 0x9e3779b9) | 0;
-    words[i] = x ^ w;
-  }
+  pageWords(words, start, count, seed, index, gen, false);
 }
 
 /** Do words[start .. start+count) equal the first `count` words of page (seed, index, gen)? */
 export function pageWordsMatch(words: Uint32Array, start: number, count: number, seed: number, index: number, gen: number): boolean {
+  return pageWords(words, start, count, seed, index, gen, true) === 0;
+}
+
+/**
+ * The page's word sequence over words[start .. start+count): written there,
+ * or (`check`) compared with what is there. Returns the OR of the
+ * differences (0 when writing, or when every word matched).
+ */
+function pageWords(words: Uint32Array, start: number, count: number, seed: number, index: number, gen: number, check: boolean): number {
   let x = xorshiftKey(seed, index, gen) | 0;
   let w = weylKey(seed, index, gen) | 0;
   let diff = 0;
@@ -51,9 +51,10 @@ export function pageWordsMatch(words: Uint32Array, start: number, count: number,
     x ^= x >>> 17;
     x ^= x << 5;
     w = (w + 0x9e3779b9) | 0;
-    diff |= words[i] ^ (x ^ w);
+    if (check) diff |= words[i] ^ (x ^ w);
+    else words[i] = x ^ w;
   }
-  return diff === 0;
+  return diff;
 }
 
 function swapWords(words: Uint32Array, count: number): void {
