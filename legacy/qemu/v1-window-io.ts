@@ -15,26 +15,21 @@ export function v1PieceSize(off: number, count: number): number {
   return 1;
 }
 
-export async function readV1Window(region: LegacyRegion, offset: number, buf: Uint8Array, mode: V1WindowAccess): Promise<void> {
-  if (mode === 'mmap' || buf.length === 0) {
-    if (buf.length) await region.readAt(offset, buf);
-    return;
-  }
-  for (let done = 0; done < buf.length; ) {
-    const n = v1PieceSize(offset + done, buf.length - done);
-    await region.readAt(offset + done, buf.subarray(done, done + n));
-    done += n;
-  }
+export function readV1Window(region: LegacyRegion, offset: number, buf: Uint8Array, mode: V1WindowAccess): Promise<void> {
+  return inPieces(offset, buf, mode, (at, piece) => region.readAt(at, piece));
 }
 
-export async function writeV1Window(region: LegacyRegion, offset: number, data: Uint8Array, mode: V1WindowAccess): Promise<void> {
-  if (mode === 'mmap' || data.length === 0) {
-    if (data.length) await region.writeAt(offset, data);
-    return;
-  }
-  for (let done = 0; done < data.length; ) {
-    const n = v1PieceSize(offset + done, data.length - done);
-    await region.writeAt(offset + done, data.subarray(done, done + n));
+export function writeV1Window(region: LegacyRegion, offset: number, data: Uint8Array, mode: V1WindowAccess): Promise<void> {
+  return inPieces(offset, data, mode, (at, piece) => region.writeAt(at, piece));
+}
+
+/** `bytes` at region offset `offset` as one access ('mmap') or vfio_mig_rw's pieces; nothing for no bytes. */
+async function inPieces(offset: number, bytes: Uint8Array, mode: V1WindowAccess, access: (at: number, piece: Uint8Array) => Promise<void>): Promise<void> {
+  if (bytes.length === 0) return;
+  if (mode === 'mmap') return access(offset, bytes);
+  for (let done = 0; done < bytes.length; ) {
+    const n = v1PieceSize(offset + done, bytes.length - done);
+    await access(offset + done, bytes.subarray(done, done + n));
     done += n;
   }
 }
