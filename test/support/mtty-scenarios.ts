@@ -58,6 +58,15 @@ export async function resumeStream(dev: MigrationDevice, data: Uint8Array, chunk
   await dev.setState(R);
 }
 
+/** A STOP_COPY save of mtty-2 `a` (96 bytes, mtty's header) resumed into `b`, which runs afterwards. */
+export async function migrateMtty2(a: MigrationDevice, b: MigrationDevice): Promise<void> {
+  const stream = await saveStream(a);
+  expect(stream.length).toBe(96);
+  expectMttyHeader(stream, 2);
+  await resumeStream(b, stream);
+  expect(await b.getState()).toBe(MigState.RUNNING);
+}
+
 /** UART scratch register of port `port` (BAR `port`, offset 7) through pread/pwrite on the device fd. */
 export function writeScratch(dev: KernelMigrationDevice, value: number, port = 0): void {
   dev.vfio.writeRegion(dev.vfio.regionInfo(port), UART_SCR, Uint8Array.of(value));
