@@ -78,7 +78,7 @@ export class SimV1Region extends V1RegionCore {
 
   /** VFIO_DEVICE_RESET: 001, every saver, loader and staged byte dropped. */
   reset(): Promise<void> {
-    return this.serialize(async () => {
+    return this.serialize(() => {
       this.checkOpen();
       this.dropSaving();
       this.dropResuming();
@@ -89,7 +89,7 @@ export class SimV1Region extends V1RegionCore {
   }
 
   close(): Promise<void> {
-    return this.serialize(async () => {
+    return this.serialize(() => {
       if (this.closed) return;
       this.dropSaving();
       this.dropResuming();

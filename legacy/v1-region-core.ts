@@ -151,7 +151,7 @@ export abstract class V1RegionCore implements LegacyRegion {
   abstract close(): Promise<void>;
 
   /** Run `task` on the region's queue, after every call before it has settled. */
-  protected serialize<T>(task: () => Promise<T>): Promise<T> {
+  protected serialize<T>(task: () => T | Promise<T>): Promise<T> {
     return this.queue.run(task);
   }
 

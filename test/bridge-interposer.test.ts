@@ -385,9 +385,9 @@ describe.each(VARIANTS)('interposer, $name', ({ sanitized }) => {
       const a = await openDevice(w);
       const sockA = bridgeSockets(ok(await w.client.cmd('fds')))[0].fd;
       const pairA = ok(await w.client.cmd('socketpair'));
-      ok(await w.client.cmd(`dup2 ${pairA.r} ${sockA}`));
+      ok(await w.client.cmd(`dup2 ${String(pairA.r)} ${sockA}`));
       failsWith(await w.client.cmd(`pread ${a.fd} ${REGION} 4`), EIO);
-      expect(ok(await w.client.cmd(`unread ${pairA.peer}`)).r).toBe(0);
+      expect(ok(await w.client.cmd(`unread ${String(pairA.peer)}`)).r).toBe(0);
       const b = await openDevice(w, 'dev-b');
       const known = new Set([pairA.r, pairA.peer]);
       const sockB = bridgeSockets(ok(await w.client.cmd('fds'))).find((f) => !known.has(f.fd) && f.fd !== sockA)!.fd;
@@ -396,8 +396,8 @@ describe.each(VARIANTS)('interposer, $name', ({ sanitized }) => {
       for (let i = 0; i < 4 && pairB.r !== sockB && pairB.peer !== sockB; i++) pairB = ok(await w.client.cmd('socketpair'));
       expect([pairB.r, pairB.peer]).toContain(sockB);
       failsWith(await w.client.cmd(`pread ${b.fd} ${REGION} 4`), EIO);
-      expect(ok(await w.client.cmd(`unread ${pairB.peer}`)).r).toBe(0);
-      expect(ok(await w.client.cmd(`unread ${pairB.r}`)).r).toBe(0);
+      expect(ok(await w.client.cmd(`unread ${String(pairB.peer)}`)).r).toBe(0);
+      expect(ok(await w.client.cmd(`unread ${String(pairB.r)}`)).r).toBe(0);
       await until(() => a.conn.closed && b.conn.closed, 'both connections to close');
     });
 

@@ -134,7 +134,7 @@ describe('requests', () => {
     expect(readAll(encodeRequest(full))).toEqual([full, 'done']);
     const empty = { ...REG, name: '' } as Request;
     expect(readAll(encodeRequest(empty))).toEqual([empty, 'done']);
-    expect(() => encodeRequest({ ...REG, name: 'x'.repeat(65) } as Request)).toThrow(/EINVAL/);
+    expect(() => encodeRequest({ ...REG, name: 'x'.repeat(65) })).toThrow(/EINVAL/);
   });
 });
 

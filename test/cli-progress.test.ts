@@ -33,7 +33,7 @@ describe('on a terminal', () => {
     const err = terminal(80);
     expect(await run(DEMO, pipe(), err)).toBe(0);
     const text = err.text();
-    expect(text).not.toMatch(/\x1b/);
+    expect(text).not.toMatch(/\x1b/); // eslint-disable-line no-control-regex -- no escape sequence, on purpose
     const frames = text.split(/[\r\n]/).filter((f) => f.trim());
     expect(frames.length).toBeGreaterThan(3);
     for (const f of frames) {
@@ -62,7 +62,7 @@ describe('on a terminal', () => {
     vi.stubEnv('NO_COLOR', '1');
     const err = terminal(120);
     expect(await run(DEMO, pipe(), err)).toBe(0);
-    expect(err.text()).not.toMatch(/\x1b/);
+    expect(err.text()).not.toMatch(/\x1b/); // eslint-disable-line no-control-regex -- no escape sequence, on purpose
     expect(err.text()).toMatch(/\r/);
   });
 
@@ -70,7 +70,7 @@ describe('on a terminal', () => {
     vi.stubEnv('TERM', 'dumb');
     const err = terminal(80);
     expect(await run(DEMO, pipe(), err)).toBe(0);
-    expect(err.text()).not.toMatch(/[\r\x1b]/);
+    expect(err.text()).not.toMatch(/[\r\x1b]/); // eslint-disable-line no-control-regex -- no escape sequence, on purpose
     expect(err.text()).toMatch(/: 100% /);
   });
 

@@ -46,7 +46,7 @@ describe('README.md', () => {
       execFileSync(process.execPath, [file], { cwd: ROOT, stdio: 'pipe', timeout: 60_000 });
     } catch (e) {
       const err = e as { stderr?: Buffer };
-      throw new Error(`README example ${i} failed:\n${err.stderr?.toString() ?? e}`);
+      throw new Error(`README example ${i} failed:\n${err.stderr?.toString() ?? String(e)}`, { cause: e });
     } finally {
       rmSync(file, { force: true });
     }

@@ -19,7 +19,7 @@
 import { V1_DATA_OFFSET, V1_DEFAULT_WINDOW, RESUME_REJECTED, V1RegionCore, type SavePhase } from '../legacy/v1-region-core.js';
 import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1SetError } from '../legacy/v1-state.js';
 import type { V1Policy } from '../legacy/v1-transitions.js';
-import { asMigrationError, isErrno, MigrationError } from '../src/uapi/errors.js';
+import { asMigrationError, FirstFailure, isErrno, MigrationError } from '../src/uapi/errors.js';
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../src/v2/contracts.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../src/v2/states.js';
 import { takeOver, type Takeover } from '../src/v2/takeover.js';
@@ -120,12 +120,10 @@ export class LegacyRegionOverV2 extends V1RegionCore {
       if (this.closed) return;
       this.closed = true;
       await this.dropSession();
-      let resetErr: unknown;
-      if (this.ready && this.v2 === MigState.RESUMING) {
-        await retryTransient(() => this.device.reset()).catch((e: unknown) => { resetErr = e; });
-      }
+      const failure = new FirstFailure();
+      if (this.ready && this.v2 === MigState.RESUMING) await failure.runAsync(() => retryTransient(() => this.device.reset()));
       await this.device.close();
-      if (resetErr) throw resetErr;
+      failure.rethrow();
     });
   }
 

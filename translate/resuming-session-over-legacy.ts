@@ -65,7 +65,7 @@ export class ResumingSessionOverLegacy extends SessionOverLegacy {
   }
 
   read(): Promise<number> {
-    return this.owner.run(async () => {
+    return this.owner.run(() => {
       this.check('read');
       return 0; // not reached: check() throws EBADF for a read on the resuming session
     });
@@ -73,7 +73,7 @@ export class ResumingSessionOverLegacy extends SessionOverLegacy {
 
   /** D48: the resuming data_fd has no ioctls (ENOTTY), as in mtty. */
   precopyInfo(): Promise<PrecopyInfo> {
-    return this.owner.run(async () => {
+    return this.owner.run(() => {
       if (this.closedFd) throw new MigrationError('EBADF', 'data session is closed');
       throw new MigrationError('ENOTTY', 'the resuming data session has no PRECOPY_INFO');
     });

@@ -114,7 +114,7 @@ export class SavingSessionOverLegacy extends SessionOverLegacy {
   }
 
   write(): Promise<number> {
-    return this.owner.run(async () => {
+    return this.owner.run(() => {
       this.check('write');
       return 0; // not reached: check() throws EBADF for a write on the saving session
     });

@@ -13,7 +13,7 @@ export interface SessionHost {
   readonly region: LegacyRegion;
   state(): MigState;
   /** Run on the device's serial queue. */
-  run<T>(task: () => Promise<T>): Promise<T>;
+  run<T>(task: () => T | Promise<T>): Promise<T>;
   /** data_offset, checked (D43); only outside a saving iteration or as the save trigger. */
   readDataOffset(): Promise<number>;
   /** After a data-path error: adopt what device_state says (110b -> ERROR, sessions end). */
@@ -76,7 +76,7 @@ export abstract class SessionOverLegacy implements DataSession {
 
   /** The user's close of the data_fd; a second close is EBADF (D48). */
   close(): Promise<void> {
-    return this.owner.run(async () => {
+    return this.owner.run(() => {
       if (this.closedFd) throw new MigrationError('EBADF', 'data session already closed');
       this.closedFd = true;
     });

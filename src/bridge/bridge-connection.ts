@@ -108,6 +108,6 @@ export class BridgeConnection {
       this.device = undefined;
       if (device) await this.host.released(device, reason);
     });
-    this.work.then(() => this.resolveClosed());
+    void this.work.then(() => this.resolveClosed()); // work never rejects: enqueue catches
   }
 }

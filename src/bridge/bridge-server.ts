@@ -212,7 +212,7 @@ export class BridgeServer implements ConnectionHost {
     if (why) return refuse(why, peer.pid);
     const connection = new BridgeConnection(socket, peer, this);
     this.connections.add(connection);
-    connection.closed.then(() => this.connections.delete(connection));
+    void connection.closed.then(() => this.connections.delete(connection));
     socket.resume();
   }
 

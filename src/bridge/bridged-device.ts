@@ -30,9 +30,9 @@ export interface BridgedDeviceInfo {
 export interface BridgedDeviceOptions {
   trace?: TraceWriter;
   sys?: Syscalls;
-  onErrorRecovery(r: ErrorRecovery): void;
+  onErrorRecovery: (r: ErrorRecovery) => void;
   /** An access failed with something that is no MigrationError (a bug): answered EIO. */
-  onFault(e: unknown): void;
+  onFault: (e: unknown) => void;
 }
 
 const DATA_SIZE_OFFSET = 24;

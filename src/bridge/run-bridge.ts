@@ -74,14 +74,14 @@ export async function runBridge(o: RunBridgeOptions): Promise<BridgeRun> {
     if (o.tracePath) {
       trace = TraceWriter.open(o.tracePath, { pid: process.pid, command: o.command, window: o.windowSize, mmap: o.mmap });
     }
-    let child: ChildProcess | undefined;
+    const child: { process?: ChildProcess } = {};
     server = await BridgeServer.listen({
       dir: dir.path, windowSize: o.windowSize, mmap: o.mmap, devices: o.devices ?? kernelDeviceSource(),
-      commandPid: () => child?.pid, trace, onEvent: emit,
+      commandPid: () => child.process?.pid, trace, onEvent: emit,
     });
     const env = commandEnv(o.env ?? process.env, o.interposer, server.socketPath, o.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const started = spawn(o.command[0], o.command.slice(1), { stdio: 'inherit', env });
-    child = started;
+    child.process = started;
     let signalled: () => void = () => undefined;
     const aSignal = new Promise<void>((resolve) => (signalled = resolve));
     for (const sig of FORWARDED_SIGNALS) {

@@ -128,6 +128,7 @@ function decodeName(field: Uint8Array): string {
   if (field.subarray(end).some((b) => b !== 0)) throw new ProtocolViolation('register: bytes after the device name\'s NUL');
   const name = new TextDecoder('utf-8', { fatal: false }).decode(field.subarray(0, end));
   // The name goes into log lines and the trace: no control characters (a forged line break).
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   if (/[\u0000-\u001f\u007f-\u009f\ufffd]/.test(name)) throw new ProtocolViolation('register: device name is not printable UTF-8');
   return name;
 }

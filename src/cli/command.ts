@@ -36,7 +36,7 @@ export interface Command {
   usage: string;
   options: OptionSpec;
   /** Returns the JSON document printed with --json (human output goes through ctx.print). */
-  run(values: Record<string, string | boolean | undefined>, positionals: string[], ctx: CliContext): Promise<unknown>;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[], ctx: CliContext): unknown;
 }
 
 /**

@@ -231,16 +231,15 @@ export class MigrationFileWriter {
   private settled = false;
 
   private constructor(readonly path: string, private readonly sink: ByteSink) {
-    const self = this;
     this.stream = new Writable({
       highWaterMark: 0,
-      write(chunk: Buffer, _enc, done) {
+      write: (chunk: Buffer, _enc, done) => {
         // Writable runs one write at a time: appends follow each other.
-        self.hash.update(chunk);
-        self.sink.append(chunk).then(() => {
-          self.payloadBytes += chunk.length;
+        this.hash.update(chunk);
+        this.sink.append(chunk).then(() => {
+          this.payloadBytes += chunk.length;
           done();
-        }, (e: unknown) => done(fsProblem(self.path, e, true)));
+        }, (e: unknown) => done(fsProblem(this.path, e, true)));
       },
     });
     // A failed write reaches the client through its write callback; the event would only crash the process.

@@ -19,7 +19,7 @@ import { O_CLOEXEC, O_RDWR, type Syscalls } from '../kernel/syscalls.js';
 import { openVfioDevice, VFIO_CONTAINER_PATH, type DeviceSpec, type VfioDevice } from '../kernel/vfio-device.js';
 import { SimDevice } from '../sim/sim-device.js';
 import { SimV2Driver } from '../sim/sim-v2-driver.js';
-import { MigrationError, type ErrnoName } from '../uapi/errors.js';
+import { FirstFailure, MigrationError, type ErrnoName } from '../uapi/errors.js';
 import type { MigrationDevice } from '../v2/contracts.js';
 import { stateName } from '../v2/states.js';
 import type { Takeover } from '../v2/takeover.js';
@@ -249,14 +249,8 @@ class Opened implements OpenedDevice {
     if (this.v2 && !v2Taken) toClose.push(this.v2);
     if (this.v1 && !v1Taken) toClose.push(this.v1);
     if (this.extraClose) toClose.push(this.extraClose);
-    let first: unknown;
-    for (const c of toClose) {
-      try {
-        await c.close();
-      } catch (e) {
-        first ??= e;
-      }
-    }
-    if (first) throw first;
+    const failure = new FirstFailure();
+    for (const c of toClose) await failure.runAsync(() => c.close());
+    failure.rethrow();
   }
 }

@@ -6,7 +6,7 @@
 // holds here too, on device_state: the first access takes the device over (a
 // left-over 100, 010, 011 or 110b is reset, never written), a write out of a
 // 100 this handle did not write is refused, and close() resets a 100 it leaves.
-import { MigrationError, asMigrationError } from '../uapi/errors.js';
+import { FirstFailure, MigrationError, asMigrationError } from '../uapi/errors.js';
 import { VFIO_DEVICE_RESET } from '../uapi/ioctl.js';
 import type { RegionInfo } from '../uapi/region-info.js';
 import { SerialQueue } from '../v2/serial.js';
@@ -39,6 +39,7 @@ export class KernelLegacyRegion implements LegacyRegion {
    * vfio_migration_probe -> vfio_get_dev_region_info). ENODEV when the driver
    * has none; every fd is closed again on failure.
    */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async so that a failure to open is a rejection, as for every device call
   static async open(spec: DeviceSpec, sys: Syscalls = koffiSyscalls()): Promise<KernelLegacyRegion> {
     const vfio = openVfioDevice(spec, sys);
     try {
@@ -82,7 +83,7 @@ export class KernelLegacyRegion implements LegacyRegion {
   }
 
   reset(): Promise<void> {
-    return this.queue.run(async () => {
+    return this.queue.run(() => {
       this.check();
       this.resetNow();
       this.taken = true; // a reset is what taking over would do
@@ -95,17 +96,15 @@ export class KernelLegacyRegion implements LegacyRegion {
    * (a KernelMigrationDevice on the same VfioDevice) has closed it already.
    */
   close(): Promise<void> {
-    return this.queue.run(async () => {
+    return this.queue.run(() => {
       if (this.isClosed) return;
       this.isClosed = true;
-      let err: unknown;
-      try {
+      const failure = new FirstFailure();
+      failure.run(() => {
         if (this.taken && !this.vfio.closed && this.stateNow() === MigState.RESUMING) this.resetLeftResuming();
-      } catch (e) {
-        err = e;
-      }
+      });
       this.vfio.close();
-      if (err) throw err;
+      failure.rethrow();
     });
   }
 
@@ -113,7 +112,7 @@ export class KernelLegacyRegion implements LegacyRegion {
   private async ready(): Promise<void> {
     this.check();
     if (this.taken) return;
-    await takeOver(`device ${this.vfio.name}`, { getState: async () => this.stateNow(), reset: async () => this.resetNow() });
+    await takeOver(`device ${this.vfio.name}`, { getState: () => Promise.resolve(this.stateNow()), reset: () => Promise.resolve(this.resetNow()) });
     this.taken = true;
   }
 

@@ -10,7 +10,7 @@
 // first call takes the device over (a left-over RESUMING, ERROR or saving
 // state is reset, never SET), a SET out of a RESUMING this handle did not
 // enter is refused, and close() resets a device left in RESUMING.
-import { MigrationError, isErrno, asMigrationError } from '../uapi/errors.js';
+import { FirstFailure, MigrationError, isErrno, asMigrationError } from '../uapi/errors.js';
 import { VFIO_DEVICE_FEATURE, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO } from '../uapi/ioctl.js';
 import {
   VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
@@ -155,7 +155,7 @@ export class KernelMigrationDevice implements MigrationDevice {
    * takeover first: a reset is what the rule itself does.
    */
   reset(): Promise<void> {
-    return this.queue.run(async () => {
+    return this.queue.run(() => {
       this.check();
       this.resetNow();
     });
@@ -168,23 +168,14 @@ export class KernelMigrationDevice implements MigrationDevice {
    * is closed even when that reset fails; the error then says so. Idempotent.
    */
   close(): Promise<void> {
-    return this.queue.run(async () => {
+    return this.queue.run(() => {
       if (this.isClosed) return;
       this.isClosed = true;
-      let first: unknown;
-      try {
-        this.resetIfResuming();
-      } catch (e) {
-        first = e;
-      }
-      const closeErr = this.closeSessions(); // always, even after a failed reset
-      first ??= closeErr;
-      try {
-        this.vfio.close();
-      } catch (e) {
-        first ??= e;
-      }
-      if (first) throw first;
+      const failure = new FirstFailure();
+      failure.run(() => this.resetIfResuming());
+      this.closeSessions(failure); // always, even after a failed reset
+      failure.run(() => this.vfio.close());
+      failure.rethrow();
     });
   }
 
@@ -192,7 +183,7 @@ export class KernelMigrationDevice implements MigrationDevice {
 
   /** @internal */
   run<T>(task: () => T): Promise<T> {
-    return this.queue.run(async () => task());
+    return this.queue.run(task);
   }
 
   /** @internal */
@@ -210,8 +201,8 @@ export class KernelMigrationDevice implements MigrationDevice {
     if (this.taken !== undefined) return;
     try {
       this.taken = await takeOver(`device ${this.vfio.name}`, {
-        getState: async () => this.stateNow(),
-        reset: async () => this.resetNow(),
+        getState: () => Promise.resolve(this.stateNow()),
+        reset: () => Promise.resolve(this.resetNow()),
       });
     } catch (e) {
       // No migration ops (ENOTTY): there is no state to guard; the call itself reports it.
@@ -223,21 +214,18 @@ export class KernelMigrationDevice implements MigrationDevice {
   private stateNow(): MigState {
     const payload = vfio_device_feature_mig_state.encode({ device_state: 0, data_fd: -1 });
     const out = this.feature(VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, payload);
-    return vfio_device_feature_mig_state.decode(out).device_state as MigState;
+    return vfio_device_feature_mig_state.decode(out).device_state;
   }
 
   /** VFIO_DEVICE_RESET, then our session fds closed whatever the ioctl said; the first error is thrown. */
   private resetNow(): void {
-    let first: unknown;
-    try {
+    const failure = new FirstFailure();
+    failure.run(() => {
       this.vfio.sys.ioctl(this.vfio.fd, VFIO_DEVICE_RESET);
       this.resumeEntered = false;
-    } catch (e) {
-      first = e;
-    }
-    const closeErr = this.closeSessions(); // always, even after a failed ioctl
-    first ??= closeErr;
-    if (first) throw first;
+    });
+    this.closeSessions(failure); // always, even after a failed ioctl
+    failure.rethrow();
   }
 
   /** close()'s first step: a device in RESUMING is reset (a driver without migration ops is left alone). */
@@ -259,16 +247,8 @@ export class KernelMigrationDevice implements MigrationDevice {
     }
   }
 
-  private closeSessions(): unknown {
-    let first: unknown;
-    for (const s of [...this.sessions]) {
-      try {
-        s.closeNow();
-      } catch (e) {
-        first ??= e;
-      }
-    }
-    return first;
+  private closeSessions(failure: FirstFailure): void {
+    for (const s of [...this.sessions]) failure.run(() => s.closeNow());
   }
 
   /** One VFIO_DEVICE_FEATURE ioctl: 8-byte header + payload; returns the payload as the kernel left it. */

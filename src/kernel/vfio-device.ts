@@ -9,7 +9,7 @@
 // Then device info, region info with the capability chain (argsz retry like
 // QEMU 7.2 vfio_get_region_info), the v1 migration region lookup
 // (vfio_get_dev_region_info) and sparse-mmap areas.
-import { MigrationError } from '../uapi/errors.js';
+import { FirstFailure, MigrationError } from '../uapi/errors.js';
 import {
   VFIO_CHECK_EXTENSION, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
   VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_SET_IOMMU,
@@ -359,12 +359,8 @@ function closeQuietly(sys: Syscalls, fds: number[]): void {
 
 /** Close everything, keep going past failures, report the first one. */
 function closeAll(sys: Syscalls, fds: number[], maps: Mapping[]): void {
-  let first: unknown;
-  for (const m of maps) {
-    try { sys.munmap(m); } catch (e) { first ??= e; }
-  }
-  for (const fd of fds) {
-    try { sys.close(fd); } catch (e) { first ??= e; }
-  }
-  if (first) throw first;
+  const failure = new FirstFailure();
+  for (const m of maps) failure.run(() => sys.munmap(m));
+  for (const fd of fds) failure.run(() => sys.close(fd));
+  failure.rethrow();
 }

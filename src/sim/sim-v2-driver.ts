@@ -60,7 +60,7 @@ export class SimV2Driver implements MigrationDevice {
     this.onArc = onArc;
     this.device.running = true;
     this.host = {
-      serialize: (task) => this.queue.run(async () => task()),
+      serialize: (task) => this.queue.run(task),
       currentState: () => this.state,
       faults: this.faults,
       writeLimit,
@@ -145,7 +145,7 @@ export class SimV2Driver implements MigrationDevice {
   }
 
   private serialize<T>(task: () => T): Promise<T> {
-    return this.queue.run(async () => {
+    return this.queue.run(() => {
       if (this.closed) throw new MigrationError('EBADF', 'device is closed');
       return task();
     });

@@ -52,3 +52,42 @@ export function asMigrationError(err: unknown, fallback: ErrnoName = 'EIO'): Mig
   if (typeof code === 'string' && STREAM_CLOSED.has(code)) return new MigrationError('EPIPE', message);
   return new MigrationError(fallback, message);
 }
+
+/**
+ * The first of several failures. A cleanup runs every step even after one
+ * fails, notes what failed, and at the end rethrows the first failure as it
+ * was (a MigrationError, or whatever else a step threw).
+ */
+export class FirstFailure {
+  private failed = false;
+  private first: unknown;
+
+  /** Run `step`; if it throws, note the error and go on. */
+  run(step: () => unknown): void {
+    try {
+      step();
+    } catch (e) {
+      this.note(e);
+    }
+  }
+
+  /** Await `step`; if it rejects, note the error and go on. */
+  async runAsync(step: () => Promise<unknown>): Promise<void> {
+    try {
+      await step();
+    } catch (e) {
+      this.note(e);
+    }
+  }
+
+  note(e: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.first = e;
+  }
+
+  /** Throw the first failure noted, if there was one. */
+  rethrow(): void {
+    if (this.failed) throw this.first;
+  }
+}

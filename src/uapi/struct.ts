@@ -42,10 +42,10 @@ export class CStruct<F extends FieldMap> {
       throw new MigrationError('EINVAL', `${this.name}: need ${this.size} bytes at ${at}`);
     }
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    for (const [field, value] of Object.entries(values) as [string, number | bigint | undefined][]) {
+    for (const [field, value] of Object.entries<number | bigint | undefined>(values)) {
       const def = this.fields[field];
       if (def === undefined || def[0] === 'nested') throw new MigrationError('EINVAL', `${this.name} has no field ${field}`);
-      if (value !== undefined) writeField(view, at + def[1], def[0] as ScalarType, value);
+      if (value !== undefined) writeField(view, at + def[1], def[0], value);
     }
     return buf;
   }

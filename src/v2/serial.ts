@@ -3,7 +3,8 @@
 export class SerialQueue {
   private tail: Promise<unknown> = Promise.resolve();
 
-  run<T>(task: () => Promise<T>): Promise<T> {
+  /** Run `task` (sync or async) once every earlier task has settled; its result or error is the promise's. */
+  run<T>(task: () => T | Promise<T>): Promise<T> {
     const result = this.tail.then(task, task);
     this.tail = result.catch(() => undefined);
     return result;

@@ -24,7 +24,7 @@ export const FLAG_SETS: readonly number[] = [
 ];
 
 /** The saving group shares one data session (uapi: "saving group"). */
-export function isSavingState(s: number): boolean {
+export function isSavingState(s: MigState): boolean {
   return s === MigState.PRE_COPY || s === MigState.PRE_COPY_P2P || s === MigState.STOP_COPY;
 }
 

@@ -203,7 +203,7 @@ export class QemuVm {
 
   async waitStatus(wanted: string, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let now = '';
+    let now: string;
     while ((now = await this.status()) !== wanted) {
       if (Date.now() > deadline) throw new Error(`${this.options.name}: status '${now}' after ${timeoutMs} ms, waiting for '${wanted}'\n${this.log}`);
       await new Promise((r) => setTimeout(r, 100));

@@ -38,7 +38,7 @@ export function abandonIn(spec: DeviceSpec, sys: Syscalls, state: MigState, resu
 export function rawState(spec: DeviceSpec, sys: Syscalls): MigState {
   const vfio = openVfioDevice(spec, sys);
   try {
-    return stateIoctl(sys, vfio.fd, VFIO_DEVICE_FEATURE_GET, 0) as MigState;
+    return stateIoctl(sys, vfio.fd, VFIO_DEVICE_FEATURE_GET, 0);
   } finally {
     vfio.close();
   }

@@ -130,7 +130,7 @@ export async function fsmDifferential(dev: MigrationDevice): Promise<Differentia
       let got = 'ok';
       let fd = false;
       try {
-        const s = await dev.setState(target as MigState);
+        const s = await dev.setState(target);
         if (s) { held.push(s); fd = true; }
       } catch (e) {
         if (!(e instanceof MigrationError)) throw e;

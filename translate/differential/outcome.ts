@@ -19,7 +19,10 @@ export function describeOutcome(o: Outcome<unknown>): string {
   const v = o.value;
   if (v instanceof Uint8Array) return `ok(${v.length} bytes)`;
   if (typeof v === 'bigint') return `ok(${v}n)`;
-  return `ok(${v === undefined ? '' : String(v)})`;
+  if (v === undefined) return 'ok()';
+  if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return `ok(${v})`;
+  // Sessions and read results are objects without a toString of their own: '[object Object]'.
+  return `ok(${Object.prototype.toString.call(v)})`;
 }
 
 /** Two implementations of one face observed different things. */

@@ -112,7 +112,7 @@ export async function runDifferential(options: DifferentialOptions): Promise<Dif
     const err = details.errorInstance;
     const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     summary.report = `${fc.defaultReportMessage(details) ?? 'failed'}\nGot error: ${why}`;
-    const example = details.counterexample as [[unknown, Iterable<{ toString(): string }>]] | null;
+    const example = details.counterexample as [[unknown, { toString(): string }]] | null;
     if (example) {
       const [config, cmds] = example[0];
       summary.counterexample = [`config ${JSON.stringify(config)}`, ...String(cmds).split(/,(?=[A-Z])/)];
@@ -148,7 +148,7 @@ function buildProperty(
       );
       return fc.asyncProperty(arb, async ([cfg, cmds]) => {
         await fc.asyncModelRun(() => v1Setup(cfg, stats, wrap.v1), count(cmds));
-      }) as unknown as FC.IAsyncProperty<[[unknown, unknown]]>;
+      });
     }
     case 'v2-pre-copy':
     case 'v2-stop-copy':
@@ -159,7 +159,7 @@ function buildProperty(
       const arb = fc.tuple(v2ConfigArbitrary(fc, flags, translated), fc.commands(v2CommandArbitraries(fc), { maxCommands, size: 'max' }));
       return fc.asyncProperty(arb, async ([cfg, cmds]) => {
         await fc.asyncModelRun(() => v2Setup(cfg, stats, wrap.v2), count(cmds));
-      }) as unknown as FC.IAsyncProperty<[[unknown, unknown]]>;
+      });
     }
   }
 }

@@ -618,13 +618,13 @@ export function v1CommandArbitraries(fc: FastCheck, windowSize: number): FC.Arbi
       )
       .map(([o, w, v]) => new WriteField(o, w, v) as Cmd),
     fc.integer({ min: 0, max: windowSize }).map((n) => new WriteField(FIELD.data_size.offset, 8, BigInt(n)) as Cmd),
-    fc.constant(new TakeChunk() as Cmd),
-    fc.constant(new Drain() as Cmd),
+    fc.constant(new TakeChunk()),
+    fc.constant(new Drain()),
     fc.tuple(windowStart, length).map(([s, l]) => new ReadWindow(s, l) as Cmd),
     fc.tuple(windowStart, length, fc.integer({ min: 0, max: 1000 })).map(([s, l, p]) => new WriteWindow(s, l, p) as Cmd),
     fc.integer({ min: 1, max: windowSize + 50 }).map((n) => new FeedChunk(n) as Cmd),
     fc.integer({ min: 1, max: windowSize + 50 }).map((n) => new FeedAll(n) as Cmd),
-    fc.constant(new Reset() as Cmd),
+    fc.constant(new Reset()),
     fc.integer({ min: 1, max: 20 }).map((n) => new Step(n) as Cmd),
   ];
 }

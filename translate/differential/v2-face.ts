@@ -482,11 +482,11 @@ export function v2CommandArbitraries(fc: FastCheck): FC.Arbitrary<Cmd>[] {
   const index = fc.integer({ min: 0, max: 7 });
   return [
     fc.oneof({ weight: 4, arbitrary: likely }, { weight: 1, arbitrary: any }).map((t) => new SetState(t) as Cmd),
-    fc.constant(new GetState() as Cmd),
+    fc.constant(new GetState()),
     fc.tuple(fc.oneof({ weight: 4, arbitrary: fc.constant('saving' as const) }, { weight: 1, arbitrary: index }), len).map(([s, l]) => new Read(s, l) as Cmd),
     len.map((l) => new Drain(Math.max(1, l)) as Cmd),
     fc.oneof({ weight: 3, arbitrary: fc.constant('saving' as const) }, { weight: 1, arbitrary: index }).map((s) => new PrecopyInfo(s) as Cmd),
-    fc.constant(new StopCopySize() as Cmd),
+    fc.constant(new StopCopySize()),
     fc
       .tuple(
         fc.oneof({ weight: 4, arbitrary: fc.constant('resuming' as const) }, { weight: 1, arbitrary: index }),
@@ -496,7 +496,7 @@ export function v2CommandArbitraries(fc: FastCheck): FC.Arbitrary<Cmd>[] {
       .map(([s, l, g]) => new Write(s, l, g) as Cmd),
     len.map((l) => new FeedAll(Math.max(1, l)) as Cmd),
     index.map((i) => new CloseSession(i) as Cmd),
-    fc.constant(new Reset() as Cmd),
+    fc.constant(new Reset()),
     fc.integer({ min: 1, max: 20 }).map((n) => new Step(n) as Cmd),
   ];
 }

@@ -11,7 +11,7 @@ import { parseCount } from '../device-args.js';
 import { renderTextTable } from '../text-table.js';
 import { UsageError } from '../usage-error.js';
 
-const NAMES = DIFFERENTIAL_PAIRINGS.map((p) => p.name as DifferentialPairing);
+const NAMES = DIFFERENTIAL_PAIRINGS.map((p) => p.name);
 
 function parseSeed(text: string): number {
   // Non-negative, so the seed printed reads back as typed (fast-check takes any integer).

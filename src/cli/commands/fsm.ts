@@ -22,7 +22,7 @@ export const fsmCommand: Command = {
     from: { type: 'string' },
     to: { type: 'string' },
   },
-  async run(values, positionals, ctx) {
+  run(values, positionals, ctx) {
     if (positionals.length) throw new UsageError(`fsm takes no arguments, got '${positionals[0]}'`);
     const flags = parseFlags(String(values.flags));
     if (!(flags & 1)) throw new UsageError('flags must include STOP_COPY (1): the kernel requires it of every migration driver');
@@ -53,7 +53,7 @@ export const fsmCommand: Command = {
     return {
       flags,
       states: states.map(stateName),
-      next: Object.fromEntries(states.map((s, i) => [stateName(s), Object.fromEntries(states.map((t, j) => [stateName(t), cells[i][j] === null ? null : stateName(cells[i][j]!)]))])),
+      next: Object.fromEntries(states.map((s, i) => [stateName(s), Object.fromEntries(states.map((t, j) => [stateName(t), cells[i][j] === null ? null : stateName(cells[i][j])]))])),
       arcs: driverArcs(flags).map((a) => ({ from: stateName(a.from), to: stateName(a.to), opensSession: a.opensSession })),
     };
   },

@@ -124,7 +124,7 @@ function deviceFeature(files: FakeFiles, dev: FakeDevice, buf: Uint8Array): numb
       }
       let migf: MttyMigrationFile | null;
       try {
-        migf = dev.model.setState(mig.device_state);
+        migf = dev.model.setState(mig.device_state); // any u32: nextState refuses what is no state
       } catch (e) {
         // The core copies the struct out with data_fd = -1 even on failure.
         vfio_device_feature_mig_state.encode({ data_fd: -1 }, payload);
@@ -168,8 +168,8 @@ export function deviceRw(files: FakeFiles, fd: number, buf: Uint8Array, offset: 
   const file = files.get(fd) ?? fail('EBADF');
   if (file.kind === 'data') fail('ESPIPE', 'data_fd is a stream (stream_open): no positioned I/O');
   if (file.kind !== 'device') fail('EINVAL');
-  const { dev } = file as DeviceFile;
-  checkAccess(file as DeviceFile);
+  const { dev } = file;
+  checkAccess(file);
   const index = Number(offset >> 40n);
   const off = Number(offset & ((1n << 40n) - 1n));
   if (index === VFIO_PCI_NUM_REGIONS && dev.v1) {

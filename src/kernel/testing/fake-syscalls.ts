@@ -19,7 +19,7 @@ import { PROT_WRITE, type IoctlArg, type Mapping, type Syscalls, ioctlName } fro
 import { fail } from './fail.js';
 import { checkAccess, dataIoctl, deviceIoctl, deviceRw } from './fake-device-ioctls.js';
 import { FakeDevice } from './fake-device.js';
-import { type DataFile, type DeviceFile, FakeFiles } from './fake-files.js';
+import { FakeFiles } from './fake-files.js';
 import type { FakeCall, FakeFault, FakeFileKind, FakeKernelOptions } from './fake-kernel-options.js';
 import { containerIoctl, groupIoctl, iommufdIoctl } from './fake-vfio-ioctls.js';
 import { FakeKernelOops } from './mtty-model.js';
@@ -114,7 +114,7 @@ export class FakeSyscalls implements Syscalls {
     return this.run({ op: 'read', fd, length: buf.length }, () => {
       const file = this.files.get(fd) ?? fail('EBADF');
       if (file.kind !== 'data') fail('EINVAL', 'fake: read() without a position only on data fds');
-      return (file as DataFile).migf.read(buf);
+      return file.migf.read(buf);
     });
   }
 
@@ -122,7 +122,7 @@ export class FakeSyscalls implements Syscalls {
     return this.run({ op: 'write', fd, length: buf.length }, () => {
       const file = this.files.get(fd) ?? fail('EBADF');
       if (file.kind !== 'data') fail('EINVAL', 'fake: write() without a position only on data fds');
-      return (file as DataFile).migf.write(buf);
+      return file.migf.write(buf);
     });
   }
 
@@ -138,18 +138,18 @@ export class FakeSyscalls implements Syscalls {
     return this.run({ op: 'mmap', fd, offset, length }, () => {
       const file = this.files.get(fd) ?? fail('EBADF');
       if (file.kind !== 'device') fail('ENODEV', 'mmap of a non-device fd');
-      const { dev } = file as DeviceFile;
-      checkAccess(file as DeviceFile);
+      const { dev } = file;
+      checkAccess(file);
       const index = Number(offset >> 40n);
       const info = dev.regionInfo(index);
       // vfio_pci_core_mmap: the region must advertise MMAP, and the range must lie in it.
       if (!info || !(info.flags & VFIO_REGION_INFO_FLAG_MMAP) || !dev.v1) fail('EINVAL', `region ${index} is not mmappable`);
       const off = Number(offset & ((1n << 40n) - 1n));
-      const area = info!.sparseAreas?.find((a) => BigInt(off) >= a.offset && BigInt(off + length) <= a.offset + a.size);
+      const area = info.sparseAreas?.find((a) => BigInt(off) >= a.offset && BigInt(off + length) <= a.offset + a.size);
       if (!area) fail('EINVAL', 'mmap outside the sparse areas');
-      if (prot & PROT_WRITE && !(info!.flags & VFIO_REGION_INFO_FLAG_WRITE)) fail('EINVAL');
-      const start = off - dev.v1!.dataOffset;
-      const mapping: Mapping = { address: this.nextMapAddress, length, bytes: dev.v1!.window.subarray(start, start + length) };
+      if (prot & PROT_WRITE && !(info.flags & VFIO_REGION_INFO_FLAG_WRITE)) fail('EINVAL');
+      const start = off - dev.v1.dataOffset;
+      const mapping: Mapping = { address: this.nextMapAddress, length, bytes: dev.v1.window.subarray(start, start + length) };
       this.nextMapAddress += BigInt(Math.ceil(length / 4096) * 4096 + 4096);
       this.mappings.set(mapping.address, { fd, mapping });
       return mapping;
@@ -165,7 +165,7 @@ export class FakeSyscalls implements Syscalls {
   readlink(path: string): string {
     return this.run({ op: 'readlink', path }, () => {
       const m = /^\/sys\/bus\/([^/]+)\/devices\/([^/]+)\/iommu_group$/.exec(path) ?? fail('ENOENT', `readlink ${path}`);
-      const dev = this.devices.find((d) => d.name === m![2] && (d.opts.bus ?? 'mdev') === m![1]) ?? fail('ENOENT', `readlink ${path}`);
+      const dev = this.devices.find((d) => d.name === m[2] && (d.opts.bus ?? 'mdev') === m[1]) ?? fail('ENOENT', `readlink ${path}`);
       return `../../../kernel/iommu_groups/${dev.group}`;
     });
   }
@@ -173,7 +173,7 @@ export class FakeSyscalls implements Syscalls {
   readdir(path: string): string[] {
     return this.run({ op: 'readdir', path }, () => {
       const m = /^\/sys\/bus\/([^/]+)\/devices\/([^/]+)\/vfio-dev$/.exec(path) ?? fail('ENOENT', `readdir ${path}`);
-      const dev = this.devices.find((d) => d.name === m![2] && (d.opts.bus ?? 'mdev') === m![1]) ?? fail('ENOENT', `readdir ${path}`);
+      const dev = this.devices.find((d) => d.name === m[2] && (d.opts.bus ?? 'mdev') === m[1]) ?? fail('ENOENT', `readdir ${path}`);
       if (!this.opts.iommufd) fail('ENOENT', `readdir ${path}`);
       return [`vfio${dev.cdevIndex}`];
     });

@@ -129,7 +129,7 @@ export class MttyModel {
   }
 
   /** mtty_set_state: walk vfio_mig_get_next_state one arc at a time; a file only from the last arc. */
-  setState(target: number): MttyMigrationFile | null {
+  setState(target: MigState): MttyMigrationFile | null {
     this.checkAlive();
     let ret: MttyMigrationFile | null = null;
     try {
