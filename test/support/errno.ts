@@ -1,8 +1,10 @@
 // The one way the suites ask "which errno did this fail with?": every
 // failure the project reports is a MigrationError carrying an errno name;
 // anything else thrown (a TypeError, a plain Error) fails the test.
+// MigrationError comes from the package root: the lab aliases that to the
+// built dist/, whose class is the one the devices there throw.
 import { expect } from 'vitest';
-import { MigrationError } from '../../src/uapi/errors.js';
+import { MigrationError } from '../../index.js';
 
 /** 'ok', or the errno name of the MigrationError `run` throws / `pending` rejects with. */
 export function errnoOf(run: () => unknown): string;
