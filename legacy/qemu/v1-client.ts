@@ -20,7 +20,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { asMigrationError, MigrationError } from '../../src/uapi/errors.js';
 import type { LegacyRegion } from '../contracts.js';
-import { noteRecovery } from './failure-recovery.js';
+import { resetAndNote } from './failure-recovery.js';
 import type { MigrationPhase, MigrationProgress } from './migration-progress.js';
 import { MigStreamWriter } from './stream-writer.js';
 import { V1Load, type V1LoadResult } from './v1-load.js';
@@ -106,13 +106,8 @@ export async function loadV1(region: LegacyRegion, input: Readable | AsyncIterab
  * in 100 (or 110b), which the next user must not leave by a state write: a
  * reset instead, noted on the error.
  */
-async function afterFailedLoad(region: LegacyRegion, first: MigrationError): Promise<MigrationError> {
-  try {
-    await region.reset();
-  } catch (resetErr) {
-    return noteRecovery(first, { reset: false, error: asMigrationError(resetErr) });
-  }
-  return noteRecovery(first, { reset: true });
+function afterFailedLoad(region: LegacyRegion, first: MigrationError): Promise<MigrationError> {
+  return resetAndNote(first, () => region.reset());
 }
 
 function checkAccess(access: string): void {

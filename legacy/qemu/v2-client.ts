@@ -22,7 +22,7 @@ import type { Readable, Writable } from 'node:stream';
 import { asMigrationError, MigrationError } from '../../src/uapi/errors.js';
 import type { DataSession, MigrationDevice } from '../../src/v2/contracts.js';
 import { MigFlags, MigState } from '../../src/v2/states.js';
-import { noteRecovery } from './failure-recovery.js';
+import { noteRecovery, resetAndNote } from './failure-recovery.js';
 import { ignoreFailure, type MigrationPhase, type MigrationProgress } from './migration-progress.js';
 import { QemuMigrationState } from './qemu-migration-state.js';
 import { readMigStream } from './stream-reader.js';
@@ -180,12 +180,6 @@ async function vmStart(mig: QemuMigrationState, flags: number): Promise<void> {
  */
 async function afterFailedLoad(mig: QemuMigrationState, first: MigrationError): Promise<MigrationError> {
   await ignoreFailure(() => mig.closeSession());
-  if (mig.resets === 0) {
-    try {
-      await mig.resetDevice(first);
-    } catch (resetErr) {
-      return noteRecovery(first, { reset: false, error: asMigrationError(resetErr) });
-    }
-  }
-  return noteRecovery(first, { reset: true });
+  if (mig.resets > 0) return noteRecovery(first, { reset: true });
+  return resetAndNote(first, () => mig.resetDevice(first));
 }
