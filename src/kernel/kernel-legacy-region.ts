@@ -6,7 +6,7 @@
 // holds here too, on device_state: the first access takes the device over (a
 // left-over 100, 010, 011 or 110b is reset, never written), a write out of a
 // 100 this handle did not write is refused, and close() resets a 100 it leaves.
-import { FirstFailure, MigrationError, asMigrationError } from '../uapi/errors.js';
+import { FirstFailure, MigrationError } from '../uapi/errors.js';
 import { VFIO_DEVICE_RESET } from '../uapi/ioctl.js';
 import type { RegionInfo } from '../uapi/region-info.js';
 import { SerialQueue } from '../v2/serial.js';
@@ -15,7 +15,7 @@ import { refuseForeignResume, takeOver } from '../v2/takeover.js';
 import type { LegacyRegion } from '../../legacy/contracts.js';
 import { FIELD } from '../../legacy/region-layout.js';
 import { v1ToV2State } from '../../translate/state-map.js';
-import { openVfioDevice, type DeviceSpec, type VfioDevice } from './vfio-device.js';
+import { openVfioDevice, resetBeforeLeaving, type DeviceSpec, type VfioDevice } from './vfio-device.js';
 import type { Syscalls } from './syscalls.js';
 import { koffiSyscalls } from './koffi-syscalls.js';
 
@@ -129,12 +129,7 @@ export class KernelLegacyRegion implements LegacyRegion {
   }
 
   private resetLeftResuming(): void {
-    try {
-      this.resetNow();
-    } catch (e) {
-      const m = asMigrationError(e);
-      throw new MigrationError(m.errno, `device ${this.vfio.name} is left in 100 (resuming): VFIO_DEVICE_RESET failed (${m.message}); the next user must reset it`);
-    }
+    resetBeforeLeaving(this.vfio.name, '100 (resuming)', () => this.resetNow(), 'the next user must reset it');
   }
 
   private check(): void {

@@ -10,7 +10,7 @@
 // first call takes the device over (a left-over RESUMING, ERROR or saving
 // state is reset, never SET), a SET out of a RESUMING this handle did not
 // enter is refused, and close() resets a device left in RESUMING.
-import { FirstFailure, MigrationError, isErrno, asMigrationError } from '../uapi/errors.js';
+import { FirstFailure, MigrationError, isErrno } from '../uapi/errors.js';
 import { VFIO_DEVICE_FEATURE, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO } from '../uapi/ioctl.js';
 import {
   VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
@@ -24,7 +24,7 @@ import type { DataSession, MigrationDevice, PrecopyInfo } from '../v2/contracts.
 import { MigState, stateName } from '../v2/states.js';
 import { SerialQueue } from '../v2/serial.js';
 import { refuseForeignResume, takeOver, type Takeover } from '../v2/takeover.js';
-import { openVfioDevice, type DeviceSpec, type VfioDevice } from './vfio-device.js';
+import { openVfioDevice, resetBeforeLeaving, type DeviceSpec, type VfioDevice } from './vfio-device.js';
 import type { Syscalls } from './syscalls.js';
 import { koffiSyscalls } from './koffi-syscalls.js';
 
@@ -239,12 +239,7 @@ export class KernelMigrationDevice implements MigrationDevice {
       throw e;
     }
     if (state !== MigState.RESUMING) return;
-    try {
-      this.resetNow();
-    } catch (e) {
-      const m = asMigrationError(e);
-      throw new MigrationError(m.errno, `device ${this.vfio.name} is left in RESUMING: VFIO_DEVICE_RESET failed (${m.message}); the next user must reset it before any SET`);
-    }
+    resetBeforeLeaving(this.vfio.name, 'RESUMING', () => this.resetNow(), 'the next user must reset it before any SET');
   }
 
   private closeSessions(failure: FirstFailure): void {

@@ -9,7 +9,7 @@
 // Then device info, region info with the capability chain (argsz retry like
 // QEMU 7.2 vfio_get_region_info), the v1 migration region lookup
 // (vfio_get_dev_region_info) and sparse-mmap areas.
-import { FirstFailure, MigrationError } from '../uapi/errors.js';
+import { asMigrationError, FirstFailure, MigrationError } from '../uapi/errors.js';
 import {
   VFIO_CHECK_EXTENSION, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
   VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_SET_IOMMU,
@@ -150,6 +150,20 @@ export class VfioDevice {
 
   private check(): void {
     if (!this.open) throw new MigrationError('EBADF', `device ${this.name} is closed`);
+  }
+}
+
+/**
+ * A holder about to let go of a device it left in RESUMING resets it first
+ * (the device rule, src/v2/takeover.ts). If that reset fails, the error says
+ * the device is left in `leftIn` and what the next user must do.
+ */
+export function resetBeforeLeaving(name: string, leftIn: string, reset: () => void, nextUser: string): void {
+  try {
+    reset();
+  } catch (e) {
+    const m = asMigrationError(e);
+    throw new MigrationError(m.errno, `device ${name} is left in ${leftIn}: VFIO_DEVICE_RESET failed (${m.message}); ${nextUser}`);
   }
 }
 
