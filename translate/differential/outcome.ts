@@ -1,5 +1,6 @@
 // The vocabulary of the differential runs: what one call did (a value or an
 // errno) and the error raised when two implementations of one face disagree.
+import type { SimDevice } from '../../src/sim/sim-device.js';
 import { MigrationError } from '../../src/uapi/errors.js';
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; code: string };
@@ -83,4 +84,11 @@ export type DiffStats = Map<string, number>;
 
 export function count(stats: DiffStats, event: string): void {
   stats.set(event, (stats.get(event) ?? 0) + 1);
+}
+
+/** The same device work on both sides' SimDevices; returns how many pages changed (the same on both). */
+export function stepBoth(reference: SimDevice, candidate: SimDevice, n: number): number {
+  const a = reference.step(n);
+  sameValue('step', a, candidate.step(n));
+  return a;
 }

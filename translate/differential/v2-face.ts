@@ -24,7 +24,7 @@ import { SimV2Driver } from '../../src/sim/sim-v2-driver.js';
 import type { DataSession, MigrationDevice } from '../../src/v2/contracts.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../../src/v2/states.js';
 import {
-  attempt, concatBytes, count, DifferentialMismatch, describeOutcome, patternBytes, sameBytes, sameStatus, sameValue, type Outcome,
+  attempt, concatBytes, count, DifferentialMismatch, describeOutcome, patternBytes, sameBytes, sameStatus, sameValue, stepBoth, type Outcome,
 } from './outcome.js';
 import type { DiffStats } from './outcome.js';
 import { LegacyRegionOverV2 } from '../legacy-region-over-v2.js';
@@ -453,10 +453,7 @@ class Step extends V2Command {
     super();
   }
   async run(m: V2Model, r: V2Real): Promise<void> {
-    const a = r.ref.device.step(this.n);
-    const b = r.dut.device.step(this.n);
-    sameValue('step', a, b);
-    if (a > 0 && isSavingState(m.state)) m.exact = false;
+    if (stepBoth(r.ref.device, r.dut.device, this.n) > 0 && isSavingState(m.state)) m.exact = false;
     await settle(m, r);
   }
   toString(): string {
