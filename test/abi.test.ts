@@ -2,18 +2,11 @@
 // constant and struct layout our table claims; each must match exactly.
 import { describe, expect, it } from 'vitest';
 import { structLayouts, uapi, v1IsError, v1IsValid, v1SetError } from '../index.js';
-import { runC } from './support/c-program.js';
+import { parseNameValues, runC } from './support/c-program.js';
 import { includeVfioH } from './support/kernel-tree.js';
 
 function cProgram(body: string): string {
   return `#include <stdio.h>\n#include <stddef.h>\n${includeVfioH()}int main(void) {\n${body}\nreturn 0;\n}\n`;
-}
-
-function parseLines(out: string): Map<string, bigint> {
-  return new Map(out.trim().split('\n').map((l) => {
-    const [k, v] = l.split(' ');
-    return [k, BigInt(v)] as const;
-  }));
 }
 
 describe('ABI against gcc and the real 6.12 uapi header', () => {
@@ -40,7 +33,7 @@ describe('ABI against gcc and the real 6.12 uapi header', () => {
   it('every constant equals what C prints', () => {
     const body = Object.keys(uapi)
       .map((k) => `printf("%s %llu\\n", "${k}", (unsigned long long)(${k}));`).join('\n');
-    const c = parseLines(runC(cProgram(body)));
+    const c = parseNameValues(runC(cProgram(body)));
     for (const [k, v] of Object.entries(uapi)) expect(`${k}=${BigInt(v)}`).toBe(`${k}=${c.get(k)}`);
   });
 
@@ -52,7 +45,7 @@ describe('ABI against gcc and the real 6.12 uapi header', () => {
         lines.push(`printf("%s %zu\\n", "${s}.${f}", offsetof(struct ${s}, ${f}));`);
       }
     }
-    const c = parseLines(runC(cProgram(lines.join('\n'))));
+    const c = parseNameValues(runC(cProgram(lines.join('\n'))));
     for (const [s, layout] of Object.entries(structLayouts)) {
       expect(`${s}.sizeof=${layout.size}`).toBe(`${s}.sizeof=${c.get(`${s}.sizeof`)}`);
       for (const [f, off] of Object.entries(layout.offsets)) expect(`${s}.${f}=${off}`).toBe(`${s}.${f}=${c.get(`${s}.${f}`)}`);
@@ -62,7 +55,7 @@ describe('ABI against gcc and the real 6.12 uapi header', () => {
   it('v1 VALID / IS_ERROR / SET_ERROR agree with the header macros (low bits and reserved bits)', () => {
     const samples = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x13, 0x16, 0x80000004, 0xfffffff8, 0xffffffff];
     const body = samples.map((s) => `{ unsigned int s = ${s}u; printf("v%u %d\\ne%u %d\\nx%u %u\\n", s, (int)(VFIO_DEVICE_STATE_VALID(s)), s, (int)(VFIO_DEVICE_STATE_IS_ERROR(s)), s, (unsigned)(VFIO_DEVICE_STATE_SET_ERROR(s))); }`).join('\n');
-    const c = parseLines(runC(cProgram(body)));
+    const c = parseNameValues(runC(cProgram(body)));
     for (const s of samples) {
       expect(BigInt(v1IsValid(s) ? 1 : 0), `VALID(${s})`).toBe(c.get(`v${s}`));
       expect(BigInt(v1IsError(s) ? 1 : 0), `IS_ERROR(${s})`).toBe(c.get(`e${s}`));

@@ -9,17 +9,10 @@ import {
   vfio_device_bind_iommufd, type CStruct, type FieldMap,
 } from '../index.js';
 import { MTTY_HEADER_SIZE, MTTY_MAGIC, MTTY_PORT_SIZE, UART_SCR } from '../testing.js';
-import { runC } from './support/c-program.js';
+import { parseNameValues, runC } from './support/c-program.js';
 import { KERNEL_VERSION, includeVfioH, kernelSourceFile, requireFile } from './support/kernel-tree.js';
 
 const IOMMUFD_H = `/usr/src/linux-headers-${KERNEL_VERSION}-common/include/uapi/linux/iommufd.h`;
-
-function parse(out: string): Map<string, bigint> {
-  return new Map(out.trim().split('\n').map((l) => {
-    const [k, v] = l.split(' ');
-    return [k, BigInt(v)] as const;
-  }));
-}
 
 function layoutLines(structs: CStruct<FieldMap>[]): string {
   const lines: string[] = [];
@@ -48,7 +41,7 @@ int main(void) {
 ${Object.keys(consts).map((k) => `printf("%s %llu\\n", "${k}", (unsigned long long)(${k}));`).join('\n')}
 ${layoutLines(structs)}
 return 0; }\n`;
-    const c = parse(runC(src));
+    const c = parseNameValues(runC(src));
     for (const [k, v] of Object.entries(consts)) expect(`${k}=${v}`).toBe(`${k}=${c.get(k)}`);
     expectLayouts(structs, c);
   });
@@ -73,7 +66,7 @@ int main(void) {
 printf("header %zu\\nport %zu\\nscr %zu\\nmaxfifo %zu\\n", offsetof(struct mtty_data, ports), sizeof(struct serial_port),
   offsetof(struct serial_port, uart_reg) + 7, offsetof(struct serial_port, max_fifo_size));
 return 0; }\n`;
-    const c = parse(runC(src));
+    const c = parseNameValues(runC(src));
     expect(BigInt(MTTY_HEADER_SIZE)).toBe(c.get('header'));
     expect(BigInt(MTTY_PORT_SIZE)).toBe(c.get('port'));
     expect(BigInt(UART_SCR)).toBe(c.get('scr'));

@@ -25,3 +25,11 @@ export function buildSharedLibrary(dir: string, name: string, source: string): s
   execFileSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', '-o', so, src, '-ldl'], { stdio: ['ignore', 'pipe', 'pipe'] });
   return so;
 }
+
+/** The `name value` lines a C oracle prints, as a map of name -> value. */
+export function parseNameValues(out: string): Map<string, bigint> {
+  return new Map(out.trim().split('\n').map((l) => {
+    const [k, v] = l.split(' ');
+    return [k, BigInt(v)] as const;
+  }));
+}
