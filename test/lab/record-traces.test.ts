@@ -1,0 +1,174 @@
+// Real QEMU as the oracle: record what unmodified QEMUs do with a migrating
+// VFIO device, for the fixtures in test/fixtures/traces (docs/trace-format.md).
+//  * QEMU 7.2 under `vfio-mig bridge --trace`: every v1 register access it
+//    makes and every v2 call the bridge makes for it.
+//  * QEMU 10, native v2: its own trace events (-trace vfio_..., the log
+//    backend, -D FILE, -msg timestamp=on).
+// Each scenario writes its raw trace to the results share (traces/); the
+// host (run.sh -> test/lab/fixtures.mjs) normalises and converts them and
+// compares them with the committed fixtures, or replaces them
+// (LAB_RECORD=1). QEMU 7.2 also writes its own trace events beside the
+// bridge's trace: evidence for reading a fixture, not a fixture.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DEV_A, sysfs } from './lab-env.js';
+import { setMarks } from './mtty-marks.js';
+import { LAB_RUN_DIR, QemuVm, vfioMigBridge, type QemuVersion, type VmOptions } from './qemu-vm.js';
+
+const OUT = `${process.env.LAB_RESULTS ?? LAB_RUN_DIR}/traces`;
+const WORK = `${LAB_RUN_DIR}/traces`; // also /tmp inside the QEMU 10 chroot
+mkdirSync(OUT, { recursive: true });
+mkdirSync(WORK, { recursive: true });
+
+/** The migration-related trace events of each version (hw/vfio/trace-events); patterns that match nothing are ignored by QEMU. */
+const EVENTS: Record<QemuVersion, string[]> = {
+  '7.2': ['vfio_migration_*', 'vfio_save_*', 'vfio_load_*', 'vfio_vmstate_change', 'vfio_update_pending'],
+  '10': ['vfio_migration_*', 'vfio_save_*', 'vfio_load_*', 'vfio_vmstate_change*', 'vfio_state_pending_*'],
+};
+
+/** QEMU's own trace events into `log`. */
+const traceArgs = (qemu: QemuVersion, log: string): string[] => [...EVENTS[qemu].flatMap((e) => ['-trace', `enable=${e}`]), '-D', log, '-msg', 'timestamp=on'];
+
+function qemuVersion(qemu: QemuVersion): string {
+  const argv = qemu === '10'
+    ? ['chroot', process.env.LAB_TRIXIE ?? '/nonexistent', '/usr/bin/env', '-i', 'PATH=/usr/bin:/bin', 'qemu-system-x86_64', '--version']
+    : ['qemu-system-x86_64', '--version'];
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
+  const m = /QEMU emulator version (\S+)/.exec(r.stdout);
+  if (!m) throw new Error(`no version from QEMU ${qemu}: ${r.stdout}${r.stderr}`);
+  return m[1];
+}
+
+interface Recorded { scenario: string; qemu: QemuVersion; version: string; summary: string; device: { name: string; sysfs: string } }
+const recorded: Recorded[] = [];
+
+/** Which version each QEMU really is, and what the device is, next to the raw traces. */
+afterAll(() => writeFileSync(`${OUT}/recorded.json`, `${JSON.stringify(recorded, null, 2)}\n`));
+
+const migFile = (name: string) => `${WORK}/${name}.mig`;
+
+/**
+ * Start a VM for `scenario` that records: the bridge's --trace for 7.2, and
+ * QEMU's own events for both. Returns the VM and where its traces go.
+ */
+async function recordingVm(scenario: string, o: Omit<VmOptions, 'name' | 'devices' | 'bridge' | 'extraArgs'>, summary: string): Promise<QemuVm> {
+  await setMarks(DEV_A, [0x5a, 0xa5]); // a reset device, as every scenario starts
+  const log = `${WORK}/${scenario}.qemu.log`;
+  const trace = `${WORK}/${scenario}.jsonl`;
+  rmSync(log, { force: true });
+  rmSync(trace, { force: true });
+  recorded.push({ scenario, qemu: o.qemu, version: qemuVersion(o.qemu), summary, device: { name: DEV_A, sysfs: sysfs(DEV_A) } });
+  return QemuVm.start({
+    ...o, name: scenario, devices: [DEV_A], extraArgs: traceArgs(o.qemu, log),
+    ...(o.qemu === '7.2' ? { bridge: vfioMigBridge('--trace', trace) } : {}),
+  });
+}
+
+/** Quit, then keep the raw traces in the results. */
+async function finish(vm: QemuVm, scenario: string): Promise<void> {
+  if (vm.running) expect(await vm.quit()).toBe(0);
+  for (const ext of ['jsonl', 'qemu.log']) {
+    try {
+      copyFileSync(`${WORK}/${scenario}.${ext}`, `${OUT}/${scenario}.${ext}`);
+    } catch (e) {
+      if (!(ext === 'jsonl' && vm.options.qemu === '10')) throw e;
+    }
+  }
+}
+
+async function migrateTo(vm: QemuVm, uri: string, wanted: string): Promise<void> {
+  await vm.migrate(uri);
+  const info = await vm.waitMigration();
+  expect(info.status, `${vm.options.name}: ${info.text}\n${vm.log}`).toBe(wanted);
+}
+
+describe('recorded traces: real QEMU migrating mtty (test/fixtures/traces)', () => {
+  it('QEMU 7.2 + bridge saves a running VM (and the file is the resume scenario\'s)', async () => {
+    const name = 'q72-save-running';
+    const vm = await recordingVm(name, { qemu: '7.2' }, 'a running VM: migrate "exec:cat > FILE" to completion, then quit');
+    try {
+      expect(await vm.status()).toBe('running');
+      await migrateTo(vm, `exec:cat > ${migFile(name)}`, 'completed');
+    } finally {
+      await finish(vm, name);
+    }
+  });
+
+  it('QEMU 7.2 + bridge saves a VM started with -S (prelaunch), then cont', async () => {
+    const name = 'q72-save-prelaunch-cont';
+    const vm = await recordingVm(name, { qemu: '7.2', prelaunch: true }, 'a VM started with -S: migrate while in prelaunch to completion, then cont, then quit');
+    try {
+      expect(await vm.status()).toBe('prelaunch');
+      await migrateTo(vm, `exec:cat > ${migFile(name)}`, 'completed');
+      await vm.execute('cont');
+      await vm.waitStatus('running');
+    } finally {
+      await finish(vm, name);
+      rmSync(migFile(name), { force: true });
+    }
+  });
+
+  it('QEMU 7.2 + bridge: a first migration fails (exec:true), a second completes', async () => {
+    const name = 'q72-failed-then-completed';
+    const vm = await recordingVm(name, { qemu: '7.2' }, 'a running VM: migrate "exec:true" fails (the pipe closes), migrate "exec:cat > FILE" completes, quit');
+    try {
+      await migrateTo(vm, 'exec:true', 'failed');
+      expect(await vm.status()).toBe('running');
+      await migrateTo(vm, `exec:cat > ${migFile(name)}`, 'completed');
+    } finally {
+      await finish(vm, name);
+      rmSync(migFile(name), { force: true });
+    }
+  });
+
+  it('QEMU 7.2 + bridge: a migration cancelled mid-way (migrate_cancel while the pipe is full)', async () => {
+    const name = 'q72-cancelled';
+    const vm = await recordingVm(name, { qemu: '7.2' }, 'a running VM: migrate into a pipe nobody reads for 3 s, migrate_cancel after 1 s (active, device in pre-copy), quit');
+    try {
+      // As bridge-qemu.test.ts's kill test: the pipe stays full, so the migration is still in pre-copy.
+      await vm.migrate('exec:sleep 3; cat > /dev/null');
+      await new Promise((r) => setTimeout(r, 1000));
+      expect((await vm.execute<{ status: string }>('query-migrate')).status).toBe('active');
+      await vm.execute('migrate_cancel');
+      expect((await vm.waitMigration()).status).toBe('cancelled');
+      expect(await vm.status()).toBe('running');
+    } finally {
+      await finish(vm, name);
+    }
+  });
+
+  it('QEMU 7.2 + bridge resumes the running VM\'s state (-incoming), runs, quits', async () => {
+    const name = 'q72-resume';
+    const vm = await recordingVm(name, { qemu: '7.2', incoming: `exec:cat ${migFile('q72-save-running')}` }, 'the state q72-save-running saved: -incoming "exec:cat FILE", autostart to running, quit');
+    try {
+      await vm.waitStatus('running');
+    } finally {
+      await finish(vm, name);
+      rmSync(migFile('q72-save-running'), { force: true });
+    }
+  });
+
+  it('QEMU 10 (native v2) saves a running VM', async () => {
+    const name = 'q10-save-running';
+    const vm = await recordingVm(name, { qemu: '10' }, 'a running VM: migrate "exec:cat > FILE" to completion, then quit');
+    try {
+      expect(await vm.status()).toBe('running');
+      await migrateTo(vm, `exec:cat > ${migFile(name)}`, 'completed');
+    } finally {
+      await finish(vm, name);
+    }
+  });
+
+  it('QEMU 10 (native v2) resumes it (-incoming), runs, quits', async () => {
+    const name = 'q10-resume';
+    const vm = await recordingVm(name, { qemu: '10', incoming: `exec:cat ${migFile('q10-save-running')}` }, 'the state q10-save-running saved: -incoming "exec:cat FILE", autostart to running, quit');
+    try {
+      await vm.waitStatus('running');
+    } finally {
+      await finish(vm, name);
+      rmSync(migFile('q10-save-running'), { force: true });
+    }
+  });
+});
+
