@@ -9,7 +9,7 @@
 // Every line has `v` (format version), `t` (ms since the trace started) and
 // `ev`. u64 values are "0x..." strings (JSON numbers lose bits past 2^53).
 // Version 2 adds to version 1 only (the `device` and `client` events, `field`
-// and `repeat` on v1 lines, `derived` on converted lines), so a reader of
+// on v1 lines, `repeat` on polls, `derived` on converted lines), so a reader of
 // version 2 reads version 1 too, and skips events and fields it does not know.
 import { MigrationError } from '../../src/uapi/errors.js';
 import { fieldAt, type FieldName } from '../region-layout.js';
@@ -40,7 +40,7 @@ export interface V1Line extends LineBase {
   value?: bigint;
   /** 'ok' or an errno name. */
   result: string;
-  /** A normalised trace collapsed a run of identical polls into this one line (version 2). */
+  /** A poll in a normalised trace: made one or more times (version 2). */
   repeat?: boolean;
 }
 
@@ -57,6 +57,8 @@ export interface V2Line extends LineBase {
   us?: number;
   /** Not traced by the client itself but implied by its code at that point (converted traces, version 2). */
   derived?: boolean;
+  /** A poll in a normalised trace: made one or more times (version 2). */
+  repeat?: boolean;
 }
 
 /** A data_fd call. */
@@ -71,6 +73,8 @@ export interface DataLine extends LineBase {
   ret?: number;
   us?: number;
   derived?: boolean;
+  /** A poll in a normalised trace: made one or more times (version 2). */
+  repeat?: boolean;
 }
 
 /** Which device `dev` is (version 2). */

@@ -10,7 +10,7 @@
 // (LAB_RECORD=1). QEMU 7.2 also writes its own trace events beside the
 // bridge's trace: evidence for reading a fixture, not a fixture.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEV_A, sysfs } from './lab-env.js';
 import { setMarks } from './mtty-marks.js';
@@ -40,7 +40,14 @@ function qemuVersion(qemu: QemuVersion): string {
   return m[1];
 }
 
-interface Recorded { scenario: string; qemu: QemuVersion; version: string; summary: string; device: { name: string; sysfs: string } }
+interface Identity { bus: string; type?: string; driver?: string }
+interface Recorded { scenario: string; qemu: QemuVersion; version: string; summary: string; device: { name: string; identity: Identity } }
+
+/** What the device is, from sysfs (as the bridge's trace says it: src/kernel/device-identity.ts). */
+function identityOf(uuid: string): Identity {
+  const last = (link: string) => readlinkSync(`${sysfs(uuid)}/${link}`).split('/').pop()!;
+  return { bus: 'mdev', type: last('mdev_type'), driver: last('driver') };
+}
 const recorded: Recorded[] = [];
 
 /** Which version each QEMU really is, and what the device is, next to the raw traces. */
@@ -49,31 +56,29 @@ afterAll(() => writeFileSync(`${OUT}/recorded.json`, `${JSON.stringify(recorded,
 const migFile = (name: string) => `${WORK}/${name}.mig`;
 
 /**
- * Start a VM for `scenario` that records: the bridge's --trace for 7.2, and
- * QEMU's own events for both. Returns the VM and where its traces go.
+ * Run `scenario` on a VM that records (the bridge's --trace for 7.2, QEMU's
+ * own events for both), quit it, and keep its raw traces in the results;
+ * migration files named in `removes` are deleted afterwards.
  */
-async function recordingVm(scenario: string, o: Omit<VmOptions, 'name' | 'devices' | 'bridge' | 'extraArgs'>, summary: string): Promise<QemuVm> {
+async function record(scenario: string, o: Omit<VmOptions, 'name' | 'devices' | 'bridge' | 'extraArgs'>, summary: string,
+  body: (vm: QemuVm) => Promise<void>, removes: string[] = []): Promise<void> {
   await setMarks(DEV_A, [0x5a, 0xa5]); // a reset device, as every scenario starts
   const log = `${WORK}/${scenario}.qemu.log`;
   const trace = `${WORK}/${scenario}.jsonl`;
   rmSync(log, { force: true });
   rmSync(trace, { force: true });
-  recorded.push({ scenario, qemu: o.qemu, version: qemuVersion(o.qemu), summary, device: { name: DEV_A, sysfs: sysfs(DEV_A) } });
-  return QemuVm.start({
+  recorded.push({ scenario, qemu: o.qemu, version: qemuVersion(o.qemu), summary, device: { name: DEV_A, identity: identityOf(DEV_A) } });
+  const vm = await QemuVm.start({
     ...o, name: scenario, devices: [DEV_A], extraArgs: traceArgs(o.qemu, log),
     ...(o.qemu === '7.2' ? { bridge: vfioMigBridge('--trace', trace) } : {}),
   });
-}
-
-/** Quit, then keep the raw traces in the results. */
-async function finish(vm: QemuVm, scenario: string): Promise<void> {
-  if (vm.running) expect(await vm.quit()).toBe(0);
-  for (const ext of ['jsonl', 'qemu.log']) {
-    try {
-      copyFileSync(`${WORK}/${scenario}.${ext}`, `${OUT}/${scenario}.${ext}`);
-    } catch (e) {
-      if (!(ext === 'jsonl' && vm.options.qemu === '10')) throw e;
-    }
+  try {
+    await body(vm);
+  } finally {
+    if (vm.running) expect(await vm.quit()).toBe(0);
+    copyFileSync(log, `${OUT}/${scenario}.qemu.log`);
+    if (o.qemu === '7.2') copyFileSync(trace, `${OUT}/${scenario}.jsonl`);
+    for (const name of removes) rmSync(migFile(name), { force: true });
   }
 }
 
@@ -84,48 +89,29 @@ async function migrateTo(vm: QemuVm, uri: string, wanted: string): Promise<void>
 }
 
 describe('recorded traces: real QEMU migrating mtty (test/fixtures/traces)', () => {
-  it('QEMU 7.2 + bridge saves a running VM (and the file is the resume scenario\'s)', async () => {
-    const name = 'q72-save-running';
-    const vm = await recordingVm(name, { qemu: '7.2' }, 'a running VM: migrate "exec:cat > FILE" to completion, then quit');
-    try {
+  it('QEMU 7.2 + bridge saves a running VM (and the file is the resume scenario\'s)', () =>
+    record('q72-save-running', { qemu: '7.2' }, 'a running VM: migrate "exec:cat > FILE" to completion, then quit', async (vm) => {
       expect(await vm.status()).toBe('running');
-      await migrateTo(vm, `exec:cat > ${migFile(name)}`, 'completed');
-    } finally {
-      await finish(vm, name);
-    }
-  });
+      await migrateTo(vm, `exec:cat > ${migFile('q72-save-running')}`, 'completed');
+    }));
 
-  it('QEMU 7.2 + bridge saves a VM started with -S (prelaunch), then cont', async () => {
-    const name = 'q72-save-prelaunch-cont';
-    const vm = await recordingVm(name, { qemu: '7.2', prelaunch: true }, 'a VM started with -S: migrate while in prelaunch to completion, then cont, then quit');
-    try {
+  it('QEMU 7.2 + bridge saves a VM started with -S (prelaunch), then cont', () =>
+    record('q72-save-prelaunch-cont', { qemu: '7.2', prelaunch: true }, 'a VM started with -S: migrate while in prelaunch to completion, then cont, then quit', async (vm) => {
       expect(await vm.status()).toBe('prelaunch');
-      await migrateTo(vm, `exec:cat > ${migFile(name)}`, 'completed');
+      await migrateTo(vm, `exec:cat > ${migFile('q72-save-prelaunch-cont')}`, 'completed');
       await vm.execute('cont');
       await vm.waitStatus('running');
-    } finally {
-      await finish(vm, name);
-      rmSync(migFile(name), { force: true });
-    }
-  });
+    }, ['q72-save-prelaunch-cont']));
 
-  it('QEMU 7.2 + bridge: a first migration fails (exec:true), a second completes', async () => {
-    const name = 'q72-failed-then-completed';
-    const vm = await recordingVm(name, { qemu: '7.2' }, 'a running VM: migrate "exec:true" fails (the pipe closes), migrate "exec:cat > FILE" completes, quit');
-    try {
+  it('QEMU 7.2 + bridge: a first migration fails (exec:true), a second completes', () =>
+    record('q72-failed-then-completed', { qemu: '7.2' }, 'a running VM: migrate "exec:true" fails (the pipe closes), migrate "exec:cat > FILE" completes, quit', async (vm) => {
       await migrateTo(vm, 'exec:true', 'failed');
       expect(await vm.status()).toBe('running');
-      await migrateTo(vm, `exec:cat > ${migFile(name)}`, 'completed');
-    } finally {
-      await finish(vm, name);
-      rmSync(migFile(name), { force: true });
-    }
-  });
+      await migrateTo(vm, `exec:cat > ${migFile('q72-failed-then-completed')}`, 'completed');
+    }, ['q72-failed-then-completed']));
 
-  it('QEMU 7.2 + bridge: a migration cancelled mid-way (migrate_cancel while the pipe is full)', async () => {
-    const name = 'q72-cancelled';
-    const vm = await recordingVm(name, { qemu: '7.2' }, 'a running VM: migrate into a pipe nobody reads for 3 s, migrate_cancel after 1 s (active, device in pre-copy), quit');
-    try {
+  it('QEMU 7.2 + bridge: a migration cancelled mid-way (migrate_cancel while the pipe is full)', () =>
+    record('q72-cancelled', { qemu: '7.2' }, 'a running VM: migrate into a pipe nobody reads for 3 s, migrate_cancel after 1 s (active, device in pre-copy), quit', async (vm) => {
       // As bridge-qemu.test.ts's kill test: the pipe stays full, so the migration is still in pre-copy.
       await vm.migrate('exec:sleep 3; cat > /dev/null');
       await new Promise((r) => setTimeout(r, 1000));
@@ -133,42 +119,19 @@ describe('recorded traces: real QEMU migrating mtty (test/fixtures/traces)', () 
       await vm.execute('migrate_cancel');
       expect((await vm.waitMigration()).status).toBe('cancelled');
       expect(await vm.status()).toBe('running');
-    } finally {
-      await finish(vm, name);
-    }
-  });
+    }));
 
-  it('QEMU 7.2 + bridge resumes the running VM\'s state (-incoming), runs, quits', async () => {
-    const name = 'q72-resume';
-    const vm = await recordingVm(name, { qemu: '7.2', incoming: `exec:cat ${migFile('q72-save-running')}` }, 'the state q72-save-running saved: -incoming "exec:cat FILE", autostart to running, quit');
-    try {
-      await vm.waitStatus('running');
-    } finally {
-      await finish(vm, name);
-      rmSync(migFile('q72-save-running'), { force: true });
-    }
-  });
+  it('QEMU 7.2 + bridge resumes the running VM\'s state (-incoming), runs, quits', () =>
+    record('q72-resume', { qemu: '7.2', incoming: `exec:cat ${migFile('q72-save-running')}` }, 'the state q72-save-running saved: -incoming "exec:cat FILE", autostart to running, quit',
+      (vm) => vm.waitStatus('running'), ['q72-save-running']));
 
-  it('QEMU 10 (native v2) saves a running VM', async () => {
-    const name = 'q10-save-running';
-    const vm = await recordingVm(name, { qemu: '10' }, 'a running VM: migrate "exec:cat > FILE" to completion, then quit');
-    try {
+  it('QEMU 10 (native v2) saves a running VM', () =>
+    record('q10-save-running', { qemu: '10' }, 'a running VM: migrate "exec:cat > FILE" to completion, then quit', async (vm) => {
       expect(await vm.status()).toBe('running');
-      await migrateTo(vm, `exec:cat > ${migFile(name)}`, 'completed');
-    } finally {
-      await finish(vm, name);
-    }
-  });
+      await migrateTo(vm, `exec:cat > ${migFile('q10-save-running')}`, 'completed');
+    }));
 
-  it('QEMU 10 (native v2) resumes it (-incoming), runs, quits', async () => {
-    const name = 'q10-resume';
-    const vm = await recordingVm(name, { qemu: '10', incoming: `exec:cat ${migFile('q10-save-running')}` }, 'the state q10-save-running saved: -incoming "exec:cat FILE", autostart to running, quit');
-    try {
-      await vm.waitStatus('running');
-    } finally {
-      await finish(vm, name);
-      rmSync(migFile('q10-save-running'), { force: true });
-    }
-  });
+  it('QEMU 10 (native v2) resumes it (-incoming), runs, quits', () =>
+    record('q10-resume', { qemu: '10', incoming: `exec:cat ${migFile('q10-save-running')}` }, 'the state q10-save-running saved: -incoming "exec:cat FILE", autostart to running, quit',
+      (vm) => vm.waitStatus('running'), ['q10-save-running']));
 });
-
