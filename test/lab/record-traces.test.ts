@@ -9,14 +9,18 @@
 // compares them with the committed fixtures, or replaces them
 // (LAB_RECORD=1). QEMU 7.2 also writes its own trace events beside the
 // bridge's trace: evidence for reading a fixture, not a fixture.
+// Then `vfio-mig replay` replays the committed QEMU 7.2 fixtures against the
+// real mtty, through the region the bridge would serve.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEV_A, sysfs } from './lab-env.js';
-import { setMarks } from './mtty-marks.js';
-import { LAB_RUN_DIR, QemuVm, vfioMigBridge, type QemuVersion, type VmOptions } from './qemu-vm.js';
+import { address, DEV_A, sysfs } from './lab-env.js';
+import { marksOf, setMarks } from './mtty-marks.js';
+import { LAB_RUN_DIR, QemuVm, vfioMigBridge, vfioMigCommand, type QemuVersion, type VmOptions } from './qemu-vm.js';
 
 const OUT = `${process.env.LAB_RESULTS ?? LAB_RUN_DIR}/traces`;
+const FIXTURES = fileURLToPath(new URL('../fixtures/traces', import.meta.url));
 const WORK = `${LAB_RUN_DIR}/traces`; // also /tmp inside the QEMU 10 chroot
 mkdirSync(OUT, { recursive: true });
 mkdirSync(WORK, { recursive: true });
@@ -134,4 +138,18 @@ describe('recorded traces: real QEMU migrating mtty (test/fixtures/traces)', () 
   it('QEMU 10 (native v2) resumes it (-incoming), runs, quits', () =>
     record('q10-resume', { qemu: '10', incoming: `exec:cat ${migFile('q10-save-running')}` }, 'the state q10-save-running saved: -incoming "exec:cat FILE", autostart to running, quit',
       (vm) => vm.waitStatus('running'), ['q10-save-running']));
+});
+
+describe('vfio-mig replay on the real mtty (the bridge\'s path: LegacyRegionOverV2 over the kernel device)', () => {
+  const fixtures = readdirSync(FIXTURES).filter((f) => /^q72-.*\.jsonl$/.test(f));
+  for (const f of fixtures) {
+    it(`${f}: the committed recording replays without divergence`, async () => {
+      await setMarks(DEV_A, [0x5a, 0xa5]);
+      const [node, bin] = vfioMigCommand();
+      const r = spawnSync(node, [bin, 'replay', `${FIXTURES}/${f}`, '--device', address(DEV_A), '--json'], { encoding: 'utf8' });
+      expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+      expect(JSON.parse(r.stdout).result).toMatchObject({ divergences: [], savedBytes: { recorded: expect.any(Number) } });
+      await marksOf(DEV_A); // and the device is reset for the next one, whatever state the recording left it in
+    });
+  }
 });
