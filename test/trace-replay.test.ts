@@ -195,3 +195,30 @@ describe('the replay reports where a region answers otherwise, with the line', (
     await expect(replayV1(load(SAVE), simV2(7), { dev: 3 })).rejects.toMatchObject({ code: 'EINVAL' });
   });
 });
+
+describe('a trace is input: sizes beyond the region get no buffer of that size', () => {
+  const v1 = (fields: Record<string, unknown>) => JSON.stringify({ v: 2, t: 0, ev: 'v1', dev: 1, result: 'ok', ...fields });
+
+  it('a window access past the region\'s end is EINVAL, as every v1 region answers it', async () => {
+    const trace = parseTrace([
+      v1({ op: 'read', off: '0x1000', width: 2 ** 40 }),
+      v1({ op: 'write', off: '0x1000', width: 2 ** 40, result: 'EINVAL' }),
+    ].join('\n'));
+    const r = await replayV1(trace, simV2(7));
+    expect(r.divergences).toEqual([expect.objectContaining({ line: 1, kind: 'result', recorded: 'ok', replayed: 'EINVAL' })]);
+  });
+
+  it('a recorded chunk larger than the window is a resume-data divergence, then the region refuses the data_size', async () => {
+    const trace = parseTrace([
+      v1({ op: 'read', off: '0x0', width: 4, value: '0x1' }),
+      v1({ op: 'write', off: '0x0', width: 4, value: '0x4' }),
+      v1({ op: 'read', off: '0x10', width: 8, value: '0x1000' }),
+      v1({ op: 'write', off: '0x18', width: 8, value: '0x10000000000' }),
+    ].join('\n'));
+    const r = await replayV1(trace, simV2(7), { resumeData: new Uint8Array(96) });
+    expect(r.divergences).toEqual([
+      expect.objectContaining({ line: 4, kind: 'resume-data', recorded: '1099511627776 bytes', replayed: 'a window of 1048576 bytes' }),
+      expect.objectContaining({ line: 4, kind: 'result', recorded: 'ok', replayed: 'EINVAL' }),
+    ]);
+  });
+});

@@ -22,6 +22,8 @@
 //    mapping), so the replay copies the next bytes of `resumeData` there
 //    itself. When the client leaves RESUMING, the resume data must be used
 //    up: a different length is a stream that ends at a different point.
+// A trace is input: a recorded size larger than the region (a window access
+// past its end, a chunk larger than its window) gets no buffer of that size.
 import { MigrationError } from '../../src/uapi/errors.js';
 import type { LegacyRegion } from '../contracts.js';
 import { FIELD, type FieldName } from '../region-layout.js';
@@ -201,6 +203,12 @@ class Replay {
       this.diverge(a, 'resume-data', `${n} bytes`, 'no data_offset', 'no data_offset was read successfully before this data_size write: nowhere to put the data');
       return;
     }
+    if (this.dataOffset + n > this.region.size) {
+      // Never a buffer for it: the region refuses such a data_size anyway (it exceeds the window).
+      this.diverge(a, 'resume-data', `${n} bytes`, `a window of ${Math.max(0, this.region.size - this.dataOffset)} bytes`,
+        `the recording resumes ${n} bytes here, more than this region's window holds`);
+      return;
+    }
     const chunk = new Uint8Array(n);
     const have = Math.max(0, Math.min(n, data.length - this.resumeAt));
     chunk.set(data.subarray(this.resumeAt, this.resumeAt + have));
@@ -227,6 +235,11 @@ class Replay {
   private async windowAccess(a: V1Line): Promise<void> {
     const off = Number(a.off!);
     const width = a.width!;
+    if (a.off! + BigInt(width) > BigInt(this.region.size)) {
+      // Past the region's end: EINVAL from every v1 region, answered here without a buffer of that size.
+      this.sameResult(a, 'EINVAL');
+      return;
+    }
     if (a.op === 'read') {
       this.sameResult(a, await attempt(() => this.region.readAt(off, new Uint8Array(width))));
       return;
