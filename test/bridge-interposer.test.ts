@@ -14,11 +14,11 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireFile } from './support/kernel-tree.js';
 import { FakeBridge, OP, answer, windowPattern, type Connection, type FakeBridgeOptions } from './support/fake-bridge.js';
 import {
-  ClientSession, INTERPOSER_C, PRODUCT_FLAGS, buildNative, fakeDeviceDir, gcc, sanitizerReport, type Answer, type NativeBuild,
+  BUILD_VARIANTS, ClientSession, INTERPOSER_C, PRODUCT_FLAGS, buildNative, expectCleanExit, failsWith, fakeDeviceDir, gcc, ok, until,
+  type Answer, type NativeBuild,
 } from './support/native-client.js';
 
 const { EINVAL, EIO, ENOTTY, EBADF } = constants.errno;
-const EXDEV = constants.errno.EXDEV;          // the client sets errno to EXDEV before each call
 const TIB = 1n << 40n;
 const REGION = 11n * TIB;                     // first multiple of 2^40 past the fake's BAR5 end
 const WINDOW = REGION + 4096n;
@@ -33,29 +33,6 @@ const SLOW = 20_000;                          // bridge timeout where a test mus
 const GET = 1 << 16, SET = 1 << 17, PROBE = 1 << 18;
 
 interface World { bridge: FakeBridge; client: ClientSession; dir: string }
-
-const VARIANTS = [
-  { name: 'product build', sanitized: false },
-  { name: 'ASan + UBSan build', sanitized: true },
-];
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-function ok(a: Answer): Answer {
-  expect(a, JSON.stringify(a)).toMatchObject({ errno: EXDEV });   // success leaves errno alone
-  expect(a.r, JSON.stringify(a)).toBeGreaterThanOrEqual(0);
-  return a;
-}
-
-function failsWith(a: Answer, errno: number): void {
-  expect({ r: a.r, errno: a.errno }, JSON.stringify(a)).toEqual({ r: -1, errno });
-}
 
 const hex = (b: Buffer) => b.toString('hex');
 
@@ -76,7 +53,7 @@ function bridgeSockets(fds: Answer): FdInfo[] {
 }
 const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return hex(b); };
 
-describe.each(VARIANTS)('interposer, $name', ({ sanitized }) => {
+describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
   let build: NativeBuild;
   const worlds: World[] = [];
 
@@ -87,8 +64,7 @@ describe.each(VARIANTS)('interposer, $name', ({ sanitized }) => {
       const exit = await w.client.close();
       await w.bridge.stop();
       rmSync(w.dir, { recursive: true, force: true });
-      expect(sanitizerReport(exit.stderr), exit.stderr).toBeUndefined();
-      expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 0, signal: null });
+      expectCleanExit(exit);
       expect(w.bridge.errors).toEqual([]);
     }
   });

@@ -29,13 +29,17 @@ export interface BridgeRig {
 }
 
 export const SIM_SIZE = 20_000;
+
+/** A simulated device's size and page size (default: SIM_SIZE bytes in 512-byte pages). */
+export interface SimShape { size: number; pageSize: number }
+const SMALL: SimShape = { size: SIM_SIZE, pageSize: 512 };
 const seedOf = (name: string) => [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
 
 /** The device a name stands for: made on first use, the same driver on every later registration. */
-export function simEntry(sims: Map<string, SimEntry>, name: string, flags = MigFlags.STOP_COPY | MigFlags.PRE_COPY | MigFlags.P2P): SimEntry {
+export function simEntry(sims: Map<string, SimEntry>, name: string, flags = MigFlags.STOP_COPY | MigFlags.PRE_COPY | MigFlags.P2P, shape = SMALL): SimEntry {
   let e = sims.get(name);
   if (!e) {
-    const sim = new SimDevice({ size: SIM_SIZE, seed: seedOf(name), pageSize: 512 });
+    const sim = new SimDevice({ size: shape.size, seed: seedOf(name), pageSize: shape.pageSize });
     const arcs: string[] = [];
     const driver = new SimV2Driver(sim, { flags, onArc: (a: MigState, b: MigState) => arcs.push(`${stateName(a)}>${stateName(b)}`) });
     e = { sim, driver, arcs, resets: 0, closes: 0 };
@@ -47,11 +51,11 @@ export function simEntry(sims: Map<string, SimEntry>, name: string, flags = MigF
   return e;
 }
 
-export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?: number } = {}): Promise<BridgeRig> {
+export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?: number; sim?: SimShape } = {}): Promise<BridgeRig> {
   const dir = makePrivateDir([tmpdir()]);
   const sims = new Map<string, SimEntry>();
   const events: BridgeEvent[] = [];
-  const simSource: DeviceSource = async ({ name }) => ({ device: deviceHandle(simEntry(sims, name, options.flags)), key: name, label: name });
+  const simSource: DeviceSource = async ({ name }) => ({ device: deviceHandle(simEntry(sims, name, options.flags, options.sim)), key: name, label: name });
   const server = await BridgeServer.listen({
     dir: dir.path, windowSize: 1024, mmap: true, devices: simSource, commandPid: () => process.pid,
     ...options, onEvent: (e) => { events.push(e); options.onEvent?.(e); },

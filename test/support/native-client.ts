@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { constants } from 'node:os';
+import { expect } from 'vitest';
 import { UAPI_VFIO_H, requireFile } from './kernel-tree.js';
 
 export const INTERPOSER_C = fileURLToPath(new URL('../../src/bridge/interposer.c', import.meta.url));
@@ -63,6 +65,12 @@ export function buildNative(sanitized: boolean): NativeBuild {
   return b;
 }
 
+/** Native tests run twice: built as the product builds it, and under ASan + UBSan (any report fails). */
+export const BUILD_VARIANTS = [
+  { name: 'product build', sanitized: false },
+  { name: 'ASan + UBSan build', sanitized: true },
+];
+
 /** A sanitizer report anywhere in a process's stderr. */
 export function sanitizerReport(stderr: string): string | undefined {
   return /(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer)[^\n]*/.exec(stderr)?.[0];
@@ -71,6 +79,32 @@ export function sanitizerReport(stderr: string): string | undefined {
 export interface Answer { r: number; errno: number; ms: number; [key: string]: unknown }
 
 export interface Exit { code: number | null; signal: NodeJS.Signals | null; stderr: string }
+
+/** The client exited by itself with status 0, and no sanitizer reported anything. */
+export function expectCleanExit(exit: Exit): void {
+  expect(sanitizerReport(exit.stderr), exit.stderr).toBeUndefined();
+  expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 0, signal: null });
+}
+
+/** The client sets errno to EXDEV before each call: a call that succeeds leaves it there. */
+export function ok(a: Answer): Answer {
+  expect(a, JSON.stringify(a)).toMatchObject({ errno: constants.errno.EXDEV });
+  expect(a.r, JSON.stringify(a)).toBeGreaterThanOrEqual(0);
+  return a;
+}
+
+export function failsWith(a: Answer, errno: number): void {
+  expect({ r: a.r, errno: a.errno }, JSON.stringify(a)).toEqual({ r: -1, errno });
+}
+
+/** Wait until cond() holds (checked every 10 ms, for 10 s at most). */
+export async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
 
 /** One running v1 client; cmd() sends a line and resolves with its JSON answer. */
 export class ClientSession {
@@ -96,6 +130,11 @@ export class ClientSession {
       this.waiting?.(undefined);
       resolve({ code, signal, stderr: this.stderr });
     }));
+  }
+
+  /** The client's pid (what a bridge's peer check must admit). */
+  get pid(): number {
+    return this.child.pid!;
   }
 
   static start(build: NativeBuild, env: Record<string, string | undefined>): ClientSession {
