@@ -12,7 +12,7 @@
 // Then `vfio-mig replay` replays the committed QEMU 7.2 fixtures against the
 // real mtty, through the region the bridge would serve.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { address, DEV_A, sysfs } from './lab-env.js';
@@ -86,6 +86,31 @@ async function record(scenario: string, o: Omit<VmOptions, 'name' | 'devices' | 
   }
 }
 
+/** Until the migration is active, then one more second: its first iteration has read pending_bytes and blocks on the full pipe. */
+async function activeForASecond(vm: QemuVm): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while ((await vm.execute<{ status: string }>('query-migrate')).status !== 'active') {
+    expect(Date.now(), 'the migration did not become active within 60 s').toBeLessThan(deadline);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  expect((await vm.execute<{ status: string }>('query-migrate')).status).toBe('active');
+}
+
+/** SIGKILL the process whose command line is exactly `argv` (the migration pipe's only reader). */
+function killProcess(argv: string[]): void {
+  const want = `${argv.join('\0')}\0`;
+  const pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === want;
+    } catch {
+      return false; // exited meanwhile
+    }
+  });
+  expect(pids, `one process running ${argv.join(' ')}`).toHaveLength(1);
+  process.kill(Number(pids[0]), 'SIGKILL');
+}
+
 async function migrateTo(vm: QemuVm, uri: string, wanted: string): Promise<void> {
   await vm.migrate(uri);
   const info = await vm.waitMigration();
@@ -107,19 +132,27 @@ describe('recorded traces: real QEMU migrating mtty (test/fixtures/traces)', () 
       await vm.waitStatus('running');
     }, ['q72-save-prelaunch-cont']));
 
-  it('QEMU 7.2 + bridge: a first migration fails (exec:true), a second completes', () =>
-    record('q72-failed-then-completed', { qemu: '7.2' }, 'a running VM: migrate "exec:true" fails (the pipe closes), migrate "exec:cat > FILE" completes, quit', async (vm) => {
-      await migrateTo(vm, 'exec:true', 'failed');
+  it('QEMU 7.2 + bridge: a first migration fails (its pipe\'s reader dies), a second completes', () =>
+    record('q72-failed-then-completed', { qemu: '7.2' }, 'a running VM: the first migration\'s pipe reader is killed 1 s after it is active (EPIPE: it fails), migrate "exec:cat > FILE" completes, quit', async (vm) => {
+      // Not "exec:true": whether true exits before or after QEMU's first iteration is a race (both were
+      // recorded). A reader that reads nothing, killed once QEMU is blocked on the full pipe, fails the
+      // migration at one point: after the first iteration's pending_bytes read.
+      await vm.migrate('exec:exec sleep 599');
+      await activeForASecond(vm);
+      killProcess(['sleep', '599']);
+      expect((await vm.waitMigration()).status).toBe('failed');
       expect(await vm.status()).toBe('running');
       await migrateTo(vm, `exec:cat > ${migFile('q72-failed-then-completed')}`, 'completed');
     }, ['q72-failed-then-completed']));
 
   it('QEMU 7.2 + bridge: a migration cancelled mid-way (migrate_cancel while the pipe is full)', () =>
-    record('q72-cancelled', { qemu: '7.2' }, 'a running VM: migrate into a pipe nobody reads for 3 s, migrate_cancel after 1 s (active, device in pre-copy), quit', async (vm) => {
-      // As bridge-qemu.test.ts's kill test: the pipe stays full, so the migration is still in pre-copy.
-      await vm.migrate('exec:sleep 3; cat > /dev/null');
-      await new Promise((r) => setTimeout(r, 1000));
-      expect((await vm.execute<{ status: string }>('query-migrate')).status).toBe('active');
+    record('q72-cancelled', { qemu: '7.2' }, 'a running VM: migrate into a pipe nobody reads, migrate_cancel 1 s after it is active (the device in pre-copy), quit', async (vm) => {
+      // Nobody reads the pipe for 60 s: once QEMU has filled it, its migration thread blocks in the RAM
+      // section of an iteration, after that iteration's pending_bytes read, with the device in pre-copy.
+      // Waiting for 'active' (not a fixed time) keeps that true on a loaded machine; QEMU kills the
+      // command when the migration ends.
+      await vm.migrate('exec:sleep 60; cat > /dev/null');
+      await activeForASecond(vm);
       await vm.execute('migrate_cancel');
       expect((await vm.waitMigration()).status).toBe('cancelled');
       expect(await vm.status()).toBe('running');
