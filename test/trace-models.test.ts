@@ -127,17 +127,25 @@ function expectKnown(scenario: string, hunks: Hunk[]): void {
     .toEqual(shown(known));
 }
 
+/** The model's trace: `play` on a fresh fake mtty, seen through `face` (a tracing region or device), closed afterwards. */
+async function modelTrace<F extends { close(): Promise<void> }>(face: (rec: TraceRecorder, mtty: KernelMigrationDevice) => F, play: (f: F) => Promise<void>): Promise<TraceLine[]> {
+  const rec = new TraceRecorder();
+  const f = face(rec, await fakeMtty());
+  try {
+    await play(f);
+  } finally {
+    await f.close();
+  }
+  return rec.lines;
+}
+
+const v1Face = (rec: TraceRecorder, mtty: KernelMigrationDevice) => new TracingRegion(bridged(mtty), rec);
+const v2Face = (rec: TraceRecorder, mtty: KernelMigrationDevice) => new TracingDevice(mtty, rec);
+
 describe('the v1 client model against QEMU 7.2 (recorded under the bridge)', () => {
   for (const [scenario, play] of Object.entries(V1_SCENARIOS)) {
     it(`${scenario}: the same register accesses, but for the known differences`, async () => {
-      const rec = new TraceRecorder();
-      const region = new TracingRegion(bridged(await fakeMtty()), rec);
-      try {
-        await play(region);
-      } finally {
-        await region.close();
-      }
-      expectKnown(scenario, diffSteps(v1Steps(fixture(scenario)), v1Steps(rec.lines)));
+      expectKnown(scenario, diffSteps(v1Steps(fixture(scenario)), v1Steps(await modelTrace(v1Face, play))));
     });
   }
 });
@@ -145,28 +153,15 @@ describe('the v1 client model against QEMU 7.2 (recorded under the bridge)', () 
 describe('the v2 client model against QEMU 10 (its own trace events)', () => {
   for (const [scenario, play] of Object.entries(V2_SCENARIOS)) {
     it(`${scenario}: the same state changes, reads and writes, but for the known differences`, async () => {
-      const rec = new TraceRecorder();
-      const device = new TracingDevice(await fakeMtty(), rec);
-      try {
-        await play(device);
-      } finally {
-        await device.close();
-      }
-      expectKnown(scenario, diffSteps(v2Steps(fixture(scenario)), v2Steps(rec.lines)));
+      expectKnown(scenario, diffSteps(v2Steps(fixture(scenario)), v2Steps(await modelTrace(v2Face, play))));
     });
   }
 });
 
 describe('the comparison itself', () => {
   it('catches a model that leaves out one write: QEMU 7.2\'s VM-start 1 -> 1 before the save', async () => {
-    const rec = new TraceRecorder();
-    const region = new TracingRegion(bridged(await fakeMtty()), rec);
-    try {
-      await saveV1(region, sink().out, { precopyRounds: 1, windowAccess: 'mmap' });
-    } finally {
-      await region.close();
-    }
-    const extra = diffSteps(v1Steps(fixture('q72-save-running')), v1Steps(rec.lines))
+    const lines = await modelTrace(v1Face, (r) => saveV1(r, sink().out, { precopyRounds: 1, windowAccess: 'mmap' }).then(() => undefined));
+    const extra = diffSteps(v1Steps(fixture('q72-save-running')), v1Steps(lines))
       .filter((h) => !KNOWN_DIFFERENCES.some((k) => k.scenario === 'q72-save-running' && k.after === h.after && JSON.stringify(k.qemu) === JSON.stringify(h.qemu)));
     // QEMU's read 1, write 1 (line 7-8) and the save's read 1: the model has only the last read.
     expect(extra).toEqual([{ after: 'read device_state 0x1', line: 8, qemu: ['write device_state 0x1', 'read device_state 0x1'], model: [] }]);
