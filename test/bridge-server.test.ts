@@ -4,7 +4,7 @@
 // pending_bytes / data_offset / data_size reads, window bytes from the
 // client's own mapping of the window file) and a resume into a second
 // device, over simulated v2 drivers, with the mmap path and with --no-mmap.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -263,6 +263,12 @@ describe('BridgeServer', () => {
     expect(kinds[0]).toBe('start');
     expect(kinds.at(-1)).toBe('end');
     expect(lines.find((l) => l.ev === 'register')).toMatchObject({ dev: 1, name: 'a', index: 9, offset: '0x90000000000' });
+    // Version 2: which device and which program (its executable; the version is the recorder's to add).
+    expect(lines.find((l) => l.ev === 'device')).toEqual({ v: 2, t: expect.any(Number), ev: 'device', dev: 1, name: 'a', protocol: 'v1' });
+    expect(lines.filter((l) => l.ev === 'client')).toEqual([
+      { v: 2, t: expect.any(Number), ev: 'client', name: 'node', exe: realpathSync(process.execPath), pid: process.pid },
+    ]);
+    expect(lines.find((l) => l.ev === 'v1' && l.op === 'read' && l.off === '0x8')).toMatchObject({ field: 'pending_bytes', width: 8 });
     expect(lines.find((l) => l.ev === 'v1' && l.op === 'write' && l.value === '0x2')).toMatchObject({ off: '0x0', width: 4, result: 'ok' });
     expect(lines.find((l) => l.ev === 'v1' && l.op === 'write' && l.value === '0x6')).toMatchObject({ result: 'EINVAL' });
     expect(lines.find((l) => l.ev === 'v2' && l.call === 'setState')).toMatchObject({ arg: 'STOP_COPY', result: 'ok', ret: 'session' });

@@ -8,6 +8,7 @@ import { chmodSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { koffiSyscalls } from '../kernel/koffi-syscalls.js';
+import type { DeviceIdentity } from '../kernel/device-identity.js';
 import type { PeerCredentials, ProcessSyscalls, Syscalls } from '../kernel/syscalls.js';
 import { MigrationError } from '../uapi/errors.js';
 import { BridgeConnection, errorAnswer, type ConnectionHost } from './bridge-connection.js';
@@ -67,6 +68,8 @@ export class BridgeServer implements ConnectionHost {
   private readonly keys = new Map<BridgedDevice, string>();
   private readonly records: BridgedRecord[] = [];
   private nextId = 1;
+  /** Processes whose `client` line the trace has. */
+  private readonly clients = new Set<number>();
   private closing = false;
   private readonly sys: Syscalls & ProcessSyscalls;
   private readonly uid: number;
@@ -168,6 +171,7 @@ export class BridgeServer implements ConnectionHost {
     this.options.trace?.write('register', {
       dev: id, name, label: sourced.label, pid, fd, index: layout.index, offset: layout.offset, size: layout.size, mmap, window: info.windowPath,
     });
+    this.traceIdentity(id, name || sourced.label, sourced.identity, pid);
     this.emit({ kind: 'bridged', device: info });
     return { answer: { bridged: true, ...layout, windowPath: info.windowPath }, device };
   }
@@ -179,6 +183,27 @@ export class BridgeServer implements ConnectionHost {
     if (record) record.live = false;
     this.options.trace?.write('release', { dev: device.info.id, reason, problems, stats: device.stats.toJSON() });
     this.emit({ kind: 'released', device: device.info, stats: device.stats, reason, problems });
+  }
+
+  /**
+   * The trace's `device` line (which device `dev` is) and, the first time a
+   * process registers, its `client` line: the program's executable from
+   * /proc/<pid>/exe. Its version is not knowable from here; a recorder that
+   * knows it adds it (docs/trace-format.md).
+   */
+  private traceIdentity(dev: number, name: string, identity: DeviceIdentity | undefined, pid: number): void {
+    const trace = this.options.trace;
+    if (!trace) return;
+    trace.write('device', { dev, name, protocol: 'v1', ...identity });
+    if (this.clients.has(pid)) return;
+    this.clients.add(pid);
+    let exe: string | undefined;
+    try {
+      exe = this.sys.readlink(`/proc/${pid}/exe`);
+    } catch {
+      return; // gone, or not ours to read: no client line
+    }
+    trace.write('client', { name: exe.slice(exe.lastIndexOf('/') + 1), exe, pid });
   }
 
   violation(peer: PeerCredentials, reason: string): void {

@@ -2,6 +2,7 @@
 // window memory the shared mapping of the device's window file, and the v1
 // register accesses the interposer forwards (READ/WRITE/RESET), answered
 // with the region's result or errno, traced and counted.
+import { fieldAt } from '../../legacy/region-layout.js';
 import { V1_SAVING } from '../../legacy/v1-state.js';
 import { LegacyRegionOverV2 } from '../../translate/legacy-region-over-v2.js';
 import type { Syscalls } from '../kernel/syscalls.js';
@@ -170,7 +171,10 @@ export class BridgedDevice {
     const bytes = access.op === 'write' ? access.data : result === 'ok' ? payload : undefined;
     // Header fields carry their value; window bytes only their size (the mapped window is never seen here anyway).
     const value = bytes && access.offset < BigInt(HEADER_BYTES) && width <= 8 ? littleEndian(bytes) : undefined;
-    trace.write('v1', { dev: this.info.id, op: access.op, off: access.offset, width, ...(value === undefined ? {} : { value }), result });
+    const field = access.offset < BigInt(HEADER_BYTES) ? fieldAt(Number(access.offset), width) : undefined;
+    trace.write('v1', {
+      dev: this.info.id, op: access.op, off: access.offset, width, ...(field ? { field } : {}), ...(value === undefined ? {} : { value }), result,
+    });
   }
 }
 

@@ -7,6 +7,7 @@ import { KernelMigrationDevice } from '../kernel/kernel-migration-device.js';
 import { koffiSyscalls } from '../kernel/koffi-syscalls.js';
 import type { ProcessSyscalls, Syscalls } from '../kernel/syscalls.js';
 import { adoptVfioDevice } from '../kernel/vfio-device.js';
+import { deviceIdentity, type DeviceIdentity } from '../kernel/device-identity.js';
 import { MigrationError } from '../uapi/errors.js';
 import type { MigrationDevice } from '../v2/contracts.js';
 import { MigFlags } from '../v2/states.js';
@@ -26,6 +27,8 @@ export interface SourcedDevice {
   key: string;
   /** How messages name it. */
   label: string;
+  /** What kind of device it is, as far as known (the trace's `device` line). */
+  identity?: DeviceIdentity;
 }
 
 /** Throws NotBridgeable (the device is not for the bridge) or another MigrationError (something failed). */
@@ -82,7 +85,7 @@ export function kernelDeviceSource(sys: Syscalls & ProcessSyscalls = koffiSyscal
       if (own) throw new NotBridgeable('EEXIST', `${label} has a v1 migration region of its own (index ${own.index})`);
       // The sysfs name identifies the device; a cdev node too; an unnamed group fd cannot be told apart.
       const key = name || (vfio.api === 'cdev' ? sys.readlink(`/proc/self/fd/${copy}`) : `pid ${pid} fd ${fd}`);
-      return { device, key, label };
+      return { device, key, label, identity: deviceIdentity(name, sys) };
     } catch (e) {
       await device.close().catch(() => undefined);
       throw e;

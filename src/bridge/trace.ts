@@ -3,10 +3,12 @@
 // read/write, and the bridge's own events. Each line carries the format
 // version `v` and `t`, milliseconds since the trace started (µs resolution);
 // the first line ("start") gives the wall clock of t = 0. The format is
-// documented in docs/bridge.md; a reader must skip events it does not know.
+// documented in docs/trace-format.md (legacy/trace/trace-format.ts reads it);
+// a reader must skip events it does not know.
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { TRACE_FORMAT_VERSION, traceJson } from '../../legacy/trace/trace-format.js';
 
-export const TRACE_FORMAT_VERSION = 1;
+export { TRACE_FORMAT_VERSION };
 
 export class TraceWriter {
   private readonly origin = performance.now();
@@ -19,7 +21,7 @@ export class TraceWriter {
   /** Create (or truncate) `path` and write the start line. */
   static open(path: string, start: Record<string, unknown>): TraceWriter {
     const trace = new TraceWriter(openSync(path, 'w', 0o600));
-    trace.write('start', { clock: new Date().toISOString(), ...start });
+    trace.write('start', { clock: new Date().toISOString(), source: 'vfio-mig bridge', ...start });
     return trace;
   }
 
@@ -31,8 +33,7 @@ export class TraceWriter {
   /** One line, written at once (a crash loses nothing already traced). */
   write(ev: string, fields: Record<string, unknown>): void {
     if (this.fd === null) return;
-    const line = JSON.stringify({ v: TRACE_FORMAT_VERSION, t: Math.round(this.now() * 1000) / 1000, ev, ...fields }, hexBigint);
-    writeSync(this.fd, `${line}\n`);
+    writeSync(this.fd, `${traceJson({ v: TRACE_FORMAT_VERSION, t: Math.round(this.now() * 1000) / 1000, ev, ...fields })}\n`);
   }
 
   /** The end line, then close. Idempotent. */
@@ -42,9 +43,4 @@ export class TraceWriter {
     closeSync(this.fd);
     this.fd = null;
   }
-}
-
-/** u64 values (offsets, sizes, register values) as "0x..." strings: JSON numbers lose bits past 2^53. */
-function hexBigint(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? `0x${value.toString(16)}` : value;
 }

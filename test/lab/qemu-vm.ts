@@ -33,6 +33,8 @@ export interface VmOptions {
   bridge?: BridgeRun;
   /** Machine type; both sides must agree and 7.2 must know it (docs/PROTOCOL.md §7, cross-version). */
   machine?: string;
+  /** More QEMU options, after the others (e.g. -trace, -D). */
+  extraArgs?: string[];
 }
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -105,6 +107,7 @@ export class QemuVm {
       ...o.devices.flatMap((u, i) => ['-device', vfioDeviceOption(o.qemu, u, i)]),
       ...(o.prelaunch ? ['-S'] : []),
       ...(o.incoming ? ['-incoming', o.incoming] : []),
+      ...(o.extraArgs ?? []),
     ];
     if (o.qemu === '10') {
       if (o.bridge) throw new Error('the bridge is for QEMU 7.2 (v1); QEMU 10 speaks v2 natively');

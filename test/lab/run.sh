@@ -8,7 +8,11 @@
 #
 # Environment: LAB_TIMEOUT (s, default 900) bounds the VM run; LAB_MEM (default 2G);
 # LAB_FILTER passes a test-name filter (-t) to vitest in the guest; LAB_PAD_MIB
-# lists the padded-mtty sizes (MiB) the QEMU volume test migrates (default 64).
+# lists the padded-mtty sizes (MiB) the QEMU volume test migrates (default 64);
+# LAB_RECORD=1 writes the traces record-traces.test.ts recorded into
+# test/fixtures/traces (otherwise they are only compared with it, and a
+# difference fails the lab). `LAB_FILTER='recorded traces' LAB_RECORD=1 npm
+# run lab` re-records just those.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd -P)
@@ -179,4 +183,13 @@ status=$(cat "$RESULTS/status")
 echo "lab: ---- summary (guest) ----"
 cat "$RESULTS/summary.txt" 2>/dev/null || echo "(no summary)"
 echo "lab: guest exit status $status, wall time ${elapsed}s"
+# The recorded traces against the committed fixtures (test/lab/fixtures.mjs).
+if [ -f "$RESULTS/traces/recorded.json" ]; then
+  fstatus=0
+  node test/lab/fixtures.mjs "$RESULTS/traces" test/fixtures/traces ${LAB_RECORD:+--write} || fstatus=$?
+  if [ "$fstatus" -ne 0 ] && [ "$status" -eq 0 ]; then
+    echo "lab: FAILED: the recorded traces differ from test/fixtures/traces (above)" >&2
+    status=1
+  fi
+fi
 exit "$status"

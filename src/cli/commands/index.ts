@@ -6,6 +6,7 @@ import { diffCommand } from './diff.js';
 import { fsmCommand } from './fsm.js';
 import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
+import { replayCommand } from './replay.js';
 import { saveCommand } from './save.js';
 
-export const COMMANDS: Command[] = [demoCommand, fsmCommand, inspectCommand, saveCommand, loadCommand, diffCommand, bridgeCommand];
+export const COMMANDS: Command[] = [demoCommand, fsmCommand, inspectCommand, saveCommand, loadCommand, diffCommand, bridgeCommand, replayCommand];
