@@ -19,8 +19,14 @@
 //
 //   node --expose-gc bench/data-path.mjs [--sizes 256MiB,8GiB] [--windows 64KiB,1MiB,4MiB]
 //        [--reps 5] [--devices sim,zero] [--faces v1,v2] [--directions save,resume]
-//        [--access mmap|pieces] [--all-windows]
+//        [--pairings protocol,same-client] [--access mmap|pieces] [--all-windows]
 // 8 GiB runs at the 1 MiB window only, unless --all-windows.
+//
+// Pairings (see arms()): 'protocol' compares the translated client with the other
+// protocol's client on the device behind the translator (what issue 14 asks: QEMU
+// 7.2 through the shim vs QEMU 8+ natively); 'same-client' (zero-cost devices only)
+// compares the same client on the translator and on a zero-cost device of its own
+// protocol, which leaves the translator's cost alone.
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +40,7 @@ import { machine, parseOptions, sizeName } from './lib/options.mjs';
 import { ZeroCostV1Region } from './lib/zero-cost-v1-region.mjs';
 import { zeroCostStreams } from './lib/zero-cost-streams.mjs';
 
-const USAGE = 'node --expose-gc bench/data-path.mjs [--sizes 256MiB,8GiB] [--windows 64KiB,1MiB,4MiB] [--reps 5] [--devices sim,zero] [--faces v1,v2] [--directions save,resume] [--access mmap|pieces] [--all-windows]';
+const USAGE = 'node --expose-gc bench/data-path.mjs [--sizes 256MiB,8GiB] [--windows 64KiB,1MiB,4MiB] [--reps 5] [--devices sim,zero] [--faces v1,v2] [--directions save,resume] [--pairings protocol,same-client] [--access mmap|pieces] [--all-windows]';
 const MiB = 2 ** 20;
 /** States up to this size are recorded in memory for the resume runs, bigger ones in a temp file. */
 const IN_MEMORY_LIMIT = 2 ** 30;
@@ -72,48 +78,54 @@ function expectBytes(got, want, what) {
   return { bytes: got };
 }
 
-/** The two arms of one case: functions that build fresh devices and time the client call. */
-function arms(kind, face, direction, size, window, access, input) {
+/**
+ * The four ways to run a save or a resume: each client on its own protocol's
+ * device (native) or through the translator over the other protocol's device.
+ * Each builds fresh devices and times only the client call.
+ */
+function paths(kind, direction, size, window, access, input) {
   const dev = DEVICES[kind];
   const want = dev.streamBytes(size);
   const v1opts = { precopyRounds: 0, windowAccess: access };
   const v2opts = { precopyRounds: 0, maxReadBytes: window, reuseBuffer: true };
-  const saved = (r, what) => expectBytes(r.precopyBytes + r.stopCopyBytes, want, what);
-  if (direction === 'save' && face === 'v1') {
-    return {
-      direct: () => { const d = dev.v2(size); return timed(async () => saved(await saveV2(d, nullSink(), v2opts), 'saveV2')); },
-      translated: () => { const r = new LegacyRegionOverV2(dev.v2(size), { windowSize: window }); return timed(async () => saved(await saveV1(r, nullSink(), v1opts), 'saveV1 over LegacyRegionOverV2')); },
-    };
-  }
   if (direction === 'save') {
+    const saved = (r, what) => expectBytes(r.precopyBytes + r.stopCopyBytes, want, what);
+    const v1 = (region, what) => timed(async () => saved(await saveV1(region, nullSink(), v1opts), what));
+    const v2 = (device, what) => timed(async () => saved(await saveV2(device, nullSink(), v2opts), what));
     return {
-      direct: () => { const r = dev.v1(size, window); return timed(async () => saved(await saveV1(r, nullSink(), v1opts), 'saveV1')); },
-      translated: () => { const d = new V2DeviceOverLegacy(dev.v1(size, window)); return timed(async () => saved(await saveV2(d, nullSink(), v2opts), 'saveV2 over V2DeviceOverLegacy')); },
+      v1Native: () => v1(dev.v1(size, window), 'saveV1'),
+      v1OverV2: () => v1(new LegacyRegionOverV2(dev.v2(size), { windowSize: window }), 'saveV1 over LegacyRegionOverV2'),
+      v2Native: () => v2(dev.v2(size), 'saveV2'),
+      v2OverV1: () => v2(new V2DeviceOverLegacy(dev.v1(size, window)), 'saveV2 over V2DeviceOverLegacy'),
     };
   }
-  const loaded = async (target, body, what) => {
+  /** Load into `face` (built over `target`), then check that `target` holds the saved state. */
+  const loaded = (target, body, what) => timed(async () => {
     const r = expectBytes((await body()).deviceBytes, want, what);
     dev.check(target, size);
     return r;
-  };
-  if (face === 'v1') {
-    return {
-      direct: () => { const t = dev.v2Target(size); return timed(() => loaded(t, () => loadV2(t, input()), 'loadV2')); },
-      translated: () => {
-        const t = dev.v2Target(size);
-        const r = new LegacyRegionOverV2(t, { windowSize: window });
-        return timed(() => loaded(t, () => loadV1(r, input(), { windowAccess: access }), 'loadV1 over LegacyRegionOverV2'));
-      },
-    };
-  }
+  });
+  const v1 = (target, region, what) => loaded(target, () => loadV1(region, input(), { windowAccess: access }), what);
+  const v2 = (target, device, what) => loaded(target, () => loadV2(device, input()), what);
   return {
-    direct: () => { const t = dev.v1Target(size, window); return timed(() => loaded(t, () => loadV1(t, input(), { windowAccess: access }), 'loadV1')); },
-    translated: () => {
-      const t = dev.v1Target(size, window);
-      const d = new V2DeviceOverLegacy(t);
-      return timed(() => loaded(t, () => loadV2(d, input()), 'loadV2 over V2DeviceOverLegacy'));
-    },
+    v1Native: () => { const t = dev.v1Target(size, window); return v1(t, t, 'loadV1'); },
+    v1OverV2: () => { const t = dev.v2Target(size); return v1(t, new LegacyRegionOverV2(t, { windowSize: window }), 'loadV1 over LegacyRegionOverV2'); },
+    v2Native: () => { const t = dev.v2Target(size); return v2(t, t, 'loadV2'); },
+    v2OverV1: () => { const t = dev.v1Target(size, window); return v2(t, new V2DeviceOverLegacy(t), 'loadV2 over V2DeviceOverLegacy'); },
   };
+}
+
+/**
+ * The pair for a face: the client through the translator, against
+ * 'protocol': the other protocol's client on the device behind the translator
+ *             (issue 14's comparison: QEMU 7.2 through the shim vs QEMU 8+ native);
+ * 'same-client': the same client on a device of its own protocol (with the
+ *             zero-cost devices, the translator's cost alone, whatever the clients cost).
+ */
+function arms(kind, face, direction, pairing, size, window, access, input) {
+  const p = paths(kind, direction, size, window, access, input);
+  if (face === 'v1') return { direct: pairing === 'protocol' ? p.v2Native : p.v1Native, translated: p.v1OverV2 };
+  return { direct: pairing === 'protocol' ? p.v1Native : p.v2Native, translated: p.v2OverV1 };
 }
 
 /** The file the resume runs replay: what a direct save of the source writes, one record per `window`. */
@@ -129,7 +141,7 @@ async function resumeInput(kind, size, window) {
 async function main() {
   const o = parseOptions(process.argv.slice(2), {
     sizes: [256 * MiB], windows: [64 * 1024, MiB, 4 * MiB], reps: 5, devices: ['sim', 'zero'], faces: ['v1', 'v2'],
-    directions: ['save', 'resume'], access: 'mmap', allWindows: false,
+    directions: ['save', 'resume'], pairings: ['protocol', 'same-client'], access: 'mmap', allWindows: false,
   }, USAGE);
   const cases = [];
   for (const kind of o.devices) {
@@ -141,14 +153,16 @@ async function main() {
           const input = direction === 'resume' ? await resumeInput(kind, size, window) : null;
           try {
             for (const face of o.faces) {
-              const loadBefore = load();
-              const runs = await interleave(o.reps, arms(kind, face, direction, size, window, o.access, input?.replay));
-              const c = {
-                part: issuePart(kind, direction, face), device: kind, face, direction, size: sizeName(size), window: sizeName(window),
-                ...(input ? { input: input.where } : {}), ...compareThroughput(runs.direct, runs.translated), loadBefore, loadAfter: load(),
-              };
-              cases.push(c);
-              process.stderr.write(`data-path ${c.device} ${face}-face ${direction} ${c.size} window ${c.window}: direct ${c.directMiBps} MiB/s, translated ${c.translatedMiBps} MiB/s, ratio ${c.throughputRatio} (paired ${c.pairedThroughputRatio}), load ${c.loadAfter[0]}\n`);
+              for (const pairing of kind === 'zero' ? o.pairings : ['protocol']) {
+                const loadBefore = load();
+                const runs = await interleave(o.reps, arms(kind, face, direction, pairing, size, window, o.access, input?.replay));
+                const c = {
+                  part: issuePart(kind, direction, face), device: kind, face, direction, pairing, size: sizeName(size), window: sizeName(window),
+                  ...(input ? { input: input.where } : {}), ...compareThroughput(runs.direct, runs.translated), loadBefore, loadAfter: load(),
+                };
+                cases.push(c);
+                process.stderr.write(`data-path ${c.device} ${face}-face ${direction} (${pairing}) ${c.size} window ${c.window}: direct ${c.directMiBps} MiB/s, translated ${c.translatedMiBps} MiB/s, ratio ${c.throughputRatio} (paired ${c.pairedThroughputRatio}), load ${c.loadAfter[0]}\n`);
+              }
             }
           } finally {
             input?.dispose();

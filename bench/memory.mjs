@@ -7,46 +7,17 @@
 //
 //   node bench/memory.mjs [--sizes 256MiB,8GiB] [--window 1MiB] [--paths v1-face,v2-face,direct-v2,direct-v1] [--directions save,resume]
 //
-// Paths: v1-face = saveV1/loadV1 through LegacyRegionOverV2 over a zero-cost v2
-// device; v2-face = saveV2/loadV2 through V2DeviceOverLegacy over a zero-cost v1
-// region; direct-v2 / direct-v1 = the v2 / v1 client on the device itself.
+// Paths: lib/zero-cost-paths.mjs.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { LegacyRegionOverV2, loadV1, loadV2, saveV1, saveV2, V2DeviceOverLegacy } from '../dist/index.js';
-import { BenchV2Device } from './lib/bench-v2-device.mjs';
 import { load, round } from './lib/measure.mjs';
-import { nullSink, zeroCostFile } from './lib/migration-files.mjs';
 import { machine, parseOptions, parseSize, sizeName } from './lib/options.mjs';
-import { ZeroCostV1Region } from './lib/zero-cost-v1-region.mjs';
-import { zeroCostStreams } from './lib/zero-cost-streams.mjs';
+import { ZERO_COST_PATHS as PATHS } from './lib/zero-cost-paths.mjs';
 
 const USAGE = 'node bench/memory.mjs [--sizes 256MiB,8GiB] [--window 1MiB] [--paths v1-face,v2-face,direct-v2,direct-v1] [--directions save,resume]';
 const SELF = fileURLToPath(import.meta.url);
 const MiB = 2 ** 20;
 const SLACK_MIB = 16;
-
-const v1Opts = { precopyRounds: 0, windowAccess: 'mmap' };
-const v2Opts = (window) => ({ precopyRounds: 0, maxReadBytes: window, reuseBuffer: true });
-
-/** Each path: save and resume, returning the device bytes moved. */
-const PATHS = {
-  'v1-face': {
-    save: async (size, w) => (await saveV1(new LegacyRegionOverV2(new BenchV2Device(zeroCostStreams(size)), { windowSize: w }), nullSink(), v1Opts)).stopCopyBytes,
-    resume: async (size, w) => (await loadV1(new LegacyRegionOverV2(new BenchV2Device(zeroCostStreams(size)), { windowSize: w }), zeroCostFile(size, w), v1Opts)).deviceBytes,
-  },
-  'v2-face': {
-    save: async (size, w) => (await saveV2(new V2DeviceOverLegacy(new ZeroCostV1Region(size, w)), nullSink(), v2Opts(w))).stopCopyBytes,
-    resume: async (size, w) => (await loadV2(new V2DeviceOverLegacy(new ZeroCostV1Region(size, w)), zeroCostFile(size, w))).deviceBytes,
-  },
-  'direct-v2': {
-    save: async (size, w) => (await saveV2(new BenchV2Device(zeroCostStreams(size)), nullSink(), v2Opts(w))).stopCopyBytes,
-    resume: async (size, w) => (await loadV2(new BenchV2Device(zeroCostStreams(size)), zeroCostFile(size, w))).deviceBytes,
-  },
-  'direct-v1': {
-    save: async (size, w) => (await saveV1(new ZeroCostV1Region(size, w), nullSink(), v1Opts)).stopCopyBytes,
-    resume: async (size, w) => (await loadV1(new ZeroCostV1Region(size, w), zeroCostFile(size, w), v1Opts)).deviceBytes,
-  },
-};
 
 /** In the child: one run, then its peak RSS. */
 async function child([path, direction, sizeText, windowText]) {
