@@ -29,14 +29,18 @@ async function* replayChunks(chunks) {
   yield* chunks;
 }
 
+const records = new Map(); // recordBytes -> one full record (header + pattern), built once
+
 /**
  * The migration file a save of a zero-cost device writes in `recordBytes`
  * records (stop-and-copy only): start, records, END_OF_STATE, final. Every
- * full record is the same buffer: nothing is generated per record.
+ * full record is the same buffer, built once per process: nothing is
+ * generated per record or per file.
  */
 export async function* zeroCostFile(streamBytes, recordBytes) {
   yield encodeStreamStart();
-  const full = Buffer.concat([encodeDataHeader(recordBytes), patternBytes(recordBytes)]);
+  if (!records.has(recordBytes)) records.set(recordBytes, Buffer.concat([encodeDataHeader(recordBytes), patternBytes(recordBytes)]));
+  const full = records.get(recordBytes);
   let at = 0;
   for (; at + recordBytes <= streamBytes; at += recordBytes) yield full;
   if (at < streamBytes) yield Buffer.concat([encodeDataHeader(streamBytes - at), patternBytes(streamBytes - at, at)]);

@@ -12,12 +12,16 @@ export function patternByte(i) {
   return Math.imul(i, 2654435761) >>> 24;
 }
 
+let period = null; // one period of the pattern, computed once
+
 /** `length` bytes of the stream starting at stream offset `from`. */
 export function patternBytes(length, from = 0) {
+  if (!period) {
+    period = Buffer.allocUnsafe(PATTERN_PERIOD);
+    for (let i = 0; i < PATTERN_PERIOD; i++) period[i] = patternByte(i);
+  }
   const out = Buffer.allocUnsafe(length);
-  const one = Buffer.allocUnsafe(PATTERN_PERIOD);
-  for (let i = 0; i < PATTERN_PERIOD; i++) one[i] = patternByte(i);
-  for (let at = 0; at < length; ) at += one.copy(out, at, (from + at) % PATTERN_PERIOD);
+  for (let at = 0; at < length; ) at += period.copy(out, at, (from + at) % PATTERN_PERIOD);
   return out;
 }
 
