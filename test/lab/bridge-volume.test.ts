@@ -1,0 +1,102 @@
+// The bridge's data path with real volume (issue 14, item 3): the padded mtty
+// (test/lab/mtty-pad.patch; LAB_PAD_MIB, default 64 MiB) migrated through a
+// file by QEMU 10 natively (v2), by QEMU 7.2 under `vfio-mig bridge` with the
+// data window mapped (mmap) and with it trapped (--no-mmap, QEMU 7.2 copies it
+// in 8-byte preads that the interposer serves), one after another on the same
+// two mtty instances, each from its own source into a destination of its own
+// kind. QEMU's numbers (query-migrate: total time, downtime, throughput), the
+// stop-and-copy throughput (state / downtime), the destination's
+// migrate-incoming-to-running time and the bridge's own summary are printed
+// and written as JSON to the results (bridge-volume.json), each as a ratio to
+// QEMU 10 native. The marks must arrive every time (the padding is checked
+// byte by byte by the destination's driver).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { DEV_A, DEV_B } from './lab-env.js';
+import { timedFileMigration, type TimedMigration } from './migration-scenarios.js';
+import { LAB_PAD_SIZES, MiB, withPadding } from './mtty-padding.js';
+import { LAB_RUN_DIR, switchoverParameters, vfioMigBridge, type BridgeRun, type QemuVersion } from './qemu-vm.js';
+
+interface Variant { key: string; label: string; qemu: QemuVersion; bridge?: BridgeRun }
+
+const VARIANTS: Variant[] = [
+  { key: 'qemu10', label: 'QEMU 10 native', qemu: '10' },
+  { key: 'bridgeMmap', label: 'QEMU 7.2 + bridge, mmap', qemu: '7.2', bridge: vfioMigBridge() },
+  { key: 'bridgeTrapped', label: 'QEMU 7.2 + bridge, trapped (--no-mmap)', qemu: '7.2', bridge: vfioMigBridge('--no-mmap') },
+];
+
+const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+
+/** The `info migrate` lines with times and sizes, as QEMU (7.2 or 10) prints them. */
+const keyLines = (info: string): string => info.split('\n').map((l) => l.trim()).filter((l) => /status|time|downtime|setup|throughput|transferred|total|mbps/i.test(l)).join('; ');
+
+/** The bridge's exit summary for the device: bytes saved and its time in STOP_COPY. */
+function bridgeSummary(log: string): { bytesSaved: string; stopCopyMs: number } | undefined {
+  const m = /summary [^:]+: saved \d+ chunks? \(([^)]+)\), resumed \d+ chunks? \([^)]+\), stop-and-copy ([\d.]+) ms/.exec(log);
+  return m ? { bytesSaved: m[1], stopCopyMs: Number(m[2]) } : undefined;
+}
+
+/** What one variant measured. */
+function numbers(r: TimedMigration, mib: number) {
+  const s = r.source;
+  const downtimeMs = s.downtimeMs ?? NaN;
+  return {
+    totalTimeMs: s.totalTimeMs,
+    setupTimeMs: s.setupTimeMs,
+    downtimeMs,
+    throughputMbps: s.mbps,
+    fileBytes: r.fileBytes,
+    stopCopyMiBps: round((mib * 1000) / downtimeMs, 1),
+    resumeMs: Math.round(r.resumeMs),
+    resumeMiBps: round((mib * 1000) / r.resumeMs, 1),
+    ...(bridgeSummary(r.sourceLog) ? { bridgeSource: bridgeSummary(r.sourceLog) } : {}),
+    infoMigrate: keyLines(s.text),
+  };
+}
+
+type Numbers = ReturnType<typeof numbers>;
+
+/** Each variant against QEMU 10 native: > 1 means more (time) or faster (throughput). */
+function ratios(v: Numbers, native: Numbers) {
+  return {
+    totalTimeRatio: round((v.totalTimeMs ?? NaN) / (native.totalTimeMs ?? NaN)),
+    downtimeRatio: round(v.downtimeMs / native.downtimeMs),
+    throughputRatio: round((v.throughputMbps ?? NaN) / (native.throughputMbps ?? NaN)),
+    stopCopyThroughputRatio: round(v.stopCopyMiBps / native.stopCopyMiBps),
+    resumeTimeRatio: round(v.resumeMs / native.resumeMs),
+  };
+}
+
+function writeResults(results: unknown): void {
+  const dir = process.env.LAB_RESULTS ?? LAB_RUN_DIR;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/bridge-volume.json`, `${JSON.stringify(results, null, 2)}\n`);
+}
+
+const all: Record<string, unknown> = {};
+
+describe('QEMU 10 native vs QEMU 7.2 + vfio-mig bridge with mtty state of real volume (lab)', () => {
+  it.each(LAB_PAD_SIZES)('%i MiB of padding: all three complete and the marks arrive; QEMU\'s numbers and the ratios to QEMU 10 printed', async (mib) => {
+    expect(Number.isInteger(mib) && mib > 0).toBe(true);
+    const measured: Record<string, Numbers> = {};
+    await withPadding(mib, async () => {
+      for (const v of VARIANTS) {
+        const side = { qemu: v.qemu, ...(v.bridge ? { bridge: v.bridge } : {}) };
+        const r = await timedFileMigration(`vol-${v.key}`, { ...side, devices: [DEV_A] }, { ...side, devices: [DEV_B] }, v.qemu === '10' ? switchoverParameters(mib) : undefined);
+        expect(r.fileBytes).toBeGreaterThan(mib * MiB);
+        if (v.bridge) expect(bridgeSummary(r.sourceLog), `${v.label}: the bridge's summary\n${r.sourceLog}`).toBeDefined();
+        const n = (measured[v.key] = numbers(r, mib));
+        console.log(`bridge volume, ${mib} MiB, ${v.label}: total ${n.totalTimeMs} ms, downtime ${n.downtimeMs} ms (${n.stopCopyMiBps} MiB/s), throughput ${round(n.throughputMbps ?? NaN, 1)} mbps, setup ${n.setupTimeMs} ms, file ${n.fileBytes} B; destination migrate-incoming to running ${n.resumeMs} ms${n.bridgeSource ? `; bridge: device in STOP_COPY ${n.bridgeSource.stopCopyMs} ms, saved ${n.bridgeSource.bytesSaved}` : ''}`);
+        console.log(`bridge volume, ${mib} MiB, ${v.label}: info migrate: ${n.infoMigrate}`);
+      }
+    });
+    const native = measured.qemu10;
+    const result = Object.fromEntries(VARIANTS.map((v) => [v.key, { label: v.label, ...measured[v.key], ...ratios(measured[v.key], native) }]));
+    for (const v of VARIANTS.slice(1)) {
+      const r = result[v.key];
+      console.log(`bridge volume, ${mib} MiB, ${v.label} / QEMU 10 native: total time ${r.totalTimeRatio}, downtime ${r.downtimeRatio}, throughput ${r.throughputRatio}, stop-and-copy throughput ${r.stopCopyThroughputRatio}, resume time ${r.resumeTimeRatio}`);
+    }
+    all[`${mib}MiB`] = result;
+    writeResults({ bench: 'bridge-volume', note: 'ratios are variant / QEMU 10 native; time ratios > 1 are slower, throughput ratios < 1 are slower', sizes: all });
+  }, 3_600_000);
+});
