@@ -9,21 +9,41 @@
 // migrate-incoming-to-running time and the bridge's own summary are printed
 // and written as JSON to the results (bridge-volume.json), each as a ratio to
 // QEMU 10 native. The marks must arrive every time (the padding is checked
-// byte by byte by the destination's driver).
-import { mkdirSync, writeFileSync } from 'node:fs';
+// byte by byte by the destination's driver). With LAB_BRIDGE_TRACE=1 the
+// bridges also write `--trace` files, kept in the results beside the JSON
+// (bench/bridge-trace.mjs breaks a source's stop-and-copy down per chunk).
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DEV_A, DEV_B } from './lab-env.js';
 import { timedFileMigration, type TimedMigration } from './migration-scenarios.js';
 import { LAB_PAD_SIZES, MiB, withPadding } from './mtty-padding.js';
 import { LAB_RUN_DIR, switchoverParameters, vfioMigBridge, type BridgeRun, type QemuVersion } from './qemu-vm.js';
 
-interface Variant { key: string; label: string; qemu: QemuVersion; bridge?: BridgeRun }
+/** A way to migrate: QEMU 10 natively, or QEMU 7.2 under the bridge with these bridge options. */
+interface Variant { key: string; label: string; qemu: QemuVersion; bridgeOptions?: string[] }
 
 const VARIANTS: Variant[] = [
   { key: 'qemu10', label: 'QEMU 10 native', qemu: '10' },
-  { key: 'bridgeMmap', label: 'QEMU 7.2 + bridge, mmap', qemu: '7.2', bridge: vfioMigBridge() },
-  { key: 'bridgeTrapped', label: 'QEMU 7.2 + bridge, trapped (--no-mmap)', qemu: '7.2', bridge: vfioMigBridge('--no-mmap') },
+  { key: 'bridgeMmap', label: 'QEMU 7.2 + bridge, mmap', qemu: '7.2', bridgeOptions: [] },
+  { key: 'bridgeTrapped', label: 'QEMU 7.2 + bridge, trapped (--no-mmap)', qemu: '7.2', bridgeOptions: ['--no-mmap'] },
 ];
+
+const TRACE = process.env.LAB_BRIDGE_TRACE === '1';
+const resultsDir = () => process.env.LAB_RESULTS ?? LAB_RUN_DIR;
+
+/** One side's QEMU options; a bridged side traces into the guest's /tmp (a 9p write per line would slow it). */
+function side(v: Variant, devices: string[], traceName: string): { qemu: QemuVersion; devices: string[]; bridge?: BridgeRun } {
+  if (!v.bridgeOptions) return { qemu: v.qemu, devices };
+  const trace = TRACE ? ['--trace', `${LAB_RUN_DIR}/${traceName}`] : [];
+  return { qemu: v.qemu, devices, bridge: vfioMigBridge(...v.bridgeOptions, ...trace) };
+}
+
+/** Move a side's trace into the results. */
+function keepTrace(traceName: string): void {
+  if (!TRACE) return;
+  copyFileSync(`${LAB_RUN_DIR}/${traceName}`, `${resultsDir()}/${traceName}`);
+  rmSync(`${LAB_RUN_DIR}/${traceName}`, { force: true });
+}
 
 const round = (x: number, digits = 3) => Number(x.toFixed(digits));
 
@@ -68,9 +88,8 @@ function ratios(v: Numbers, native: Numbers) {
 }
 
 function writeResults(results: unknown): void {
-  const dir = process.env.LAB_RESULTS ?? LAB_RUN_DIR;
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(`${dir}/bridge-volume.json`, `${JSON.stringify(results, null, 2)}\n`);
+  mkdirSync(resultsDir(), { recursive: true });
+  writeFileSync(`${resultsDir()}/bridge-volume.json`, `${JSON.stringify(results, null, 2)}\n`);
 }
 
 const all: Record<string, unknown> = {};
@@ -81,10 +100,13 @@ describe('QEMU 10 native vs QEMU 7.2 + vfio-mig bridge with mtty state of real v
     const measured: Record<string, Numbers> = {};
     await withPadding(mib, async () => {
       for (const v of VARIANTS) {
-        const side = { qemu: v.qemu, ...(v.bridge ? { bridge: v.bridge } : {}) };
-        const r = await timedFileMigration(`vol-${v.key}`, { ...side, devices: [DEV_A] }, { ...side, devices: [DEV_B] }, v.qemu === '10' ? switchoverParameters(mib) : undefined);
+        const traces = [`bridge-volume-${v.key}-${mib}MiB-source.trace.jsonl`, `bridge-volume-${v.key}-${mib}MiB-destination.trace.jsonl`];
+        const r = await timedFileMigration(`vol-${v.key}`, side(v, [DEV_A], traces[0]), side(v, [DEV_B], traces[1]), v.qemu === '10' ? switchoverParameters(mib) : undefined);
         expect(r.fileBytes).toBeGreaterThan(mib * MiB);
-        if (v.bridge) expect(bridgeSummary(r.sourceLog), `${v.label}: the bridge's summary\n${r.sourceLog}`).toBeDefined();
+        if (v.bridgeOptions) {
+          expect(bridgeSummary(r.sourceLog), `${v.label}: the bridge's summary\n${r.sourceLog}`).toBeDefined();
+          traces.forEach(keepTrace);
+        }
         const n = (measured[v.key] = numbers(r, mib));
         console.log(`bridge volume, ${mib} MiB, ${v.label}: total ${n.totalTimeMs} ms, downtime ${n.downtimeMs} ms (${n.stopCopyMiBps} MiB/s), throughput ${round(n.throughputMbps ?? NaN, 1)} mbps, setup ${n.setupTimeMs} ms, file ${n.fileBytes} B; destination migrate-incoming to running ${n.resumeMs} ms${n.bridgeSource ? `; bridge: device in STOP_COPY ${n.bridgeSource.stopCopyMs} ms, saved ${n.bridgeSource.bytesSaved}` : ''}`);
         console.log(`bridge volume, ${mib} MiB, ${v.label}: info migrate: ${n.infoMigrate}`);

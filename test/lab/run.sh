@@ -8,7 +8,9 @@
 #
 # Environment: LAB_TIMEOUT (s, default 900) bounds the VM run; LAB_MEM (default 2G);
 # LAB_FILTER passes a test-name filter (-t) to vitest in the guest; LAB_PAD_MIB
-# lists the padded-mtty sizes (MiB) the QEMU volume test migrates (default 64).
+# lists the padded-mtty sizes (MiB) the QEMU volume tests migrate (default 64);
+# LAB_BRIDGE_TRACE=1 makes the bridge volume test keep `vfio-mig bridge --trace`
+# files in the results (bench/bridge-trace.mjs reads them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd -P)
@@ -123,6 +125,7 @@ UUID_D=$UUID_D
 TRIXIE=$LAB/trixie
 LAB_FILTER=$(printf '%q' "${LAB_FILTER:-}")
 LAB_PAD_MIB=$(printf '%q' "${LAB_PAD_MIB:-}")
+LAB_BRIDGE_TRACE=$(printf '%q' "${LAB_BRIDGE_TRACE:-}")
 EOF
 say "booting $KVER under qemu-system-x86_64 (TCG, timeout ${TIMEOUT}s); console: $CONSOLE"
 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" -nographic -no-reboot -nic none \
