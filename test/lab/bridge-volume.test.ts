@@ -9,9 +9,13 @@
 // migrate-incoming-to-running time and the bridge's own summary are printed
 // and written as JSON to the results (bridge-volume.json), each as a ratio to
 // QEMU 10 native. The marks must arrive every time (the padding is checked
-// byte by byte by the destination's driver). With LAB_BRIDGE_TRACE=1 the
-// bridges also write `--trace` files, kept in the results beside the JSON
-// (bench/bridge-trace.mjs breaks a source's stop-and-copy down per chunk).
+// byte by byte by the destination's driver).
+// Options (environment): LAB_VOLUME_REPS=N runs the variants N times,
+// interleaved (the order rotates), and compares medians (default 1: the lab
+// run stays short); LAB_BRIDGE_WINDOW=4MiB adds a mapped variant with that
+// `--window`; LAB_BRIDGE_TRACE=1 makes the bridges write `--trace` files, kept
+// in the results beside the JSON (bench/bridge-trace.mjs breaks a source's
+// stop-and-copy down per chunk).
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DEV_A, DEV_B } from './lab-env.js';
@@ -22,12 +26,15 @@ import { LAB_RUN_DIR, switchoverParameters, vfioMigBridge, type BridgeRun, type 
 /** A way to migrate: QEMU 10 natively, or QEMU 7.2 under the bridge with these bridge options. */
 interface Variant { key: string; label: string; qemu: QemuVersion; bridgeOptions?: string[] }
 
+const EXTRA_WINDOW = process.env.LAB_BRIDGE_WINDOW;
 const VARIANTS: Variant[] = [
   { key: 'qemu10', label: 'QEMU 10 native', qemu: '10' },
   { key: 'bridgeMmap', label: 'QEMU 7.2 + bridge, mmap', qemu: '7.2', bridgeOptions: [] },
   { key: 'bridgeTrapped', label: 'QEMU 7.2 + bridge, trapped (--no-mmap)', qemu: '7.2', bridgeOptions: ['--no-mmap'] },
+  ...(EXTRA_WINDOW ? [{ key: `bridgeMmapWindow${EXTRA_WINDOW}`, label: `QEMU 7.2 + bridge, mmap, --window ${EXTRA_WINDOW}`, qemu: '7.2' as const, bridgeOptions: ['--window', EXTRA_WINDOW] }] : []),
 ];
 
+const REPS = Number(process.env.LAB_VOLUME_REPS || 1);
 const TRACE = process.env.LAB_BRIDGE_TRACE === '1';
 const resultsDir = () => process.env.LAB_RESULTS ?? LAB_RUN_DIR;
 
@@ -76,12 +83,31 @@ function numbers(r: TimedMigration, mib: number) {
 
 type Numbers = ReturnType<typeof numbers>;
 
-/** Each variant against QEMU 10 native: > 1 means more (time) or faster (throughput). */
-function ratios(v: Numbers, native: Numbers) {
+/** The numbers compared, as medians over a variant's runs. */
+function medians(runs: Numbers[]) {
+  const med = (f: (n: Numbers) => number) => {
+    const xs = runs.map(f).sort((a, b) => a - b);
+    const mid = xs.length >> 1;
+    return xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
+  };
   return {
-    totalTimeRatio: round((v.totalTimeMs ?? NaN) / (native.totalTimeMs ?? NaN)),
+    totalTimeMs: med((n) => n.totalTimeMs ?? NaN),
+    downtimeMs: med((n) => n.downtimeMs),
+    throughputMbps: round(med((n) => n.throughputMbps ?? NaN), 2),
+    stopCopyMiBps: med((n) => n.stopCopyMiBps),
+    resumeMs: med((n) => n.resumeMs),
+    ...(runs[0].bridgeSource ? { bridgeStopCopyMs: med((n) => n.bridgeSource?.stopCopyMs ?? NaN) } : {}),
+  };
+}
+
+type Medians = ReturnType<typeof medians>;
+
+/** Each variant against QEMU 10 native: > 1 means more (time) or faster (throughput). */
+function ratios(v: Medians, native: Medians) {
+  return {
+    totalTimeRatio: round(v.totalTimeMs / native.totalTimeMs),
     downtimeRatio: round(v.downtimeMs / native.downtimeMs),
-    throughputRatio: round((v.throughputMbps ?? NaN) / (native.throughputMbps ?? NaN)),
+    throughputRatio: round(v.throughputMbps / native.throughputMbps),
     stopCopyThroughputRatio: round(v.stopCopyMiBps / native.stopCopyMiBps),
     resumeTimeRatio: round(v.resumeMs / native.resumeMs),
   };
@@ -95,30 +121,36 @@ function writeResults(results: unknown): void {
 const all: Record<string, unknown> = {};
 
 describe('QEMU 10 native vs QEMU 7.2 + vfio-mig bridge with mtty state of real volume (lab)', () => {
-  it.each(LAB_PAD_SIZES)('%i MiB of padding: all three complete and the marks arrive; QEMU\'s numbers and the ratios to QEMU 10 printed', async (mib) => {
+  it.each(LAB_PAD_SIZES)('%i MiB of padding: every variant completes and the marks arrive; QEMU\'s numbers and the ratios to QEMU 10 printed', async (mib) => {
     expect(Number.isInteger(mib) && mib > 0).toBe(true);
-    const measured: Record<string, Numbers> = {};
+    expect(Number.isInteger(REPS) && REPS > 0).toBe(true);
+    const measured: Record<string, Numbers[]> = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
     await withPadding(mib, async () => {
-      for (const v of VARIANTS) {
-        const traces = [`bridge-volume-${v.key}-${mib}MiB-source.trace.jsonl`, `bridge-volume-${v.key}-${mib}MiB-destination.trace.jsonl`];
+      for (let rep = 0; rep < REPS; rep++) for (const [i] of VARIANTS.entries()) {
+        const v = VARIANTS[(i + rep) % VARIANTS.length]; // each repetition starts with the next variant
+        const traces = [`bridge-volume-${v.key}-${mib}MiB-${rep}-source.trace.jsonl`, `bridge-volume-${v.key}-${mib}MiB-${rep}-destination.trace.jsonl`];
         const r = await timedFileMigration(`vol-${v.key}`, side(v, [DEV_A], traces[0]), side(v, [DEV_B], traces[1]), v.qemu === '10' ? switchoverParameters(mib) : undefined);
         expect(r.fileBytes).toBeGreaterThan(mib * MiB);
         if (v.bridgeOptions) {
           expect(bridgeSummary(r.sourceLog), `${v.label}: the bridge's summary\n${r.sourceLog}`).toBeDefined();
           traces.forEach(keepTrace);
         }
-        const n = (measured[v.key] = numbers(r, mib));
-        console.log(`bridge volume, ${mib} MiB, ${v.label}: total ${n.totalTimeMs} ms, downtime ${n.downtimeMs} ms (${n.stopCopyMiBps} MiB/s), throughput ${round(n.throughputMbps ?? NaN, 1)} mbps, setup ${n.setupTimeMs} ms, file ${n.fileBytes} B; destination migrate-incoming to running ${n.resumeMs} ms${n.bridgeSource ? `; bridge: device in STOP_COPY ${n.bridgeSource.stopCopyMs} ms, saved ${n.bridgeSource.bytesSaved}` : ''}`);
-        console.log(`bridge volume, ${mib} MiB, ${v.label}: info migrate: ${n.infoMigrate}`);
+        const n = numbers(r, mib);
+        measured[v.key].push(n);
+        console.log(`bridge volume, ${mib} MiB, run ${rep + 1}/${REPS}, ${v.label}: total ${n.totalTimeMs} ms, downtime ${n.downtimeMs} ms (${n.stopCopyMiBps} MiB/s), throughput ${round(n.throughputMbps ?? NaN, 1)} mbps, setup ${n.setupTimeMs} ms, file ${n.fileBytes} B; destination migrate-incoming to running ${n.resumeMs} ms${n.bridgeSource ? `; bridge: device in STOP_COPY ${n.bridgeSource.stopCopyMs} ms, saved ${n.bridgeSource.bytesSaved}` : ''}`);
+        console.log(`bridge volume, ${mib} MiB, run ${rep + 1}/${REPS}, ${v.label}: info migrate: ${n.infoMigrate}`);
       }
     });
-    const native = measured.qemu10;
-    const result = Object.fromEntries(VARIANTS.map((v) => [v.key, { label: v.label, ...measured[v.key], ...ratios(measured[v.key], native) }]));
+    const native = medians(measured.qemu10);
+    const result = Object.fromEntries(VARIANTS.map((v) => {
+      const m = medians(measured[v.key]);
+      return [v.key, { label: v.label, median: m, ...ratios(m, native), runs: measured[v.key] }];
+    }));
     for (const v of VARIANTS.slice(1)) {
       const r = result[v.key];
-      console.log(`bridge volume, ${mib} MiB, ${v.label} / QEMU 10 native: total time ${r.totalTimeRatio}, downtime ${r.downtimeRatio}, throughput ${r.throughputRatio}, stop-and-copy throughput ${r.stopCopyThroughputRatio}, resume time ${r.resumeTimeRatio}`);
+      console.log(`bridge volume, ${mib} MiB, ${v.label} / QEMU 10 native (medians of ${REPS}): total time ${r.totalTimeRatio}, downtime ${r.downtimeRatio}, throughput ${r.throughputRatio}, stop-and-copy throughput ${r.stopCopyThroughputRatio}, resume time ${r.resumeTimeRatio}`);
     }
     all[`${mib}MiB`] = result;
-    writeResults({ bench: 'bridge-volume', note: 'ratios are variant / QEMU 10 native; time ratios > 1 are slower, throughput ratios < 1 are slower', sizes: all });
+    writeResults({ bench: 'bridge-volume', reps: REPS, note: 'ratios are variant / QEMU 10 native, from medians; time ratios > 1 are slower, throughput ratios < 1 are slower', sizes: all });
   }, 3_600_000);
 });
