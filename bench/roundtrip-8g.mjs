@@ -3,12 +3,13 @@
 // `destination`'s stdin, which loads. Prints one JSON object with the
 // throughput and each side's peak RSS (process.resourceUsage().maxRSS).
 //
-//   npm run bench                      (builds, then 8 GiB, flags 7)
+//   node bench/roundtrip-8g.mjs                 (8 GiB, flags 7; also in `npm run bench -- --long`)
 //   node bench/roundtrip-8g.mjs --size 256MiB --flags 1 --rounds 2 --steps 1000
 //
 // Needs the build (dist/): it imports the package as a user would.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { parseSize } from './lib/options.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const RSS_LIMIT_MB = 200;
@@ -22,13 +23,6 @@ function parseArgs(argv) {
     opts[key] = key === 'size' ? parseSize(value) : Number(value);
   }
   return opts;
-}
-
-function parseSize(text) {
-  const m = /^(\d+)\s*(|B|KiB|MiB|GiB)$/i.exec(text);
-  if (!m) throw new Error(`bad size '${text}'`);
-  const unit = { '': 1, b: 1, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30 }[m[2].toLowerCase()];
-  return Number(m[1]) * unit;
 }
 
 const mb = (kb) => Math.round((kb / 1024) * 10) / 10;

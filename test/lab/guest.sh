@@ -41,7 +41,7 @@ chroot "$TRIXIE" /usr/bin/env -i PATH=/usr/bin:/bin qemu-system-x86_64 --version
 
 stage vitest
 cd "$REPO" || finish 2 "cannot cd to $REPO"
-export LAB_DEV_A="$UUID_A" LAB_DEV_B="$UUID_B" LAB_DEV_C="$UUID_C" LAB_DEV_D="$UUID_D" LAB_TRIXIE="$TRIXIE" LAB_TMP=/tmp/vfio-mig-lab LAB_RESULTS="$RESULTS" LAB_PAD_MIB="${LAB_PAD_MIB:-}"
+export LAB_DEV_A="$UUID_A" LAB_DEV_B="$UUID_B" LAB_DEV_C="$UUID_C" LAB_DEV_D="$UUID_D" LAB_TRIXIE="$TRIXIE" LAB_TMP=/tmp/vfio-mig-lab LAB_RESULTS="$RESULTS" LAB_PAD_MIB="${LAB_PAD_MIB:-}" LAB_BRIDGE_TRACE="${LAB_BRIDGE_TRACE:-}" LAB_VOLUME_REPS="${LAB_VOLUME_REPS:-}" LAB_BRIDGE_WINDOW="${LAB_BRIDGE_WINDOW:-}"
 set -- run --config test/lab/vitest.lab.config.ts --configLoader runner
 [ -n "${LAB_FILTER:-}" ] && set -- "$@" -t "$LAB_FILTER"
 { "$NODE" node_modules/vitest/vitest.mjs "$@"; echo $? >/tmp/vitest-status; } 2>&1 | tee /tmp/vitest.log

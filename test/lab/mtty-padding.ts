@@ -10,6 +10,9 @@ const PARAMS = '/sys/module/mtty/parameters';
 export const MiB = 1 << 20;
 /** An unpadded mtty-2 stream: the 24-byte header and two 36-byte ports (mtty_data_size). */
 export const MTTY2_STREAM = 96;
+/** The padding sizes (MiB) the volume scenarios run: LAB_PAD_MIB, space- or comma-separated; default 64. */
+export const LAB_PAD_SIZES = (process.env.LAB_PAD_MIB || '64').split(/[\s,]+/).filter(Boolean).map(Number);
+
 /** The patch's default seed. */
 export const DEFAULT_SEED = 1n;
 

@@ -10,29 +10,13 @@ import { KernelMigrationDevice, MigState } from '../../index.js';
 import { writeAll } from '../support/mtty-scenarios.js';
 import { DEV_A, DEV_B, sysfs } from './lab-env.js';
 import { marksOf, setMarks, type Marks } from './mtty-marks.js';
-import { DEFAULT_SEED, MTTY2_STREAM, MiB, paddingBytes, withPadding } from './mtty-padding.js';
-import { LAB_RUN_DIR, VmPool } from './qemu-vm.js';
+import { DEFAULT_SEED, LAB_PAD_SIZES as SIZES, MTTY2_STREAM, MiB, paddingBytes, withPadding } from './mtty-padding.js';
+import { LAB_RUN_DIR, switchoverParameters, VmPool } from './qemu-vm.js';
 
 const { RUNNING: R, STOP_COPY: SC, RESUMING: RS } = MigState;
-const SIZES = (process.env.LAB_PAD_MIB || '64').split(/[\s,]+/).filter(Boolean).map(Number);
 
 const vms = new VmPool();
 afterEach(() => vms.quitAll());
-
-/**
- * QEMU counts a VFIO device's whole stop-copy size as pending
- * (vfio_state_pending_exact, hw/vfio/migration.c) and, with an idle guest,
- * measures a pre-copy bandwidth near 0, so its switchover test (pending below
- * bandwidth x downtime-limit, migration_iteration_run) never passes: seen here
- * as 'active' after 600 s. avail-switchover-bandwidth (QEMU >= 8.2) replaces the
- * measured bandwidth in that test. Sized so that the device state plus 8 MiB
- * fits the 300 ms downtime-limit, QEMU switches over once RAM's first pass is
- * done; the device state is then nearly all of the downtime's payload.
- */
-function switchoverFor(mib: number): Record<string, number> {
-  const downtimeMs = 300;
-  return { 'downtime-limit': downtimeMs, 'avail-switchover-bandwidth': Math.ceil(((mib + 8) * MiB * 1000) / downtimeMs) };
-}
 
 /** The `info migrate` lines worth comparing across runs. */
 function keyLines(info: string): string {
@@ -103,7 +87,7 @@ describe('QEMU 10 -> QEMU 10 with mtty state of real volume (lab)', () => {
     try {
       await withPadding(mib, async () => {
         const src = await vms.start({ qemu: '10', name: 'q10-vol-src', devices: [DEV_A] });
-        await src.execute('migrate-set-parameters', switchoverFor(mib));
+        await src.execute('migrate-set-parameters', switchoverParameters(mib));
         await src.migrate(`exec:cat > ${file}`);
         const info = await src.waitMigration(600_000);
         console.log(`QEMU 10 -> 10, ${mib} MiB of mtty padding, source: ${keyLines(info.text)}`);

@@ -8,7 +8,11 @@
 #
 # Environment: LAB_TIMEOUT (s, default 900) bounds the VM run; LAB_MEM (default 2G);
 # LAB_FILTER passes a test-name filter (-t) to vitest in the guest; LAB_PAD_MIB
-# lists the padded-mtty sizes (MiB) the QEMU volume test migrates (default 64);
+# lists the padded-mtty sizes (MiB) the QEMU volume tests migrate (default 64);
+# the bridge volume test (test/lab/bridge-volume.test.ts) also reads
+# LAB_VOLUME_REPS (runs per variant, medians compared), LAB_BRIDGE_WINDOW (an
+# extra mapped variant with that --window) and LAB_BRIDGE_TRACE=1 (keeps the
+# bridges' --trace files in the results; bench/bridge-trace.mjs reads them).
 # LAB_RECORD=1 writes the traces record-traces.test.ts recorded into
 # test/fixtures/traces (otherwise they are only compared with it, and a
 # difference fails the lab). `LAB_FILTER='recorded traces' LAB_RECORD=1 npm
@@ -127,6 +131,9 @@ UUID_D=$UUID_D
 TRIXIE=$LAB/trixie
 LAB_FILTER=$(printf '%q' "${LAB_FILTER:-}")
 LAB_PAD_MIB=$(printf '%q' "${LAB_PAD_MIB:-}")
+LAB_BRIDGE_TRACE=$(printf '%q' "${LAB_BRIDGE_TRACE:-}")
+LAB_VOLUME_REPS=$(printf '%q' "${LAB_VOLUME_REPS:-}")
+LAB_BRIDGE_WINDOW=$(printf '%q' "${LAB_BRIDGE_WINDOW:-}")
 EOF
 say "booting $KVER under qemu-system-x86_64 (TCG, timeout ${TIMEOUT}s); console: $CONSOLE"
 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" -nographic -no-reboot -nic none \
