@@ -22,13 +22,17 @@ let pipeCapacity;
 /** Prepare a pipe-backed device, time `body(device)`, then check the helper's side. */
 async function overPipe(direction, size, body) {
   const streams = await preparePipeStreams(direction, size);
+  let result, verdict;
   try {
-    return await timed(() => body(new BenchV2Device(streams)));
+    result = await timed(() => body(new BenchV2Device(streams)));
   } finally {
-    const [moved, bad, capacity] = await streams.dispose();
-    if (moved !== size || bad) throw new Error(`pipe helper moved ${moved} of ${size} bytes${bad ? ', altered' : ''}`);
-    pipeCapacity = capacity;
+    // The helper is reaped whatever happened; its verdict is checked only when the run itself succeeded.
+    verdict = await streams.dispose();
   }
+  const [moved, bad, capacity] = verdict;
+  if (moved !== size || bad) throw new Error(`pipe helper moved ${moved} of ${size} bytes${bad ? ', altered' : ''}`);
+  pipeCapacity = capacity;
+  return result;
 }
 
 function arms(direction, size, window) {

@@ -6,7 +6,7 @@
 // check admits the client because it is the "started command" (commandPid is its pid).
 //
 // What moves: the C client writes the device's state to a migration file (the project's
-// format, src/v2/stream-format.ts) and reads it back into a second device; the test compares
+// format, legacy/qemu/stream-format.ts) and reads it back into a second device; the test compares
 // the two SimDevices' fingerprints. Window bytes never reach the bridge: they go through the
 // shared window file (memcpy on the client's mapping, or the interposer's memcpy for 8-byte
 // preads/pwrites), which the bridge's trace shows. Every test runs with the product build and
@@ -18,8 +18,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TraceWriter } from '../src/bridge/trace.js';
-import { loadV2 } from '../src/v2/client.js';
-import { MigStreamDecoder } from '../src/v2/stream-format.js';
+import { loadV2 } from '../legacy/qemu/v2-client.js';
+import { MigStreamDecoder } from '../legacy/qemu/stream-format.js';
 import { transitionPath } from '../src/v2/fsm.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { bridgeRig, simEntry, type BridgeRig, type SimEntry } from './support/bridge-rig.js';
@@ -100,7 +100,7 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
     const dir = fakeDeviceDir();
     const tracePath = join(dir, 'trace.jsonl');
     const trace = TraceWriter.open(tracePath, { command: ['v1-client'] });
-    let made: World | undefined;
+    let made: World | undefined = undefined;
     const rig = await bridgeRig({
       mmap: o.mmap, windowSize, flags: o.flags, sim: { size: STATE, pageSize: PAGE }, trace,
       commandPid: o.commandPid ?? (() => made?.current?.pid),

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FakeSyscalls } from '../src/kernel/fake-syscalls.js';
+import { FakeSyscalls } from '../testing.js';
 import { runCli, runCliWith } from './support/run-cli.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/traces/${name}.jsonl`, import.meta.url));

@@ -5,10 +5,10 @@
 // converting QEMU 10's trace-event logs must give exactly the fixtures.
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { normaliseTrace } from '../legacy/trace/normalise.js';
-import { unitsOf } from '../legacy/trace/polls.js';
-import { convertQemuTrace } from '../legacy/trace/qemu-trace-events.js';
-import { formatTrace, parseTrace, TRACE_FORMAT_VERSION, type TraceLine, type V1Line } from '../legacy/trace/trace-format.js';
+import { normaliseTrace } from '../legacy/qemu/trace/normalise.js';
+import { unitsOf } from '../legacy/qemu/trace/polls.js';
+import { convertQemuTrace } from '../legacy/qemu/trace/qemu-trace-events.js';
+import { formatTrace, parseTrace, TRACE_FORMAT_VERSION, type TraceLine, type V1Line } from '../legacy/qemu/trace/trace-format.js';
 
 const DIR = new URL('./fixtures/traces/', import.meta.url);
 const read = (name: string) => readFileSync(new URL(name, DIR), 'utf8');

@@ -1,7 +1,7 @@
 // Real QEMU as the oracle for the client models: each recorded scenario
 // (test/fixtures/traces, recorded in the lab from unmodified QEMU 7.2 under
 // the bridge and QEMU 10) is played by the model of that QEMU
-// (legacy/client.ts saveV1/loadV1 and its VM-state helpers; src/v2/client.ts
+// (legacy/qemu/v1-client.ts saveV1/loadV1 and its VM-state helpers; legacy/qemu/v2-client.ts
 // saveV2/loadV2) on the fake kernel's transcription of the same mtty driver,
 // behind the same translator the bridge uses, and traced the same way. The
 // two traces must match step for step (test/support/trace-compare.ts says
@@ -13,13 +13,13 @@
 import { readFileSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { loadV1, saveV1, v1VmStart, v1VmStop } from '../legacy/client.js';
+import { loadV1, saveV1, v1VmStart, v1VmStop } from '../legacy/qemu/v1-client.js';
 import type { LegacyRegion } from '../legacy/contracts.js';
-import { parseTrace, type TraceLine } from '../legacy/trace/trace-format.js';
-import { FakeSyscalls } from '../src/kernel/fake-syscalls.js';
+import { parseTrace, type TraceLine } from '../legacy/qemu/trace/trace-format.js';
+import { FakeSyscalls } from '../testing.js';
 import { KernelMigrationDevice } from '../src/kernel/kernel-migration-device.js';
 import { MigrationError } from '../src/uapi/errors.js';
-import { loadV2, saveV2 } from '../src/v2/client.js';
+import { loadV2, saveV2 } from '../legacy/qemu/v2-client.js';
 import type { MigrationDevice } from '../src/v2/contracts.js';
 import { MigState } from '../src/v2/states.js';
 import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';

@@ -1,10 +1,10 @@
-// QEMU 8+'s own trace events into the trace format (legacy/trace/
+// QEMU 8+'s own trace events into the trace format (legacy/qemu/trace/
 // qemu-trace-events.ts). The real logs of the lab are converted in
 // trace-format.test.ts (they must give the committed fixtures); here, the
 // cases the lab's mtty never shows, each as QEMU 10's hw/vfio/migration.c
 // would trace it.
 import { describe, expect, it } from 'vitest';
-import { convertQemuTrace } from '../legacy/trace/qemu-trace-events.js';
+import { convertQemuTrace } from '../legacy/qemu/trace/qemu-trace-events.js';
 
 const UUID = '0d9a4c38-6f1b-4b52-a6f5-1ad1e3a0c0a1';
 const client = { name: 'QEMU', version: '10.0.13' };
@@ -16,8 +16,9 @@ const log = (...events: string[]) => events.map((e, i) => `305@1796039345.${Stri
 function calls(text: string) {
   return convertQemuTrace(text, { client }).filter((l) => l.ev === 'v2' || l.ev === 'data').map((l) => {
     const o = l as Record<string, unknown>;
-    if (l.ev === 'v2') return `${o.call}${o.arg ? ` ${o.arg}` : ''} ${o.result}${o.ret !== undefined ? ` ${JSON.stringify(o.ret)}` : ''}${o.derived ? ' (derived)' : ''}`;
-    return `${o.op}${o.size !== undefined ? ` ${o.size}` : ''} ${o.result}${o.ret !== undefined ? ` -> ${o.ret}` : ''}`;
+    const s = (v: unknown) => (typeof v === 'bigint' || typeof v === 'number' || typeof v === 'string' ? String(v) : JSON.stringify(v));
+    if (l.ev === 'v2') return `${s(o.call)}${o.arg ? ` ${s(o.arg)}` : ''} ${s(o.result)}${o.ret !== undefined ? ` ${JSON.stringify(o.ret)}` : ''}${o.derived ? ' (derived)' : ''}`;
+    return `${s(o.op)}${o.size !== undefined ? ` ${s(o.size)}` : ''} ${s(o.result)}${o.ret !== undefined ? ` -> ${s(o.ret)}` : ''}`;
   });
 }
 

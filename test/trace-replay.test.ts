@@ -1,5 +1,5 @@
 // The recorded QEMU 7.2 clients (test/fixtures/traces) replayed against the
-// project's v1 regions (legacy/trace/v1-replay.ts): the regions must answer
+// project's v1 regions (legacy/qemu/trace/v1-replay.ts): the regions must answer
 // what real QEMU got from the bridge on the real mtty, for every flag set a
 // v2 driver can advertise, and the replay must catch a region that answers
 // otherwise, at the right line.
@@ -7,10 +7,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { LegacyRegion } from '../legacy/contracts.js';
 import { SimV1Region } from '../legacy/sim-v1-region.js';
-import { ownState, resumesData } from '../legacy/trace/resume-data.js';
-import { formatTrace, parseTrace, type TraceLine, type V1Line } from '../legacy/trace/trace-format.js';
-import { replayV1, type ReplayReport } from '../legacy/trace/v1-replay.js';
-import { FakeSyscalls } from '../src/kernel/fake-syscalls.js';
+import { ownState, resumesData } from '../legacy/qemu/trace/resume-data.js';
+import { formatTrace, parseTrace, type TraceLine, type V1Line } from '../legacy/qemu/trace/trace-format.js';
+import { replayV1, type ReplayReport } from '../legacy/qemu/trace/v1-replay.js';
+import { FakeSyscalls } from '../testing.js';
 import { KernelMigrationDevice } from '../src/kernel/kernel-migration-device.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';

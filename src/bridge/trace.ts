@@ -3,10 +3,10 @@
 // read/write, and the bridge's own events. Each line carries the format
 // version `v` and `t`, milliseconds since the trace started (µs resolution);
 // the first line ("start") gives the wall clock of t = 0. The format is
-// documented in docs/trace-format.md (legacy/trace/trace-format.ts reads it);
+// documented in docs/trace-format.md (legacy/qemu/trace/trace-format.ts reads it);
 // a reader must skip events it does not know.
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { TRACE_FORMAT_VERSION, traceJson } from '../../legacy/trace/trace-format.js';
+import { TRACE_FORMAT_VERSION, traceJson } from '../../legacy/qemu/trace/trace-format.js';
 
 export { TRACE_FORMAT_VERSION };
 

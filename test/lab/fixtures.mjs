@@ -16,9 +16,9 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { normaliseTrace } from '../../dist/legacy/trace/normalise.js';
-import { convertQemuTrace } from '../../dist/legacy/trace/qemu-trace-events.js';
-import { formatTrace, parseTrace } from '../../dist/legacy/trace/trace-format.js';
+import { normaliseTrace } from '../../dist/legacy/qemu/trace/normalise.js';
+import { convertQemuTrace } from '../../dist/legacy/qemu/trace/qemu-trace-events.js';
+import { formatTrace, parseTrace } from '../../dist/legacy/qemu/trace/trace-format.js';
 
 const [raw, fixtures, ...flags] = process.argv.slice(2);
 if (!raw || !fixtures || flags.some((f) => f !== '--write')) {

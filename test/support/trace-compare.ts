@@ -4,7 +4,7 @@
 //    "write data_size 0x18", "reset", with " -> ERRNO" when one failed.
 //    Window accesses are left out: QEMU copies the window through its own
 //    mapping, so the recording has none.
-//  * polls (legacy/trace/polls.ts: what QEMU repeats once per migration
+//  * polls (legacy/qemu/trace/polls.ts: what QEMU repeats once per migration
 //    iteration while the device pre-copies) are matched as runs: a run keeps
 //    each distinct poll once, in the order of its last appearance. How many
 //    iterations RAM takes is not the device's story.
@@ -13,8 +13,8 @@
 //    24", "close", with " -> ERRNO" on failure.
 // The two step lists are aligned (longest common subsequence) and what does
 // not line up is given as hunks: what QEMU did there, what the model did.
-import { collapsePollRuns, unitsOf } from '../../legacy/trace/polls.js';
-import { isData, isV1, isV2, type TraceLine } from '../../legacy/trace/trace-format.js';
+import { collapsePollRuns, unitsOf } from '../../legacy/qemu/trace/polls.js';
+import { isData, isV1, isV2, type TraceLine } from '../../legacy/qemu/trace/trace-format.js';
 
 export interface Step {
   text: string;

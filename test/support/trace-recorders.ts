@@ -5,7 +5,7 @@
 // put the model's trace next to real QEMU's.
 import type { LegacyRegion } from '../../legacy/contracts.js';
 import { fieldAt } from '../../legacy/region-layout.js';
-import { TRACE_FORMAT_VERSION, type TraceLine } from '../../legacy/trace/trace-format.js';
+import { TRACE_FORMAT_VERSION, type TraceLine } from '../../legacy/qemu/trace/trace-format.js';
 import { MigrationError } from '../../src/uapi/errors.js';
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../../src/v2/contracts.js';
 import { stateName, type MigState } from '../../src/v2/states.js';
@@ -14,7 +14,7 @@ export class TraceRecorder {
   readonly lines: TraceLine[] = [];
 
   add(ev: string, fields: Record<string, unknown>): void {
-    this.lines.push({ v: TRACE_FORMAT_VERSION, t: 0, line: this.lines.length + 1, ev, ...fields } as TraceLine);
+    this.lines.push({ v: TRACE_FORMAT_VERSION, t: 0, line: this.lines.length + 1, ev, ...fields });
   }
 
   /** Run `f`, then record one line with its result ('ok' and what `show` makes of it, or the errno name). */

@@ -1,15 +1,15 @@
 // vfio-mig replay: a recorded v1 client (a `vfio-mig bridge --trace` file,
 // e.g. QEMU 7.2's accesses in test/fixtures/traces) replayed against any v1
 // region, reporting every place the region answers differently than the
-// recorded one did (legacy/trace/v1-replay.ts; docs/replay.md).
+// recorded one did (legacy/qemu/trace/v1-replay.ts; docs/replay.md).
 // A v2 device is replayed through LegacyRegionOverV2 as the bridge serves it
 // (errorRecovery 'reset', the recorded window size); a device with a v1
 // region of its own (sim:v1, a v1 kernel driver) directly.
 import { readFile } from 'node:fs/promises';
 import type { LegacyRegion } from '../../../legacy/contracts.js';
-import { deviceBytesOf, ownState, resumesData } from '../../../legacy/trace/resume-data.js';
-import { isClient, isDevice, parseTrace, type TraceLine } from '../../../legacy/trace/trace-format.js';
-import { replayV1, v1Devices, type ReplayReport } from '../../../legacy/trace/v1-replay.js';
+import { deviceBytesOf, ownState, resumesData } from '../../../legacy/qemu/trace/resume-data.js';
+import { isClient, isDevice, parseTrace, type TraceLine } from '../../../legacy/qemu/trace/trace-format.js';
+import { replayV1, v1Devices, type ReplayReport } from '../../../legacy/qemu/trace/v1-replay.js';
 import { LegacyRegionOverV2 } from '../../../translate/legacy-region-over-v2.js';
 import { MigrationError, type ErrnoName } from '../../uapi/errors.js';
 import type { MigrationDevice } from '../../v2/contracts.js';
@@ -43,7 +43,7 @@ function recordedWindow(lines: readonly TraceLine[]): number | undefined {
 function borrowed(d: MigrationDevice): MigrationDevice {
   return {
     migrationFlags: () => d.migrationFlags(), getState: () => d.getState(), setState: (s) => d.setState(s),
-    stopCopySize: () => d.stopCopySize(), reset: () => d.reset(), close: async () => undefined,
+    stopCopySize: () => d.stopCopySize(), reset: () => d.reset(), close: () => Promise.resolve(),
   };
 }
 

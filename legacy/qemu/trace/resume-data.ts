@@ -3,10 +3,10 @@
 // through its own mapping of the window). A replayed resume needs bytes the
 // replay device accepts: its own state, saved through the same region just
 // before (ownState), or the device bytes of a migration stream (deviceBytesOf).
-import { Writable } from 'node:stream';
-import { readMigStream } from '../../src/v2/stream-reader.js';
-import { saveV1 } from '../client.js';
-import type { LegacyRegion } from '../contracts.js';
+import { Readable, Writable } from 'node:stream';
+import { readMigStream } from '../stream-reader.js';
+import { saveV1 } from '../v1-client.js';
+import type { LegacyRegion } from '../../contracts.js';
 import { isV1, type TraceLine } from './trace-format.js';
 
 /** The device bytes (data records) of a migration stream, concatenated. */
@@ -31,9 +31,7 @@ export async function ownState(region: LegacyRegion, windowAccess: 'pieces' | 'm
   });
   await saveV1(region, sink, { precopyRounds: 0, windowAccess });
   await region.reset();
-  return deviceBytesOf((async function* () {
-    yield* chunks;
-  })());
+  return deviceBytesOf(Readable.from(chunks));
 }
 
 /** Whether a trace resumes data into device `dev` (a non-zero data_size write). */

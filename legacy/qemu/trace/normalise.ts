@@ -61,7 +61,7 @@ function stabilise(l: TraceLine, names: Map<string, string>, options: NormaliseO
 
 /** Polls collapsed (polls.ts), and every poll marked `repeat: true`: one poll or five, the normalised line is the same. */
 function collapsePolls(lines: TraceLine[]): TraceLine[] {
-  const key = (u: Unit) => u.lines.map((l) => traceJson({ ...l, repeat: undefined } as Record<string, unknown>)).join('\n');
+  const key = (u: Unit) => u.lines.map((l) => traceJson({ ...l, repeat: undefined })).join('\n');
   return collapsePollRuns(unitsOf(lines), key).flatMap((u) => {
     if (u.poll) (u.lines[u.lines.length - 1] as V1Line | DataLine | V2Line).repeat = true;
     return u.lines;

@@ -17,8 +17,8 @@
 // device, one call, or a MIG_DATA_SIZE + PRECOPY_INFO pair. A run of poll
 // units of one device is reduced to each distinct one once, in the order of
 // its last appearance: "polled for this, and for that, until the switchover".
-import { MigState, parseState } from '../../src/v2/states.js';
-import { V1_MASK, V1_RUNNING, V1_SAVING } from '../v1-state.js';
+import { MigState, parseState } from '../../../src/v2/states.js';
+import { V1_MASK, V1_RUNNING, V1_SAVING } from '../../v1-state.js';
 import { isData, isV1, isV2, type TraceLine } from './trace-format.js';
 
 export interface Unit {

@@ -35,8 +35,8 @@
 //  * vfio_save_cleanup, vfio_load_cleanup: the data_fd closed.
 //  * vfio_migration_realize: VFIO_DEVICE_FEATURE GET MIGRATION (the flags).
 // Other events (vfio_vmstate_change, notifiers, estimates) are no device calls.
-import { MigrationError } from '../../src/uapi/errors.js';
-import { isSavingState, MigState, parseState } from '../../src/v2/states.js';
+import { MigrationError } from '../../../src/uapi/errors.js';
+import { isSavingState, MigState, parseState } from '../../../src/v2/states.js';
 import { TRACE_FORMAT_VERSION, type TraceLine } from './trace-format.js';
 
 export interface QemuTraceOptions {

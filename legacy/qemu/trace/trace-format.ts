@@ -11,8 +11,8 @@
 // Version 2 adds to version 1 only (the `device` and `client` events, `field`
 // on v1 lines, `repeat` on polls, `derived` on converted lines), so a reader of
 // version 2 reads version 1 too, and skips events and fields it does not know.
-import { MigrationError } from '../../src/uapi/errors.js';
-import { fieldAt, type FieldName } from '../region-layout.js';
+import { MigrationError } from '../../../src/uapi/errors.js';
+import { fieldAt, type FieldName } from '../../region-layout.js';
 
 export const TRACE_FORMAT_VERSION = 2;
 /** Versions this reader understands. */
@@ -188,7 +188,7 @@ function parseV1(o: Record<string, unknown>, bad: (why: string) => never): V1Lin
   const value = o.value === undefined ? undefined : hexOf(o.value, 'value', bad);
   if (o.op === 'write' && value === undefined && off < 32n) bad('a header write without its value');
   const field = off < 32n ? fieldAt(Number(off), width) : undefined;
-  if (o.field !== undefined && o.field !== field) bad(`field '${String(o.field)}' is not what offset ${off} width ${width} is (${field ?? 'no field'})`);
+  if (o.field !== undefined && o.field !== field) bad(`field '${typeof o.field === 'string' ? o.field : JSON.stringify(o.field)}' is not what offset ${off} width ${width} is (${field ?? 'no field'})`);
   return { ...o, off, width, ...(field ? { field } : {}), ...(value === undefined ? {} : { value }) } as unknown as V1Line;
 }
 

@@ -24,10 +24,10 @@
 //    up: a different length is a stream that ends at a different point.
 // A trace is input: a recorded size larger than the region (a window access
 // past its end, a chunk larger than its window) gets no buffer of that size.
-import { MigrationError } from '../../src/uapi/errors.js';
-import type { LegacyRegion } from '../contracts.js';
-import { FIELD, type FieldName } from '../region-layout.js';
-import { V1_MASK, V1_RESUMING, V1_SAVING, v1StateName } from '../v1-state.js';
+import { MigrationError } from '../../../src/uapi/errors.js';
+import type { LegacyRegion } from '../../contracts.js';
+import { FIELD, type FieldName } from '../../region-layout.js';
+import { V1_MASK, V1_RESUMING, V1_SAVING, v1StateName } from '../../v1-state.js';
 import { isV1, type TraceLine, type V1Line } from './trace-format.js';
 
 export type DivergenceKind = 'result' | 'value' | 'stream-end' | 'resume-data';
