@@ -7,7 +7,18 @@ import tseslint from 'typescript-eslint';
 
 /** The Node globals the .mjs scripts and benchmarks use (no browser, no test globals). */
 const NODE_GLOBALS = Object.fromEntries(
-  ['process', 'console', 'Buffer', 'URL', 'setTimeout', 'clearTimeout', 'setImmediate', 'performance', 'queueMicrotask', 'structuredClone'].map((g) => [g, 'readonly']),
+  [
+    'process',
+    'console',
+    'Buffer',
+    'URL',
+    'setTimeout',
+    'clearTimeout',
+    'setImmediate',
+    'performance',
+    'queueMicrotask',
+    'structuredClone',
+  ].map((g) => [g, 'readonly']),
 );
 
 export default tseslint.config(

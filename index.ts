@@ -18,12 +18,38 @@ export { uapi, structLayouts } from './legacy/abi.js';
 // KernelMigrationDevice (v2 over ioctl) and KernelLegacyRegion (v1 over pread/pwrite).
 // Its test double, a fake kernel, is exported by 'vfio-mig-shim/testing' (testing.ts), not here.
 export {
-  KoffiSyscalls, koffiSyscalls, VfioDevice, openVfioDevice, openGroupDevice,
-  openCdevDevice, resolveSysfsDevice, getDeviceInfo, getRegionInfo, VFIO_CONTAINER_PATH, VFIO_NOIOMMU_IOMMU, IOMMUFD_PATH,
-  KernelMigrationDevice, KernelDataSession, KernelLegacyRegion, syscallError, ioctlName,
-  O_RDONLY, O_WRONLY, O_RDWR, O_CLOEXEC, PROT_READ, PROT_WRITE, MAP_SHARED,
-  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT, IOMMU_IOAS_ALLOC, IOMMU_DESTROY,
-  vfio_device_bind_iommufd, vfio_device_attach_iommufd_pt, iommu_ioas_alloc, iommu_destroy,
+  KoffiSyscalls,
+  koffiSyscalls,
+  VfioDevice,
+  openVfioDevice,
+  openGroupDevice,
+  openCdevDevice,
+  resolveSysfsDevice,
+  getDeviceInfo,
+  getRegionInfo,
+  VFIO_CONTAINER_PATH,
+  VFIO_NOIOMMU_IOMMU,
+  IOMMUFD_PATH,
+  KernelMigrationDevice,
+  KernelDataSession,
+  KernelLegacyRegion,
+  syscallError,
+  ioctlName,
+  O_RDONLY,
+  O_WRONLY,
+  O_RDWR,
+  O_CLOEXEC,
+  PROT_READ,
+  PROT_WRITE,
+  MAP_SHARED,
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  VFIO_DEVICE_DETACH_IOMMUFD_PT,
+  IOMMU_IOAS_ALLOC,
+  IOMMU_DESTROY,
+  vfio_device_bind_iommufd,
+  vfio_device_attach_iommufd_pt,
+  iommu_ioas_alloc,
+  iommu_destroy,
 } from './src/kernel/index.js';
 export type { Syscalls, Mapping, IoctlArg, DeviceInfo, DeviceSpec } from './src/kernel/index.js';
 // Simulated hardware and the kernel-faithful v2 driver (src/sim), the v2 client and the migration file format (src/v2).
@@ -43,15 +69,28 @@ export type { FaultPlan, ArcFault, IoFault } from './src/sim/faults.js';
 export type { StateSaver, StateLoader } from './src/sim/state-stream.js';
 export { requiredArcs } from './src/v2/required-arcs.js';
 export {
-  VfioMigFlag, MIG_STREAM_MAGIC, MIG_STREAM_DATA_HEADER_BYTES, MigStreamDecoder,
-  encodeStreamStart, encodeStreamEnd, encodeMarker, encodeDataHeader,
+  VfioMigFlag,
+  MIG_STREAM_MAGIC,
+  MIG_STREAM_DATA_HEADER_BYTES,
+  MigStreamDecoder,
+  encodeStreamStart,
+  encodeStreamEnd,
+  encodeMarker,
+  encodeDataHeader,
 } from './legacy/qemu/stream-format.js';
 export type { MigStreamEvent } from './legacy/qemu/stream-format.js';
 export { MigStreamWriter } from './legacy/qemu/stream-writer.js';
 export { readMigStream } from './legacy/qemu/stream-reader.js';
 export { QemuMigrationState } from './legacy/qemu/qemu-migration-state.js';
 export { saveV2, loadV2, VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './legacy/qemu/v2-client.js';
-export type { SaveV2Options, SaveV2Result, LoadV2Options, LoadV2Result, MigrationProgress, MigrationPhase } from './legacy/qemu/v2-client.js';
+export type {
+  SaveV2Options,
+  SaveV2Result,
+  LoadV2Options,
+  LoadV2Result,
+  MigrationProgress,
+  MigrationPhase,
+} from './legacy/qemu/v2-client.js';
 // The device rule (a left-over state is reset, never SET) and what a failed client did to the device.
 export { takeOver, refuseForeignResume, KEPT_AT_TAKEOVER } from './src/v2/takeover.js';
 export type { Takeover, TakeoverIo } from './src/v2/takeover.js';
@@ -69,7 +108,15 @@ export type { V1WindowAccess } from './legacy/qemu/v1-window-io.js';
 export { SimV1Region, SIM_V1_DATA_OFFSET, SIM_V1_DEFAULT_WINDOW } from './legacy/sim-v1-region.js';
 export type { SimV1RegionOptions, SimV1RegionSnapshot } from './legacy/sim-v1-region.js';
 export {
-  V1FatalError, isV1Fatal, QEMU72_SET_STATE, v1SetState, v1VmStart, v1VmStop, v1MigrationFailed, saveV1, loadV1,
+  V1FatalError,
+  isV1Fatal,
+  QEMU72_SET_STATE,
+  v1SetState,
+  v1VmStart,
+  v1VmStop,
+  v1MigrationFailed,
+  saveV1,
+  loadV1,
 } from './legacy/qemu/v1-client.js';
 export type { SaveV1Options, SaveV1Result, LoadV1Options, LoadV1Result } from './legacy/qemu/v1-client.js';
 // The translators (translate/): state maps, LegacyRegionOverV2 (v1 face over a v2 device),
@@ -83,4 +130,9 @@ export { retryTransient, TRANSIENT_RETRIES } from './translate/retry.js';
 /** asMigrationError (exported with the errors, above) under the name the translators first exported it by. */
 export { asMigrationError as toMigrationError } from './src/uapi/errors.js';
 export { runDifferential, DIFFERENTIAL_PAIRINGS, DEFAULT_DIFF_SEED } from './translate/differential/run-differential.js';
-export type { DifferentialOptions, DifferentialSummary, DifferentialPairing, DifferentialPairingInfo } from './translate/differential/run-differential.js';
+export type {
+  DifferentialOptions,
+  DifferentialSummary,
+  DifferentialPairing,
+  DifferentialPairingInfo,
+} from './translate/differential/run-differential.js';

@@ -5,10 +5,14 @@
 // in-memory /dev/vfio, sysfs and mtty devices behind it (src/kernel/testing/).
 export { FakeSyscalls } from './src/kernel/testing/fake-syscalls.js';
 export { FakeDevice } from './src/kernel/testing/fake-device.js';
-export type {
-  FakeKernelOptions, FakeDeviceOptions, FakeCall, FakeFault, FakeFileKind,
-} from './src/kernel/testing/fake-kernel-options.js';
+export type { FakeKernelOptions, FakeDeviceOptions, FakeCall, FakeFault, FakeFileKind } from './src/kernel/testing/fake-kernel-options.js';
 export {
-  FakeKernelOops, MttyModel, MttyMigrationFile, MTTY_MAGIC, MTTY_HEADER_SIZE, MTTY_PORT_SIZE, UART_SCR,
+  FakeKernelOops,
+  MttyModel,
+  MttyMigrationFile,
+  MTTY_MAGIC,
+  MTTY_HEADER_SIZE,
+  MTTY_PORT_SIZE,
+  UART_SCR,
 } from './src/kernel/testing/mtty-model.js';
 export { V1RegionModel } from './src/kernel/testing/v1-region-model.js';

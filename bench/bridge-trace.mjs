@@ -17,7 +17,11 @@ function main() {
   const [file, ...rest] = process.argv.slice(2);
   if (!file) throw new Error('usage: node bench/bridge-trace.mjs TRACE.jsonl [--dev 1]');
   const dev = rest[0] === '--dev' ? Number(rest[1]) : 1;
-  const events = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.dev === undefined || e.dev === dev);
+  const events = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.dev === undefined || e.dev === dev);
   const enter = events.findIndex((e) => e.ev === 'v2' && e.call === 'setState' && e.arg === 'STOP_COPY' && e.result === 'ok');
   if (enter < 0) throw new Error('no SET to STOP_COPY in this trace (a destination, or another device?)');
   const leave = events.findIndex((e, i) => i > enter && e.ev === 'v2' && e.call === 'setState' && e.result === 'ok');
@@ -48,17 +52,28 @@ function main() {
     deviceUs = 0;
   }
   if (chunk) chunks.push(chunk);
-  const summary = (xs) => ({ count: xs.length, medianGapMs: round(median(xs.map((x) => x.gapMs))), medianDeviceMs: round(median(xs.map((x) => x.deviceMs))) });
-  console.log(JSON.stringify({
-    file, stopCopyMs: round(window.at(-1).t - window[0].t, 1),
-    accesses: Object.fromEntries(Object.entries(perKind).map(([k, xs]) => [k, summary(xs)])),
-    chunks: {
-      count: chunks.length,
-      medianMs: round(median(chunks.map((c) => c.ms))),
-      medianDeviceMs: round(median(chunks.map((c) => c.deviceMs))),
-      medianOtherMs: round(median(chunks.map((c) => c.ms - c.deviceMs))),
-    },
-  }, null, 2));
+  const summary = (xs) => ({
+    count: xs.length,
+    medianGapMs: round(median(xs.map((x) => x.gapMs))),
+    medianDeviceMs: round(median(xs.map((x) => x.deviceMs))),
+  });
+  console.log(
+    JSON.stringify(
+      {
+        file,
+        stopCopyMs: round(window.at(-1).t - window[0].t, 1),
+        accesses: Object.fromEntries(Object.entries(perKind).map(([k, xs]) => [k, summary(xs)])),
+        chunks: {
+          count: chunks.length,
+          medianMs: round(median(chunks.map((c) => c.ms))),
+          medianDeviceMs: round(median(chunks.map((c) => c.deviceMs))),
+          medianOtherMs: round(median(chunks.map((c) => c.ms - c.deviceMs))),
+        },
+      },
+      null,
+      2,
+    ),
+  );
 }
 
 main();

@@ -31,7 +31,15 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  LegacyRegionOverV2, loadV1, loadV2, saveV1, saveV2, SimDevice, SimV1Region, SimV2Driver, V2DeviceOverLegacy,
+  LegacyRegionOverV2,
+  loadV1,
+  loadV2,
+  saveV1,
+  saveV2,
+  SimDevice,
+  SimV1Region,
+  SimV2Driver,
+  V2DeviceOverLegacy,
 } from '../dist/index.js';
 import { BenchV2Device } from './lib/bench-v2-device.mjs';
 import { compareThroughput, interleave, load, timed } from './lib/measure.mjs';
@@ -40,7 +48,8 @@ import { machine, parseOptions, sizeName } from './lib/options.mjs';
 import { ZeroCostV1Region } from './lib/zero-cost-v1-region.mjs';
 import { zeroCostStreams } from './lib/zero-cost-streams.mjs';
 
-const USAGE = 'node --expose-gc bench/data-path.mjs [--sizes 256MiB,8GiB] [--windows 64KiB,1MiB,4MiB] [--reps 5] [--devices sim,zero] [--faces v1,v2] [--directions save,resume] [--pairings protocol,same-client] [--access mmap|pieces] [--all-windows]';
+const USAGE =
+  'node --expose-gc bench/data-path.mjs [--sizes 256MiB,8GiB] [--windows 64KiB,1MiB,4MiB] [--reps 5] [--devices sim,zero] [--faces v1,v2] [--directions save,resume] [--pairings protocol,same-client] [--access mmap|pieces] [--all-windows]';
 const MiB = 2 ** 20;
 /** States up to this size are recorded in memory for the resume runs, bigger ones in a temp file. */
 const IN_MEMORY_LIMIT = 2 ** 30;
@@ -100,18 +109,31 @@ function paths(kind, direction, size, window, access, input) {
     };
   }
   /** Load into `face` (built over `target`), then check that `target` holds the saved state. */
-  const loaded = (target, body, what) => timed(async () => {
-    const r = expectBytes((await body()).deviceBytes, want, what);
-    dev.check(target, size);
-    return r;
-  });
+  const loaded = (target, body, what) =>
+    timed(async () => {
+      const r = expectBytes((await body()).deviceBytes, want, what);
+      dev.check(target, size);
+      return r;
+    });
   const v1 = (target, region, what) => loaded(target, () => loadV1(region, input(), { windowAccess: access }), what);
   const v2 = (target, device, what) => loaded(target, () => loadV2(device, input()), what);
   return {
-    v1Native: () => { const t = dev.v1Target(size, window); return v1(t, t, 'loadV1'); },
-    v1OverV2: () => { const t = dev.v2Target(size); return v1(t, new LegacyRegionOverV2(t, { windowSize: window }), 'loadV1 over LegacyRegionOverV2'); },
-    v2Native: () => { const t = dev.v2Target(size); return v2(t, t, 'loadV2'); },
-    v2OverV1: () => { const t = dev.v1Target(size, window); return v2(t, new V2DeviceOverLegacy(t), 'loadV2 over V2DeviceOverLegacy'); },
+    v1Native: () => {
+      const t = dev.v1Target(size, window);
+      return v1(t, t, 'loadV1');
+    },
+    v1OverV2: () => {
+      const t = dev.v2Target(size);
+      return v1(t, new LegacyRegionOverV2(t, { windowSize: window }), 'loadV1 over LegacyRegionOverV2');
+    },
+    v2Native: () => {
+      const t = dev.v2Target(size);
+      return v2(t, t, 'loadV2');
+    },
+    v2OverV1: () => {
+      const t = dev.v1Target(size, window);
+      return v2(t, new V2DeviceOverLegacy(t), 'loadV2 over V2DeviceOverLegacy');
+    },
   };
 }
 
@@ -139,10 +161,21 @@ async function resumeInput(kind, size, window) {
 }
 
 async function main() {
-  const o = parseOptions(process.argv.slice(2), {
-    sizes: [256 * MiB], windows: [64 * 1024, MiB, 4 * MiB], reps: 5, devices: ['sim', 'zero'], faces: ['v1', 'v2'],
-    directions: ['save', 'resume'], pairings: ['protocol', 'same-client'], access: 'mmap', allWindows: false,
-  }, USAGE);
+  const o = parseOptions(
+    process.argv.slice(2),
+    {
+      sizes: [256 * MiB],
+      windows: [64 * 1024, MiB, 4 * MiB],
+      reps: 5,
+      devices: ['sim', 'zero'],
+      faces: ['v1', 'v2'],
+      directions: ['save', 'resume'],
+      pairings: ['protocol', 'same-client'],
+      access: 'mmap',
+      allWindows: false,
+    },
+    USAGE,
+  );
   const cases = [];
   for (const kind of o.devices) {
     if (!DEVICES[kind]) throw new Error(`unknown device '${kind}'\nusage: ${USAGE}`);
@@ -157,11 +190,22 @@ async function main() {
                 const loadBefore = load();
                 const runs = await interleave(o.reps, arms(kind, face, direction, pairing, size, window, o.access, input?.replay));
                 const c = {
-                  part: issuePart(kind, direction, face), device: kind, face, direction, pairing, size: sizeName(size), window: sizeName(window),
-                  ...(input ? { input: input.where } : {}), ...compareThroughput(runs.direct, runs.translated), loadBefore, loadAfter: load(),
+                  part: issuePart(kind, direction, face),
+                  device: kind,
+                  face,
+                  direction,
+                  pairing,
+                  size: sizeName(size),
+                  window: sizeName(window),
+                  ...(input ? { input: input.where } : {}),
+                  ...compareThroughput(runs.direct, runs.translated),
+                  loadBefore,
+                  loadAfter: load(),
                 };
                 cases.push(c);
-                process.stderr.write(`data-path ${c.device} ${face}-face ${direction} (${pairing}) ${c.size} window ${c.window}: direct ${c.directMiBps} MiB/s, translated ${c.translatedMiBps} MiB/s, ratio ${c.throughputRatio} (paired ${c.pairedThroughputRatio}), load ${c.loadAfter[0]}\n`);
+                process.stderr.write(
+                  `data-path ${c.device} ${face}-face ${direction} (${pairing}) ${c.size} window ${c.window}: direct ${c.directMiBps} MiB/s, translated ${c.translatedMiBps} MiB/s, ratio ${c.throughputRatio} (paired ${c.pairedThroughputRatio}), load ${c.loadAfter[0]}\n`,
+                );
               }
             }
           } finally {
@@ -171,7 +215,13 @@ async function main() {
       }
     }
   }
-  console.log(JSON.stringify({ bench: 'data-path', machine: machine(), options: { ...o, sizes: o.sizes.map(sizeName), windows: o.windows.map(sizeName) }, cases }, null, 2));
+  console.log(
+    JSON.stringify(
+      { bench: 'data-path', machine: machine(), options: { ...o, sizes: o.sizes.map(sizeName), windows: o.windows.map(sizeName) }, cases },
+      null,
+      2,
+    ),
+  );
 }
 
 main().catch((err) => {

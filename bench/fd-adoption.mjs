@@ -78,7 +78,10 @@ function cBench() {
   try {
     writeFileSync(join(dir, 'b.c'), C_BENCH);
     execFileSync('cc', ['-O2', '-o', join(dir, 'b'), join(dir, 'b.c')]);
-    const [pidfd, scm] = execFileSync(join(dir, 'b'), [String(count)], { encoding: 'utf8' }).trim().split(' ').map(Number);
+    const [pidfd, scm] = execFileSync(join(dir, 'b'), [String(count)], { encoding: 'utf8' })
+      .trim()
+      .split(' ')
+      .map(Number);
     return { pidfdGetfdC: pidfd, scmRightsC: scm };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -109,4 +112,11 @@ async function nodeBench() {
 }
 
 const node = await nodeBench();
-console.log(JSON.stringify({ count, kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(), adoptPerDeviceNodeUs: Number(node.toFixed(3)), ...cBench() }));
+console.log(
+  JSON.stringify({
+    count,
+    kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
+    adoptPerDeviceNodeUs: Number(node.toFixed(3)),
+    ...cBench(),
+  }),
+);

@@ -34,9 +34,23 @@ function parseArgs(argv) {
 
 function build(dir) {
   const cc = (...args) => execFileSync('gcc', args, { stdio: ['ignore', 'inherit', 'inherit'] });
-  const so = join(dir, 'interposer.so'), fake = join(dir, 'fake.so'), loop = join(dir, 'pread-loop'), stub = join(dir, 'stub.so');
+  const so = join(dir, 'interposer.so'),
+    fake = join(dir, 'fake.so'),
+    loop = join(dir, 'pread-loop'),
+    stub = join(dir, 'stub.so');
   cc('-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-Werror', '-o', so, here('../src/bridge/interposer.c'), '-ldl', '-lpthread');
-  cc('-shared', '-fPIC', '-O2', `-DVFIO_H="${VFIO_H}"`, '-D__user=', `-I${here('../test/native')}`, '-o', fake, here('../test/native/fake-vfio.c'), '-ldl');
+  cc(
+    '-shared',
+    '-fPIC',
+    '-O2',
+    `-DVFIO_H="${VFIO_H}"`,
+    '-D__user=',
+    `-I${here('../test/native')}`,
+    '-o',
+    fake,
+    here('../test/native/fake-vfio.c'),
+    '-ldl',
+  );
   cc('-shared', '-fPIC', '-O2', '-Wall', '-o', stub, here('pread-stub.c'));
   cc('-O2', '-Wall', '-o', loop, here('pread-loop.c'));
   return { so, fake, loop, stub };
@@ -44,7 +58,8 @@ function build(dir) {
 
 /** Just enough bridge to accept the device (docs/bridge.md REGISTER); the bench sends nothing else. */
 function startBridge(dir) {
-  const path = join(dir, 'bridge.sock'), windowPath = join(dir, 'window');
+  const path = join(dir, 'bridge.sock'),
+    windowPath = join(dir, 'window');
   writeFileSync(windowPath, Buffer.alloc(WINDOW));
   const server = createServer((s) => {
     let req = Buffer.alloc(0);
@@ -57,7 +72,8 @@ function startBridge(dir) {
 }
 
 function registerAnswer(req, windowPath) {
-  const regionsEnd = req.readBigUInt64LE(24 + 16), TIB = 1n << 40n;
+  const regionsEnd = req.readBigUInt64LE(24 + 16),
+    TIB = 1n << 40n;
   const out = Buffer.alloc(16 + 304);
   out.writeUInt32LE(0x31424d56, 0);
   out.writeUInt32LE(304, 8);
@@ -74,8 +90,11 @@ function registerAnswer(req, windowPath) {
 
 /** Asynchronously: the bridge answers from this process's event loop. */
 function run(loop, env, calls) {
-  return new Promise((resolve, reject) => execFile(loop, [String(calls)], { env: { ...process.env, ...env } },
-    (err, stdout) => (err ? reject(err) : resolve(JSON.parse(stdout)))));
+  return new Promise((resolve, reject) =>
+    execFile(loop, [String(calls)], { env: { ...process.env, ...env } }, (err, stdout) =>
+      err ? reject(err) : resolve(JSON.parse(stdout)),
+    ),
+  );
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -104,17 +123,26 @@ try {
   bridge.server.close();
   const report = { calls: opts.calls, rounds: opts.rounds };
   for (const kernel of ['syscall', 'stub']) {
-    const rows = Object.fromEntries(modes.filter((m) => m.kernel === kernel).map((m) => [m.name, {
-      deviceFdNs: median(m.samples.map((s) => s.deviceFdNs)),
-      plainFdNs: median(m.samples.map((s) => s.plainFdNs)),
-      deviceBridged: m.samples.every((s) => s.bridged),
-    }]));
+    const rows = Object.fromEntries(
+      modes
+        .filter((m) => m.kernel === kernel)
+        .map((m) => [
+          m.name,
+          {
+            deviceFdNs: median(m.samples.map((s) => s.deviceFdNs)),
+            plainFdNs: median(m.samples.map((s) => s.plainFdNs)),
+            deviceBridged: m.samples.every((s) => s.bridged),
+          },
+        ]),
+    );
     const cost = (mode, key) => Math.round((rows[mode][key] - rows.fake[key]) * 10) / 10;
     report[kernel] = {
       medianNsPerPread64: rows,
       interposerCostNs: {
-        inertDeviceFd: cost('inert', 'deviceFdNs'), inertPlainFd: cost('inert', 'plainFdNs'),
-        bridgedDeviceFd: cost('bridged', 'deviceFdNs'), bridgedPlainFd: cost('bridged', 'plainFdNs'),
+        inertDeviceFd: cost('inert', 'deviceFdNs'),
+        inertPlainFd: cost('inert', 'plainFdNs'),
+        bridgedDeviceFd: cost('bridged', 'deviceFdNs'),
+        bridgedPlainFd: cost('bridged', 'plainFdNs'),
       },
     };
   }

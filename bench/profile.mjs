@@ -17,7 +17,8 @@ import { round } from './lib/measure.mjs';
 import { parseOptions, parseSize, sizeName } from './lib/options.mjs';
 import { ZERO_COST_PATHS } from './lib/zero-cost-paths.mjs';
 
-const USAGE = 'node bench/profile.mjs --path v1-face|v2-face|direct-v2|direct-v1 --direction save|resume [--size 1GiB] [--window 1MiB] [--top 25]';
+const USAGE =
+  'node bench/profile.mjs --path v1-face|v2-face|direct-v2|direct-v1 --direction save|resume [--size 1GiB] [--window 1MiB] [--top 25]';
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -33,7 +34,10 @@ function cpuTop(profile, top) {
     ms.set(key, (ms.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
   }
   const total = [...ms.values()].reduce((a, b) => a + b, 0);
-  return [...ms].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, t]) => ({ fn, ms: round(t, 1), share: round(t / total) }));
+  return [...ms]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([fn, t]) => ({ fn, ms: round(t, 1), share: round(t / total) }));
 }
 
 /** Bytes allocated per function and per chunk (sampled every 256 bytes on average) from a heap sampling profile. */
@@ -46,7 +50,10 @@ function heapTop(profile, top, chunks) {
     for (const c of node.children ?? []) walk(c);
   };
   walk(profile.head);
-  return [...bytes].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, b]) => ({ fn, MiB: round(b / 2 ** 20, 2), bytesPerChunk: Math.round(b / chunks) }));
+  return [...bytes]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([fn, b]) => ({ fn, MiB: round(b / 2 ** 20, 2), bytesPerChunk: Math.round(b / chunks) }));
 }
 
 /**
@@ -65,7 +72,11 @@ async function child([path, direction, size, window]) {
   await run();
   const seconds = (performance.now() - t0) / 1000;
   const { profile: cpu } = await session.post('Profiler.stop');
-  await session.post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  await session.post('HeapProfiler.startSampling', {
+    samplingInterval: 256,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
   await run();
   const { profile: heap } = await session.post('HeapProfiler.stopSampling');
   session.disconnect();
@@ -77,13 +88,28 @@ async function main() {
   if (argv[0] === '--child') return child(argv.slice(1));
   const o = parseOptions(argv, { path: 'v1-face', direction: 'save', size: 2 ** 30, window: 2 ** 20, top: 25 }, USAGE);
   if (!ZERO_COST_PATHS[o.path]?.[o.direction]) throw new Error(`unknown path/direction\nusage: ${USAGE}`);
-  const out = execFileSync(process.execPath, [SELF, '--child', o.path, o.direction, sizeName(o.size), sizeName(o.window)], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const out = execFileSync(process.execPath, [SELF, '--child', o.path, o.direction, sizeName(o.size), sizeName(o.window)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 30,
+  });
   const { seconds, cpu, heap } = JSON.parse(out);
   const chunks = Math.ceil(o.size / o.window);
-  console.log(JSON.stringify({
-    path: o.path, direction: o.direction, size: sizeName(o.size), window: sizeName(o.window), chunks,
-    seconds: round(seconds, 3), cpuSelfTime: cpuTop(cpu, o.top), allocated: heapTop(heap, o.top, chunks),
-  }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        path: o.path,
+        direction: o.direction,
+        size: sizeName(o.size),
+        window: sizeName(o.window),
+        chunks,
+        seconds: round(seconds, 3),
+        cpuSelfTime: cpuTop(cpu, o.top),
+        allocated: heapTop(heap, o.top, chunks),
+      },
+      null,
+      2,
+    ),
+  );
 }
 
 main().catch((err) => {

@@ -42,27 +42,34 @@ function arms(direction, size, window) {
   };
   if (direction === 'save') {
     return {
-      direct: () => overPipe('save', size, async (d) => {
-        const r = await saveV2(d, nullSink(), { precopyRounds: 0, maxReadBytes: window, reuseBuffer: true });
-        return bytes(r.stopCopyBytes);
-      }),
-      translated: () => overPipe('save', size, async (d) => {
-        const r = await saveV1(new LegacyRegionOverV2(d, { windowSize: window }), nullSink(), { precopyRounds: 0, windowAccess: 'mmap' });
-        return bytes(r.stopCopyBytes + r.precopyBytes);
-      }),
+      direct: () =>
+        overPipe('save', size, async (d) => {
+          const r = await saveV2(d, nullSink(), { precopyRounds: 0, maxReadBytes: window, reuseBuffer: true });
+          return bytes(r.stopCopyBytes);
+        }),
+      translated: () =>
+        overPipe('save', size, async (d) => {
+          const r = await saveV1(new LegacyRegionOverV2(d, { windowSize: window }), nullSink(), { precopyRounds: 0, windowAccess: 'mmap' });
+          return bytes(r.stopCopyBytes + r.precopyBytes);
+        }),
     };
   }
   return {
     direct: () => overPipe('resume', size, async (d) => bytes((await loadV2(d, zeroCostFile(size, window))).deviceBytes)),
-    translated: () => overPipe('resume', size, async (d) => {
-      const r = await loadV1(new LegacyRegionOverV2(d, { windowSize: window }), zeroCostFile(size, window), { windowAccess: 'mmap' });
-      return bytes(r.deviceBytes);
-    }),
+    translated: () =>
+      overPipe('resume', size, async (d) => {
+        const r = await loadV1(new LegacyRegionOverV2(d, { windowSize: window }), zeroCostFile(size, window), { windowAccess: 'mmap' });
+        return bytes(r.deviceBytes);
+      }),
   };
 }
 
 async function main() {
-  const o = parseOptions(process.argv.slice(2), { sizes: [256 * MiB], windows: [64 * 1024, MiB, 4 * MiB], reps: 5, directions: ['save', 'resume'] }, USAGE);
+  const o = parseOptions(
+    process.argv.slice(2),
+    { sizes: [256 * MiB], windows: [64 * 1024, MiB, 4 * MiB], reps: 5, directions: ['save', 'resume'] },
+    USAGE,
+  );
   const cases = [];
   for (const size of o.sizes) {
     for (const window of o.windows) {
@@ -70,15 +77,31 @@ async function main() {
         const loadBefore = load();
         const runs = await interleave(o.reps, arms(direction, size, window));
         const c = {
-          part: 'e', device: 'pipe', face: 'v1', direction, size: sizeName(size), window: sizeName(window), pipeCapacity,
-          ...compareThroughput(runs.direct, runs.translated), loadBefore, loadAfter: load(),
+          part: 'e',
+          device: 'pipe',
+          face: 'v1',
+          direction,
+          size: sizeName(size),
+          window: sizeName(window),
+          pipeCapacity,
+          ...compareThroughput(runs.direct, runs.translated),
+          loadBefore,
+          loadAfter: load(),
         };
         cases.push(c);
-        process.stderr.write(`real-fd pipe v1-face ${direction} ${c.size} window ${c.window}: direct ${c.directMiBps} MiB/s, translated ${c.translatedMiBps} MiB/s, ratio ${c.throughputRatio} (paired ${c.pairedThroughputRatio}), load ${c.loadAfter[0]}\n`);
+        process.stderr.write(
+          `real-fd pipe v1-face ${direction} ${c.size} window ${c.window}: direct ${c.directMiBps} MiB/s, translated ${c.translatedMiBps} MiB/s, ratio ${c.throughputRatio} (paired ${c.pairedThroughputRatio}), load ${c.loadAfter[0]}\n`,
+        );
       }
     }
   }
-  console.log(JSON.stringify({ bench: 'real-fd', machine: machine(), options: { ...o, sizes: o.sizes.map(sizeName), windows: o.windows.map(sizeName) }, cases }, null, 2));
+  console.log(
+    JSON.stringify(
+      { bench: 'real-fd', machine: machine(), options: { ...o, sizes: o.sizes.map(sizeName), windows: o.windows.map(sizeName) }, cases },
+      null,
+      2,
+    ),
+  );
 }
 
 main().catch((err) => {

@@ -19,7 +19,8 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
     const value = argv[i + 1];
-    if (!(key in opts) || value === undefined) throw new Error(`usage: [--size 8GiB] [--flags 7] [--rounds 2] [--steps 20000] [--seed 7] (bad '${argv[i]}')`);
+    if (!(key in opts) || value === undefined)
+      throw new Error(`usage: [--size 8GiB] [--flags 7] [--rounds 2] [--steps 20000] [--seed 7] (bad '${argv[i]}')`);
     opts[key] = key === 'size' ? parseSize(value) : Number(value);
   }
   return opts;
@@ -108,7 +109,13 @@ async function main() {
     fileBytes: s.fileBytes,
     wallSeconds: Math.round(seconds * 100) / 100,
     throughputMiBps: Math.round(deviceBytes / 2 ** 20 / seconds),
-    source: { seconds: Math.round(s.seconds * 100) / 100, precopyBytes: s.precopyBytes, stopCopyBytes: s.stopCopyBytes, steps: s.steps, maxRssMB: s.maxRssMB },
+    source: {
+      seconds: Math.round(s.seconds * 100) / 100,
+      precopyBytes: s.precopyBytes,
+      stopCopyBytes: s.stopCopyBytes,
+      steps: s.steps,
+      maxRssMB: s.maxRssMB,
+    },
     destination: { seconds: Math.round(d.seconds * 100) / 100, deviceBytes: d.deviceBytes, finalState: d.state, maxRssMB: d.maxRssMB },
     fingerprintsEqual: s.fingerprint === d.fingerprint,
     rssLimitMB: RSS_LIMIT_MB,

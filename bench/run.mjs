@@ -20,7 +20,11 @@ const here = (f) => fileURLToPath(new URL(f, import.meta.url));
 /** Each part: its script and arguments, at full size and as a smoke run. */
 const PARTS = {
   'data-path': { script: 'data-path.mjs', args: [], smoke: ['--sizes', '4MiB', '--windows', '64KiB,1MiB'] },
-  'data-path-8g': { script: 'data-path.mjs', args: ['--devices', 'zero', '--sizes', '8GiB'], smoke: ['--devices', 'zero', '--sizes', '16MiB', '--windows', '1MiB'] },
+  'data-path-8g': {
+    script: 'data-path.mjs',
+    args: ['--devices', 'zero', '--sizes', '8GiB'],
+    smoke: ['--devices', 'zero', '--sizes', '16MiB', '--windows', '1MiB'],
+  },
   'real-fd': { script: 'real-fd.mjs', args: [], smoke: ['--sizes', '4MiB', '--windows', '64KiB,1MiB'] },
   'state-change': { script: 'state-change.mjs', args: [], smoke: ['--changes', '20'] },
   memory: { script: 'memory.mjs', args: [], smoke: ['--sizes', '4MiB,16MiB'], noReps: true },
@@ -55,7 +59,13 @@ async function main() {
     const loadBefore = load();
     parts[name] = { loadBefore, ...(await runPart(name, part, o)), loadAfter: load() };
   }
-  console.log(JSON.stringify({ bench: 'vfio-mig-shim translators', machine: machine(), started, finished: new Date().toISOString(), options: o, parts }, null, 2));
+  console.log(
+    JSON.stringify(
+      { bench: 'vfio-mig-shim translators', machine: machine(), started, finished: new Date().toISOString(), options: o, parts },
+      null,
+      2,
+    ),
+  );
 }
 
 main().catch((err) => {

@@ -14,7 +14,16 @@
 //
 //   node --expose-gc bench/state-change.mjs [--changes 2000] [--reps 7]
 import {
-  LegacyRegionOverV2, MigState, SimDevice, SimV1Region, SimV2Driver, V1_RUNNING, V1_SAVING, V2DeviceOverLegacy, v1SetState, writeDeviceState,
+  LegacyRegionOverV2,
+  MigState,
+  SimDevice,
+  SimV1Region,
+  SimV2Driver,
+  V1_RUNNING,
+  V1_SAVING,
+  V2DeviceOverLegacy,
+  v1SetState,
+  writeDeviceState,
 } from '../dist/index.js';
 import { compareLatency, interleave, load, timed } from './lib/measure.mjs';
 import { machine, parseOptions } from './lib/options.mjs';
@@ -44,10 +53,11 @@ const CHANGES = {
 function arms(face, kind, v1Op, changes) {
   const { v1, v2 } = CHANGES[kind];
   const change = V1_OPS[v1Op];
-  const runV1 = (region) => timed(async () => {
-    for (let i = 0; i < changes; i++) await change(region, v1[i % 2]);
-    return { ops: changes };
-  });
+  const runV1 = (region) =>
+    timed(async () => {
+      for (let i = 0; i < changes; i++) await change(region, v1[i % 2]);
+      return { ops: changes };
+    });
   const runV2 = (device) => {
     const session = {};
     return timed(async () => {
@@ -78,7 +88,9 @@ async function main() {
         const runs = await interleave(o.reps, arms(face, kind, v1Op, o.changes));
         const c = { part: 'f', face, change: kind, v1Op, ...compareLatency(runs.direct, runs.translated), loadBefore, loadAfter: load() };
         cases.push(c);
-        process.stderr.write(`state-change ${face}-face ${kind} (v1 ${v1Op}): direct ${c.directUs} µs, translated ${c.translatedUs} µs, ratio ${c.timeRatio} (paired ${c.pairedTimeRatio}), load ${c.loadAfter[0]}\n`);
+        process.stderr.write(
+          `state-change ${face}-face ${kind} (v1 ${v1Op}): direct ${c.directUs} µs, translated ${c.translatedUs} µs, ratio ${c.timeRatio} (paired ${c.pairedTimeRatio}), load ${c.loadAfter[0]}\n`,
+        );
       }
     }
   }

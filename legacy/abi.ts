@@ -5,7 +5,9 @@ import * as constants from '../src/uapi/constants.js';
 import * as structs from '../src/uapi/structs.js';
 import { CStruct, type StructLayout } from '../src/uapi/struct.js';
 import {
-  VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED, VFIO_REGION_TYPE_MIGRATION_DEPRECATED, vfio_device_migration_info,
+  VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED,
+  VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
+  vfio_device_migration_info,
 } from './region-layout.js';
 import { V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP } from './v1-state.js';
 

@@ -7,8 +7,11 @@ export const VFIO_REGION_TYPE_MIGRATION_DEPRECATED = 3;
 export const VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED = 1;
 
 export const vfio_device_migration_info = new CStruct('vfio_device_migration_info', 32, {
-  device_state: ['u32', 0], reserved: ['u32', 4], pending_bytes: ['u64', 8],
-  data_offset: ['u64', 16], data_size: ['u64', 24],
+  device_state: ['u32', 0],
+  reserved: ['u32', 4],
+  pending_bytes: ['u64', 8],
+  data_offset: ['u64', 16],
+  data_size: ['u64', 24],
 });
 
 export const HEADER_SIZE = vfio_device_migration_info.size;

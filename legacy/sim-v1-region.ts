@@ -48,7 +48,10 @@ export class SimV1Region extends V1RegionCore {
   // resuming (100)
   private loader: SimStateLoader | null = null;
 
-  constructor(readonly device: SimDevice, options: SimV1RegionOptions = {}) {
+  constructor(
+    readonly device: SimDevice,
+    options: SimV1RegionOptions = {},
+  ) {
     super({ windowSize: options.windowSize ?? SIM_V1_DEFAULT_WINDOW, policy: options.policy });
     this.faults = new FaultInjector(options.faults);
     device.running = true; // device_state 001 at open

@@ -8,8 +8,7 @@ import { MigrationError } from '../src/uapi/errors.js';
 import { FIELD, fieldAt, HEADER_SIZE, type FieldName } from './region-layout.js';
 
 export type V1Access =
-  | { kind: 'field'; field: FieldName }
-  | { kind: 'window'; start: number /* offset inside the window */; length: number };
+  { kind: 'field'; field: FieldName } | { kind: 'window'; start: number /* offset inside the window */; length: number };
 
 export function classifyV1Access(offset: number, length: number, dataOffset: number, size: number): V1Access {
   if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
@@ -21,7 +20,10 @@ export function classifyV1Access(offset: number, length: number, dataOffset: num
     return { kind: 'field', field };
   }
   if (offset >= dataOffset && offset + length <= size) return { kind: 'window', start: offset - dataOffset, length };
-  throw new MigrationError('EINVAL', `access [${offset}, ${offset + length}) is outside the header and the data window [${dataOffset}, ${size})`);
+  throw new MigrationError(
+    'EINVAL',
+    `access [${offset}, ${offset + length}) is outside the header and the data window [${dataOffset}, ${size})`,
+  );
 }
 
 /** The two writable header fields; everything else a v1 face does with a header write is fixed by the uAPI. */

@@ -246,7 +246,7 @@ export abstract class V1RegionCore implements LegacyRegion {
     this.countDataPath('write');
     const write = this.resumeWriter();
     const size = Number(value);
-    for (let done = 0; done < size; ) {
+    for (let done = 0; done < size;) {
       const n = await write(this.window.subarray(done, size));
       if (n <= 0) throw new MigrationError('ENOSPC', `device accepted no more resume data after ${done} of ${size} bytes`);
       done += n;

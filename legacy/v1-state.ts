@@ -24,8 +24,14 @@ export function v1SetError(state: number): number {
 }
 
 const NAMES: Record<number, string> = {
-  0: 'STOP', 1: 'RUNNING', 2: 'STOP_COPY(SAVING)', 3: 'PRE_COPY(RUNNING|SAVING)', 4: 'RESUMING',
-  5: 'INVALID(101)', 6: 'ERROR(110)', 7: 'INVALID(111)',
+  0: 'STOP',
+  1: 'RUNNING',
+  2: 'STOP_COPY(SAVING)',
+  3: 'PRE_COPY(RUNNING|SAVING)',
+  4: 'RESUMING',
+  5: 'INVALID(101)',
+  6: 'ERROR(110)',
+  7: 'INVALID(111)',
 };
 
 export function v1StateName(state: number): string {

@@ -65,8 +65,10 @@ function main(root) {
   if (result.ok) {
     console.log(`vfio-mig-shim: built the bridge interposer ${out}`);
   } else {
-    console.warn(`vfio-mig-shim: could not build the bridge interposer (${result.message.split('\n')[0]}); ` +
-      "'vfio-mig bridge' will try again on first use (it needs a C compiler: apt install gcc libc6-dev)");
+    console.warn(
+      `vfio-mig-shim: could not build the bridge interposer (${result.message.split('\n')[0]}); ` +
+        "'vfio-mig bridge' will try again on first use (it needs a C compiler: apt install gcc libc6-dev)",
+    );
   }
 }
 

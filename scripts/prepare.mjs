@@ -14,7 +14,21 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 if (!existsSync(tsc)) {
   // Flags, not the outer npm's environment, decide what goes where.
-  execFileSync('npm', ['install', '--prefix', root, '--include=dev', '--no-global', '--no-save', '--install-links=false',
-    '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  execFileSync(
+    'npm',
+    [
+      'install',
+      '--prefix',
+      root,
+      '--include=dev',
+      '--no-global',
+      '--no-save',
+      '--install-links=false',
+      '--ignore-scripts',
+      '--no-audit',
+      '--no-fund',
+    ],
+    { cwd: root, stdio: 'inherit' },
+  );
 }
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { cwd: root, stdio: 'inherit' });

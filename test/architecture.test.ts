@@ -13,7 +13,10 @@ const ENTRY_POINTS = ['index.ts', 'testing.ts'];
 function floorsOf(markdown: string): string[] {
   const block = /```floors\n([\s\S]*?)```/.exec(markdown);
   if (!block) throw new Error('ARCHITECTURE.md has no ```floors block');
-  return block[1].split('\n').map((l) => l.trim()).filter(Boolean);
+  return block[1]
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 }
 
 const FLOORS = floorsOf(readFileSync(join(ROOT, 'ARCHITECTURE.md'), 'utf8'));
@@ -55,7 +58,10 @@ function floorOf(file: string, floors = FLOORS): number | undefined {
   return best;
 }
 
-interface Edge { from: string; to: string }
+interface Edge {
+  from: string;
+  to: string;
+}
 
 /** Each import of the package's files, relative ones resolved to the .ts file they name; bare ones as written. */
 function edges(): Edge[] {
@@ -63,7 +69,8 @@ function edges(): Edge[] {
     importsOf(readFileSync(join(ROOT, from), 'utf8')).map((spec) => ({
       from,
       to: spec.startsWith('.') ? relative(ROOT, normalize(join(ROOT, dirname(from), spec))).replace(/\.js$/, '.ts') : spec,
-    })));
+    })),
+  );
 }
 
 const inside = (file: string, folder: string) => file.startsWith(`${folder}/`);

@@ -9,8 +9,15 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
-  LegacyRegionOverV2, loadV1, loadV2, readMigStream, saveV1, saveV2, V2DeviceOverLegacy,
-  type LegacyRegion, type MigrationDevice,
+  LegacyRegionOverV2,
+  loadV1,
+  loadV2,
+  readMigStream,
+  saveV1,
+  saveV2,
+  V2DeviceOverLegacy,
+  type LegacyRegion,
+  type MigrationDevice,
 } from 'vfio-mig-shim';
 // @ts-expect-error bench/ is plain JavaScript without type declarations
 import { BenchV2Device } from '../bench/lib/bench-v2-device.mjs';
@@ -38,7 +45,10 @@ const v2opts = { precopyRounds: 0, maxReadBytes: WINDOW };
 /** Every way a bench saves: [name, save into a recorder]. */
 const SAVES: [string, (r: Recorder) => Promise<unknown>][] = [
   ['saveV2 on the zero-cost v2 device', (r) => saveV2(zeroV2(), r.sink as never, v2opts)],
-  ['saveV1 through LegacyRegionOverV2 over it', (r) => saveV1(new LegacyRegionOverV2(zeroV2(), { windowSize: WINDOW }), r.sink as never, v1opts)],
+  [
+    'saveV1 through LegacyRegionOverV2 over it',
+    (r) => saveV1(new LegacyRegionOverV2(zeroV2(), { windowSize: WINDOW }), r.sink as never, v1opts),
+  ],
   ['saveV1 on the zero-cost v1 region', (r) => saveV1(zeroV1(), r.sink as never, v1opts)],
   ['saveV2 through V2DeviceOverLegacy over it', (r) => saveV2(new V2DeviceOverLegacy(zeroV1()), r.sink as never, v2opts)],
 ];
@@ -91,7 +101,9 @@ describe('bench-only devices (bench/lib)', () => {
 
   it('the pipe-backed device streams the pattern from another process, and its drain checks every byte', async () => {
     const feed = await preparePipeStreams('save', SIZE);
-    const file = await saved((r) => saveV1(new LegacyRegionOverV2(new BenchV2Device(feed), { windowSize: WINDOW }), r.sink as never, v1opts));
+    const file = await saved((r) =>
+      saveV1(new LegacyRegionOverV2(new BenchV2Device(feed), { windowSize: WINDOW }), r.sink as never, v1opts),
+    );
     expect(await feed.dispose()).toEqual([SIZE, 0, expect.any(Number)]);
     expect((await deviceBytes(file)).equals(patternBytes(SIZE))).toBe(true);
 
@@ -102,8 +114,9 @@ describe('bench-only devices (bench/lib)', () => {
     const altered = Buffer.from(file);
     altered[fileOffsetOf(2 * WINDOW + 12345)] ^= 1; // not a sampled byte: only a full check sees it
     const bad = await preparePipeStreams('resume', SIZE);
-    await expect(loadV1(new LegacyRegionOverV2(new BenchV2Device(bad), { windowSize: WINDOW }), Readable.from([altered]), v1opts))
-      .rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(
+      loadV1(new LegacyRegionOverV2(new BenchV2Device(bad), { windowSize: WINDOW }), Readable.from([altered]), v1opts),
+    ).rejects.toMatchObject({ code: 'EINVAL' });
     expect((await bad.dispose()).slice(0, 2)).toEqual([SIZE, 1]);
   });
 });

@@ -13,7 +13,7 @@ import { failure } from './support/errno.js';
 const fdCount = () => readdirSync('/proc/self/fd').length;
 
 describe('kernelDeviceSource', () => {
-  it('adopts the child\'s fd, finds no VFIO device, issues no ioctl, and keeps nothing open', async () => {
+  it("adopts the child's fd, finds no VFIO device, issues no ioctl, and keeps nothing open", async () => {
     const held = openSync('/dev/null', 'r');
     const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', held] });
     closeSync(held);
@@ -22,7 +22,10 @@ describe('kernelDeviceSource', () => {
       const real = koffiSyscalls();
       const ioctls: number[] = [];
       const spy = Object.assign(Object.create(real) as Syscalls & ProcessSyscalls, {
-        ioctl: (fd: number, request: number, arg?: Uint8Array | number) => { ioctls.push(request); return real.ioctl(fd, request, arg); },
+        ioctl: (fd: number, request: number, arg?: Uint8Array | number) => {
+          ioctls.push(request);
+          return real.ioctl(fd, request, arg);
+        },
       });
       const before = fdCount();
       const e = await failure(kernelDeviceSource(spy)({ pid: child.pid!, fd: 3, name: 'x' }));

@@ -24,19 +24,28 @@ import { transitionPath } from '../src/v2/fsm.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { bridgeRig, simEntry, type BridgeRig, type SimEntry } from './support/bridge-rig.js';
 import {
-  BUILD_VARIANTS, ClientSession, buildNative, expectCleanExit, failsWith, fakeDeviceDir, ok, until, type Answer, type NativeBuild,
+  BUILD_VARIANTS,
+  ClientSession,
+  buildNative,
+  expectCleanExit,
+  failsWith,
+  fakeDeviceDir,
+  ok,
+  until,
+  type Answer,
+  type NativeBuild,
 } from './support/native-client.js';
 import { stopCopyStream } from './support/sim-helpers.js';
 
 const { EINVAL, EIO, EFAULT } = constants.errno;
-const STATE = 256 * 1024;                     // device state: several windows' worth, still quick
+const STATE = 256 * 1024; // device state: several windows' worth, still quick
 const PAGE = 4096;
 const WINDOW = 64 * 1024;
-const REGION = 11n << 40n;                    // first multiple of 2^40 past the fake device's regions
+const REGION = 11n << 40n; // first multiple of 2^40 past the fake device's regions
 const WINDOW_AT = REGION + 4096n;
-const SLOW = 20_000;                          // bridge timeout where a test must not hit it
+const SLOW = 20_000; // bridge timeout where a test must not hit it
 const FULL = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY;
-const LOAD_SETUP_MASK = ~7 >>> 0;             // vfio_load_setup: ~MASK / RESUMING
+const LOAD_SETUP_MASK = ~7 >>> 0; // vfio_load_setup: ~MASK / RESUMING
 
 const FLAG_SETS = [
   { flags: FULL, flagNames: 'STOP_COPY|P2P|PRE_COPY' },
@@ -80,7 +89,9 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
   let build: NativeBuild;
   const worlds: World[] = [];
 
-  beforeAll(() => { build = buildNative(sanitized); }, 120_000);
+  beforeAll(() => {
+    build = buildNative(sanitized);
+  }, 120_000);
 
   afterEach(async () => {
     for (const w of worlds.splice(0)) {
@@ -95,14 +106,24 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
   });
 
   /** A bridge (devices of STATE bytes, window WINDOW unless told) whose "started command" is the client started last. */
-  async function world(o: { mmap: boolean; flags: number; windowSize?: number; timeoutMs?: number; commandPid?: () => number | undefined }): Promise<World> {
+  async function world(o: {
+    mmap: boolean;
+    flags: number;
+    windowSize?: number;
+    timeoutMs?: number;
+    commandPid?: () => number | undefined;
+  }): Promise<World> {
     const windowSize = o.windowSize ?? WINDOW;
     const dir = fakeDeviceDir();
     const tracePath = join(dir, 'trace.jsonl');
     const trace = TraceWriter.open(tracePath, { command: ['v1-client'] });
     let made: World | undefined = undefined;
     const rig = await bridgeRig({
-      mmap: o.mmap, windowSize, flags: o.flags, sim: { size: STATE, pageSize: PAGE }, trace,
+      mmap: o.mmap,
+      windowSize,
+      flags: o.flags,
+      sim: { size: STATE, pageSize: PAGE },
+      trace,
       commandPid: o.commandPid ?? (() => made?.current?.pid),
     });
     made = { rig, mmap: o.mmap, windowSize, dir, trace, tracePath, clients: [], timeoutMs: o.timeoutMs ?? SLOW };
@@ -112,7 +133,9 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
 
   function start(w: World): ClientSession {
     const c = ClientSession.start(build, {
-      FAKE_VFIO_DIR: w.dir, VFIO_MIG_BRIDGE_SOCKET: w.rig.server.socketPath, VFIO_MIG_BRIDGE_TIMEOUT_MS: String(w.timeoutMs),
+      FAKE_VFIO_DIR: w.dir,
+      VFIO_MIG_BRIDGE_SOCKET: w.rig.server.socketPath,
+      VFIO_MIG_BRIDGE_TIMEOUT_MS: String(w.timeoutMs),
     });
     w.current = c;
     w.clients.push(c);
@@ -124,12 +147,18 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
    * argsz retry, the sparse areas mapped unless `nommap`); checks it found the bridge's region.
    */
   async function open(w: World, c: ClientSession, name: string, nommap = false): Promise<{ fd: number; dev: SimEntry }> {
-    writeFileSync(join(w.dir, name), '', { flag: 'a' });     // the fake device's file
+    writeFileSync(join(w.dir, name), '', { flag: 'a' }); // the fake device's file
     const fd = ok(await c.cmd(`group ${name}`)).r;
     const s = ok(await c.cmd(`migsetup ${fd}${nommap ? ' nommap' : ''}`));
     expect(s).toMatchObject({ numRegions: 10, migration: 9, offset: String(REGION), size: String(4096 + w.windowSize) });
-    const argsz = w.mmap ? 80 : 48;     // the type capability, and the sparse-mmap one with mmap
-    expect((s.regions as Answer[])[9]).toMatchObject({ firstArgsz: argsz, argsz, type: 3, subtype: 1, flags: 1 | 2 | 8 | (w.mmap ? 4 : 0) });
+    const argsz = w.mmap ? 80 : 48; // the type capability, and the sparse-mmap one with mmap
+    expect((s.regions as Answer[])[9]).toMatchObject({
+      firstArgsz: argsz,
+      argsz,
+      type: 3,
+      subtype: 1,
+      flags: 1 | 2 | 8 | (w.mmap ? 4 : 0),
+    });
     expect(s.areas).toEqual(w.mmap && !nommap ? [{ offset: 4096, size: w.windowSize }] : []);
     const dev = simEntry(w.rig.sims, name);
     expect(dev.sim.size).toBe(STATE);
@@ -141,9 +170,14 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
    * from its trace: "r8" reads offset 8, "w0=0x3" writes 3 to device_state.
    */
   function served(w: World, dev?: number): string[] {
-    return readFileSync(w.tracePath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, string | number>)
+    return readFileSync(w.tracePath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, string | number>)
       .filter((l) => l.ev === 'v1' && (dev === undefined || l.dev === dev))
-      .map((l) => l.op === 'reset' ? 'reset' : `${String(l.op)[0]}${BigInt(l.off)}${l.op === 'write' && l.off === '0x0' ? `=${l.value}` : ''}`);
+      .map((l) =>
+        l.op === 'reset' ? 'reset' : `${String(l.op)[0]}${BigInt(l.off)}${l.op === 'write' && l.off === '0x0' ? `=${l.value}` : ''}`,
+      );
   }
 
   describe.each([
@@ -166,7 +200,7 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
       const rounds: Answer[] = [];
       for (let round = 0; round < 3; round++) {
         rounds.push(ok(await src.cmd('iterate 1')));
-        expect(source.sim.step(40)).toBe(40);                 // the VM (and the device) keep running
+        expect(source.sim.step(40)).toBe(40); // the VM (and the device) keep running
       }
       if (flags & MigFlags.PRE_COPY) {
         // one chunk per iterate, a full window each time (the state is 4 windows and more)
@@ -178,11 +212,11 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
 
       expect(ok(await src.cmd('vmstop'))).toMatchObject({ state: 2, hwError: false });
       expect(source.driver.currentState).toBe(MigState.STOP_COPY);
-      expect(source.sim.step(40)).toBe(0);                    // stopped: the state is final now
+      expect(source.sim.step(40)).toBe(0); // stopped: the state is final now
       const want = source.sim.fingerprint();
       const done = ok(await src.cmd('complete'));
       expect(done).toMatchObject({ state: 0, hwError: false, via: mmap ? 'mmap' : 'pread/pwrite' });
-      expect(done.chunks as number).toBeGreaterThan(1);       // stop-and-copy took several windows
+      expect(done.chunks as number).toBeGreaterThan(1); // stop-and-copy took several windows
       expect(source.driver.currentState).toBe(MigState.STOP);
       expect(source.sim.fingerprint()).toBe(want);
 
@@ -191,7 +225,7 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
       expect(saved.every((r) => r.length <= WINDOW)).toBe(true);
       expect(saved.length).toBe(sum(rounds.map((r) => r.chunks as number)) + (done.chunks as number));
       expect(savedBytes).toBe(sum(rounds.map((r) => r.bytes as number)) + (done.bytes as number));
-      expect(savedBytes).toBeGreaterThan(STATE);               // every page at least once, plus the stream's framing
+      expect(savedBytes).toBeGreaterThan(STATE); // every page at least once, plus the stream's framing
       // 8-byte preads of the window when trapped; plain memory when mapped
       expect(done.windowCalls).toBe(mmap ? 0 : sum(saved.slice(-(done.chunks as number)).map((r) => migRwCalls(r.length))));
       expect(w.rig.server.devices[0].stats).toMatchObject({ chunksSaved: saved.length, bytesSaved: savedBytes, failedAccesses: 0 });
@@ -211,11 +245,11 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
       expect(loaded).toMatchObject({ state: 4, hwError: false, chunks: saved.length, bytes: savedBytes, sections: 6 });
       expect(loaded.windowCalls).toBe(mmap ? 0 : sum(saved.map((r) => migRwCalls(r.length))));
       expect(target.driver.currentState).toBe(MigState.RESUMING);
-      expect(target.sim.fingerprint()).not.toBe(want);         // applied only when RESUMING ends
+      expect(target.sim.fingerprint()).not.toBe(want); // applied only when RESUMING ends
       expect(ok(await dst.cmd('vmstart'))).toMatchObject({ state: 1, hwError: false });
       expect(target.driver.currentState).toBe(MigState.RUNNING);
       expect(target.sim.fingerprint()).toBe(want);
-      failsWith(await dst.cmd(`pwrite ${dstFd} ${WINDOW_AT} 0102030405060708`), EINVAL);   // RESUMING is over
+      failsWith(await dst.cmd(`pwrite ${dstFd} ${WINDOW_AT} 0102030405060708`), EINVAL); // RESUMING is over
       expect(w.rig.server.devices[1].stats).toMatchObject({ chunksResumed: saved.length, bytesResumed: savedBytes, failedAccesses: 0 });
 
       // the file holds the device's own bytes: the project's v2 client, with no interposer and no
@@ -227,10 +261,17 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
       // The bridge served exactly QEMU 7.2's header accesses (vfio_migration_set_state is a
       // read and a write of device_state), and no window access: those stayed in the shared file.
       const set = (v: number) => ['r0', `w0=0x${v}`];
-      const iterate = flags & MigFlags.PRE_COPY ? ['r8', 'r16', 'r24'] : ['r8', 'r8'];   // pending 0: re-read, done
+      const iterate = flags & MigFlags.PRE_COPY ? ['r8', 'r16', 'r24'] : ['r8', 'r8']; // pending 0: re-read, done
       expect(served(w, 1)).toEqual([
-        ...set(3), ...iterate, ...iterate, ...iterate, ...set(2),
-        ...set(2), 'r8', ...Array.from({ length: done.chunks as number }, () => ['r16', 'r24', 'r8']).flat(), ...set(0),
+        ...set(3),
+        ...iterate,
+        ...iterate,
+        ...iterate,
+        ...set(2),
+        ...set(2),
+        'r8',
+        ...Array.from({ length: done.chunks as number }, () => ['r16', 'r24', 'r8']).flat(),
+        ...set(0),
       ]);
       expect(served(w, 2)).toEqual([...set(4), ...saved.flatMap(() => ['r16', 'w24']), ...set(1)]);
     });
@@ -251,7 +292,7 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
     const saved = records(file);
     expect(Math.max(...saved.map((r) => r.length))).toBe(WINDOW);
 
-    const small = WINDOW / 4 - 4096;                         // 12 KiB: no record fits whole
+    const small = WINDOW / 4 - 4096; // 12 KiB: no record fits whole
     const to = await world({ mmap, flags: FULL, windowSize: small });
     const dst = start(to);
     const { dev: target } = await open(to, dst, 'dev-dst');
@@ -266,7 +307,7 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
     const w = await world({ mmap: true, flags: FULL });
     const c = start(w);
     const a = await open(w, c, 'dev-a');
-    const b = await open(w, c, 'dev-b', true);   // this one copies with 8-byte preads
+    const b = await open(w, c, 'dev-b', true); // this one copies with 8-byte preads
     expect(a.dev.sim.fingerprint()).not.toBe(b.dev.sim.fingerprint());
     const fileA = join(w.dir, 'a.mig');
     const fileB = join(w.dir, 'b.mig');
@@ -303,7 +344,7 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
     expect(ok(await c.cmd(`resume ${fileB}`))).toMatchObject({ state: 4, chunks: rb.length, via: 'pread/pwrite' });
     expect(ok(await c.cmd('vmstart')).state).toBe(1);
     expect(d.dev.sim.fingerprint()).toBe(b.dev.sim.fingerprint());
-    expect(cc.dev.driver.currentState).toBe(MigState.RESUMING);        // untouched by d's vmstart
+    expect(cc.dev.driver.currentState).toBe(MigState.RESUMING); // untouched by d's vmstart
     ok(await c.cmd(`use ${cc.fd}`));
     expect(ok(await c.cmd('vmstart')).state).toBe(1);
     expect(cc.dev.sim.fingerprint()).toBe(a.dev.sim.fingerprint());
@@ -314,22 +355,22 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
   it('the bridge dies mid-save: the next header access fails with EIO at once, device_state reads the cached value, no hw_error', async () => {
     const w = await world({ mmap: true, flags: FULL });
     const c = start(w);
-    writeFileSync(join(w.dir, 'dev-src'), 'BAR0');                  // the fake device's BAR0 bytes
+    writeFileSync(join(w.dir, 'dev-src'), 'BAR0'); // the fake device's BAR0 bytes
     const { fd } = await open(w, c, 'dev-src');
     ok(await c.cmd(`savesetup ${join(w.dir, 'lost.mig')}`));
     expect(ok(await c.cmd('iterate 1')).chunks).toBe(1);
     expect(ok(await c.cmd('vmstop')).state).toBe(2);
-    await w.rig.server.close();                                       // every connection gone
+    await w.rig.server.close(); // every connection gone
     // vfio_save_complete_precopy: ~RUNNING/SAVING reads 010 (cached), the write fails, the re-read is 010
     const complete = await c.cmd('complete');
     expect(complete).toMatchObject({ r: -1, errno: EIO, hwError: false, state: 2 });
-    expect(complete.ms).toBeLessThan(SLOW);                          // found by EOF, not by the timeout
+    expect(complete.ms).toBeLessThan(SLOW); // found by EOF, not by the timeout
     // then vm_start and the migration notifier: both fail the same way, neither aborts
     expect(await c.cmd('vmstart')).toMatchObject({ r: -1, errno: EIO, hwError: false, state: 2 });
     expect(await c.cmd('migfailed')).toMatchObject({ r: -1, errno: EIO, hwError: false, state: 2 });
     failsWith(await c.cmd('migread 8 8'), EIO);
     expect(ok(await c.cmd('migread 0 4')).value).toBe('2');
-    expect(ok(await c.cmd(`pread ${fd} 0 4`)).hex).toBe(Buffer.from('BAR0').toString('hex'));   // BARs still reach the device
+    expect(ok(await c.cmd(`pread ${fd} 0 4`)).hex).toBe(Buffer.from('BAR0').toString('hex')); // BARs still reach the device
   });
 
   it('the bridge hangs in a v2 call: the access fails with EIO after VFIO_MIG_BRIDGE_TIMEOUT_MS, later ones without asking, no hw_error', async () => {
@@ -342,7 +383,10 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const setState = source.driver.setState.bind(source.driver);
-    source.driver.setState = async (s) => { await gate; return setState(s); };
+    source.driver.setState = async (s) => {
+      await gate;
+      return setState(s);
+    };
     try {
       const stop = await c.cmd('vmstop');
       expect(stop).toMatchObject({ r: -1, errno: EIO, hwError: false, state: 3 });
@@ -350,7 +394,7 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
       const seen = served(w).length;
       failsWith(await c.cmd('migread 8 8'), EIO);
       expect(ok(await c.cmd('migread 0 4')).value).toBe('3');
-      expect(served(w).length).toBe(seen);                    // nothing more reached the bridge
+      expect(served(w).length).toBe(seen); // nothing more reached the bridge
     } finally {
       release();
     }
@@ -359,33 +403,37 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
     expect(source.driver.openHandles).toBe(0);
   });
 
-  it.each(FLAG_SETS)('a v2 ERROR ($flagNames) is reset by the bridge: the state write fails with its errno, device_state reads 001, no hw_error; the next save works', async ({ flags }) => {
-    const w = await world({ mmap: true, flags });
-    const c = start(w);
-    const { dev: source } = await open(w, c, 'dev-src');
-    ok(await c.cmd(`savesetup ${join(w.dir, 'failed.mig')}`));
-    const from = lastArcFrom(source.driver.currentState, MigState.STOP_COPY, flags);
-    source.driver.armFaults({ failArc: { from, to: MigState.STOP_COPY, errno: 'EFAULT', toError: true } });
-    expect(await c.cmd('vmstop')).toMatchObject({ r: -1, errno: EFAULT, hwError: false, state: 1 });
-    expect(source.driver.currentState).toBe(MigState.RUNNING);
-    expect(source.resets).toBe(1);
-    expect(w.rig.events.find((e) => e.kind === 'error-recovery')).toMatchObject({
-      device: { label: 'dev-src' }, recovery: { reset: 'ok', cause: expect.stringContaining('EFAULT') },
-    });
-    expect(w.rig.server.devices[0].stats).toMatchObject({ errorResets: 1, failedAccesses: 1 });
-    // QEMU's failure notifier: 001 over 001
-    expect(ok(await c.cmd('migfailed')).state).toBe(1);
+  it.each(FLAG_SETS)(
+    'a v2 ERROR ($flagNames) is reset by the bridge: the state write fails with its errno, device_state reads 001, no hw_error; the next save works',
+    async ({ flags }) => {
+      const w = await world({ mmap: true, flags });
+      const c = start(w);
+      const { dev: source } = await open(w, c, 'dev-src');
+      ok(await c.cmd(`savesetup ${join(w.dir, 'failed.mig')}`));
+      const from = lastArcFrom(source.driver.currentState, MigState.STOP_COPY, flags);
+      source.driver.armFaults({ failArc: { from, to: MigState.STOP_COPY, errno: 'EFAULT', toError: true } });
+      expect(await c.cmd('vmstop')).toMatchObject({ r: -1, errno: EFAULT, hwError: false, state: 1 });
+      expect(source.driver.currentState).toBe(MigState.RUNNING);
+      expect(source.resets).toBe(1);
+      expect(w.rig.events.find((e) => e.kind === 'error-recovery')).toMatchObject({
+        device: { label: 'dev-src' },
+        recovery: { reset: 'ok', cause: expect.stringContaining('EFAULT') },
+      });
+      expect(w.rig.server.devices[0].stats).toMatchObject({ errorResets: 1, failedAccesses: 1 });
+      // QEMU's failure notifier: 001 over 001
+      expect(ok(await c.cmd('migfailed')).state).toBe(1);
 
-    const file = join(w.dir, 'again.mig');
-    ok(await c.cmd(`savesetup ${file}`));
-    expect(ok(await c.cmd('vmstop')).state).toBe(2);
-    const want = source.sim.fingerprint();
-    expect(ok(await c.cmd('complete')).state).toBe(0);
-    const target = await open(w, c, 'dev-dst');
-    ok(await c.cmd(`resume ${file}`));
-    ok(await c.cmd('vmstart'));
-    expect(target.dev.sim.fingerprint()).toBe(want);
-  });
+      const file = join(w.dir, 'again.mig');
+      ok(await c.cmd(`savesetup ${file}`));
+      expect(ok(await c.cmd('vmstop')).state).toBe(2);
+      const want = source.sim.fingerprint();
+      expect(ok(await c.cmd('complete')).state).toBe(0);
+      const target = await open(w, c, 'dev-dst');
+      ok(await c.cmd(`resume ${file}`));
+      ok(await c.cmd('vmstart'));
+      expect(target.dev.sim.fingerprint()).toBe(want);
+    },
+  );
 
   it('a client that exits with its device in RESUMING: the bridge resets it, never SETs it out of RESUMING', async () => {
     const w = await world({ mmap: false, flags: FULL });
@@ -396,18 +444,21 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
     // part of a real state (same geometry), as 8-byte pwrites and a data_size write
     const part = stopCopyStream({ size: STATE, seed: 99, pageSize: PAGE }).subarray(0, 5000);
     expect(ok(await c.cmd(`load ${part.toString('hex')}`))).toMatchObject({ via: 'pwrite', accesses: 625 });
-    expect(ok(await c.cmd(`pread ${fd} ${REGION + 24n} 8`)).hex).toBe('8813000000000000');   // data_size 5000
+    expect(ok(await c.cmd(`pread ${fd} ${REGION + 24n} 8`)).hex).toBe('8813000000000000'); // data_size 5000
     expect(target.driver.currentState).toBe(MigState.RESUMING);
     target.arcs.length = 0;
     const sets: MigState[] = [];
     const setState = target.driver.setState.bind(target.driver);
-    target.driver.setState = (s) => { sets.push(s); return setState(s); };
+    target.driver.setState = (s) => {
+      sets.push(s);
+      return setState(s);
+    };
     await c.close();
     await until(() => !w.rig.server.devices[0].live, 'the device to be released');
     expect(target.resets).toBe(1);
-    expect([sets, target.arcs]).toEqual([[], []]);    // no SET at all: RESUMING -> RUNNING by reset
+    expect([sets, target.arcs]).toEqual([[], []]); // no SET at all: RESUMING -> RUNNING by reset
     expect(target.driver.currentState).toBe(MigState.RUNNING);
-    expect(target.sim.fingerprint()).toBe(before);    // the partial state was never applied
+    expect(target.sim.fingerprint()).toBe(before); // the partial state was never applied
   });
 
   it('a client that is not the started command (nor its descendant) is refused: its device stays as it is', async () => {
@@ -422,7 +473,7 @@ describe.each(BUILD_VARIANTS)('the C v1 client through the real interposer and t
       ]);
       expect(w.rig.server.devices).toEqual([]);
       expect(w.rig.sims.size).toBe(0);
-      expect(ok(await c.cmd(`pread ${fd} ${REGION} 4`)).r).toBe(0);   // just the fake device's file
+      expect(ok(await c.cmd(`pread ${fd} ${REGION} 4`)).r).toBe(0); // just the fake device's file
     } finally {
       other.kill();
     }

@@ -24,8 +24,15 @@ import { V1_RUNNING } from '../legacy/v1-state.js';
 import type { DeviceSource } from '../src/bridge/device-source.js';
 import { synthesizedRegion } from '../src/bridge/region-layout.js';
 import {
-  BRIDGE_MAGIC, ProtocolViolation, RequestReader, STATUS_WINDOW_WRITABLE, decodeRegisterAnswer, encodeRequest, requestHeader,
-  type Answer, type Request,
+  BRIDGE_MAGIC,
+  ProtocolViolation,
+  RequestReader,
+  STATUS_WINDOW_WRITABLE,
+  decodeRegisterAnswer,
+  encodeRequest,
+  requestHeader,
+  type Answer,
+  type Request,
 } from '../src/bridge/wire-protocol.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
@@ -57,7 +64,8 @@ const le = (value: bigint, bytes: number) => {
 const u64 = fc.bigInt(0n, (1n << 64n) - 1n);
 const offset = fc.oneof(
   fc.constantFrom(0n, 4n, 8n, 16n, 24n, 28n, 32n, 4095n, 4096n, 4096n + 56n, 4096n + 60n, 4096n + 64n),
-  fc.bigInt(0n, 4300n), u64,
+  fc.bigInt(0n, 4300n),
+  u64,
 );
 const count = fc.oneof(fc.constantFrom(1, 2, 4, 8), fc.integer({ min: 1, max: 4096 }));
 const stateWrite = fc.integer({ min: 0, max: 7 }).map((v) => ({ op: 'write' as const, offset: 0n, data: le(BigInt(v), 4) }));
@@ -65,18 +73,27 @@ const dataSizeWrite = fc.bigInt(0n, 80n).map((v) => ({ op: 'write' as const, off
 const anyWrite = fc.record({ op: fc.constant('write' as const), offset, data: fc.uint8Array({ minLength: 1, maxLength: 80 }) });
 const read = fc.record({ op: fc.constant('read' as const), offset, count });
 const headerRead = fc.constantFrom(0n, 8n, 16n, 24n).map((o) => ({ op: 'read' as const, offset: o, count: o === 0n ? 4 : 8 }));
-const windowRead = fc.integer({ min: 0, max: WINDOW - 1 }).map((o) => ({ op: 'read' as const, offset: BigInt(4096 + o), count: Math.min(8, WINDOW - o) }));
+const windowRead = fc
+  .integer({ min: 0, max: WINDOW - 1 })
+  .map((o) => ({ op: 'read' as const, offset: BigInt(4096 + o), count: Math.min(8, WINDOW - o) }));
 const register = fc.record({
-  op: fc.constant('register' as const), version: fc.constant(1),
+  op: fc.constant('register' as const),
+  version: fc.constant(1),
   pid: fc.oneof({ weight: 9, arbitrary: fc.constant(process.pid) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 4_000_000 }) }),
-  fd: fc.nat(1 << 20), numRegions: fc.nat(16),
+  fd: fc.nat(1 << 20),
+  numRegions: fc.nat(16),
   regionsEnd: fc.oneof({ weight: 9, arbitrary: fc.bigInt(0n, 1n << 44n) }, { weight: 1, arbitrary: u64 }),
   name: fc.constantFrom('h0', 'h1', 'hx', '', 'good'),
 });
 const legal: fc.Arbitrary<Request> = fc.oneof(
-  { weight: 1, arbitrary: register }, { weight: 6, arbitrary: stateWrite }, { weight: 2, arbitrary: dataSizeWrite },
-  { weight: 2, arbitrary: anyWrite }, { weight: 6, arbitrary: headerRead }, { weight: 2, arbitrary: windowRead },
-  { weight: 3, arbitrary: read }, { weight: 1, arbitrary: fc.constant({ op: 'reset' as const }) },
+  { weight: 1, arbitrary: register },
+  { weight: 6, arbitrary: stateWrite },
+  { weight: 2, arbitrary: dataSizeWrite },
+  { weight: 2, arbitrary: anyWrite },
+  { weight: 6, arbitrary: headerRead },
+  { weight: 2, arbitrary: windowRead },
+  { weight: 3, arbitrary: read },
+  { weight: 1, arbitrary: fc.constant({ op: 'reset' as const }) },
 );
 const legalBytes = legal.map((r) => encodeRequest(r));
 const broken = fc.oneof(
@@ -87,7 +104,14 @@ const broken = fc.oneof(
     return out;
   }),
   fc.tuple(legalBytes, fc.nat()).map(([b, n]) => b.subarray(0, n % b.length)), // truncated
-  fc.record({ op: fc.integer({ min: 0, max: 0xffff }), length: fc.nat(0xffffffff), count: fc.nat(0xffffffff), offset: u64, reserved: fc.constantFrom(0, 0, 1) })
+  fc
+    .record({
+      op: fc.integer({ min: 0, max: 0xffff }),
+      length: fc.nat(0xffffffff),
+      count: fc.nat(0xffffffff),
+      offset: u64,
+      reserved: fc.constantFrom(0, 0, 1),
+    })
     .map((h) => requestHeader.encode({ magic: BRIDGE_MAGIC, ...h })), // a header with any numbers
 );
 const runArb = fc.record({
@@ -99,7 +123,10 @@ const runArb = fc.record({
 
 // ---- the twin -------------------------------------------------------------
 
-interface Expected { answers: unknown[]; twin?: { entry: SimEntry; region: LegacyRegionOverV2 } }
+interface Expected {
+  answers: unknown[];
+  twin?: { entry: SimEntry; region: LegacyRegionOverV2 };
+}
 
 /** The answers docs/bridge.md prescribes for this byte stream, applying legal frames to a twin device. */
 async function expectedFor(bytes: Uint8Array): Promise<Expected> {
@@ -128,7 +155,9 @@ async function expectedFor(bytes: Uint8Array): Promise<Expected> {
       try {
         synthesizedRegion(r.numRegions, r.regionsEnd, WINDOW, true);
         bridged = r.name !== 'good'; // the good device is being served: a second registration is refused
-      } catch { /* no room for the region: not bridged */ }
+      } catch {
+        /* no room for the region: not bridged */
+      }
       if (bridged) {
         const entry = freshDevice(r.name);
         const region = new LegacyRegionOverV2(entry.driver, { windowSize: WINDOW, errorRecovery: 'reset' });
@@ -184,7 +213,10 @@ function comparable(a: Answer, position = 1): unknown {
 // ---- the run --------------------------------------------------------------
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
-const mappingsOf = (dir: string) => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(dir)).length;
+const mappingsOf = (dir: string) =>
+  readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(dir)).length;
 
 describe('a hostile client', () => {
   let rig: BridgeRig;
@@ -220,65 +252,81 @@ describe('a hostile client', () => {
     let compared = 0;
     let violations = 0;
 
-    await fc.assert(fc.asyncProperty(runArb, async (run) => {
-      runs++;
-      const parts = [
-        ...(run.registerFirst ? [encodeRequest({ op: 'register', version: 1, pid: process.pid, fd: 5, numRegions: 9, regionsEnd: 0x1000n, name: run.registerFirst })] : []),
-        ...run.items,
-      ];
-      frames += parts.length;
-      const bytes = Buffer.concat(parts);
-      const madeBefore = made.length;
-      const expected = await expectedFor(bytes);
+    await fc.assert(
+      fc.asyncProperty(runArb, async (run) => {
+        runs++;
+        const parts = [
+          ...(run.registerFirst
+            ? [
+                encodeRequest({
+                  op: 'register',
+                  version: 1,
+                  pid: process.pid,
+                  fd: 5,
+                  numRegions: 9,
+                  regionsEnd: 0x1000n,
+                  name: run.registerFirst,
+                }),
+              ]
+            : []),
+          ...run.items,
+        ];
+        frames += parts.length;
+        const bytes = Buffer.concat(parts);
+        const madeBefore = made.length;
+        const expected = await expectedFor(bytes);
 
-      const client = await BridgeClient.connect(rig.server.socketPath);
-      // The good connection works while the hostile one is talking.
-      const goodCheck = readDeviceState(good);
-      let at = 0;
-      for (let i = 0; at < bytes.length; i++) {
-        const n = run.chunks[i % run.chunks.length];
-        client.send(bytes.subarray(at, at + n));
-        at += n;
-        if (i % 3 === 2) await new Promise((r) => setImmediate(r)); // really separate reads on the bridge side
-      }
-      if (run.reset) client.socket.destroy(); // gone without waiting: answers to it fail with EPIPE
-      else client.socket.end();
-      await client.closed;
-      expect(await goodCheck).toBe(V1_RUNNING);
-      await settle(() => rig.server.connectionCount === 1 && rig.server.devices.every((d) => d.live === (d.info.label === 'good')));
+        const client = await BridgeClient.connect(rig.server.socketPath);
+        // The good connection works while the hostile one is talking.
+        const goodCheck = readDeviceState(good);
+        let at = 0;
+        for (let i = 0; at < bytes.length; i++) {
+          const n = run.chunks[i % run.chunks.length];
+          client.send(bytes.subarray(at, at + n));
+          at += n;
+          if (i % 3 === 2) await new Promise((r) => setImmediate(r)); // really separate reads on the bridge side
+        }
+        if (run.reset)
+          client.socket.destroy(); // gone without waiting: answers to it fail with EPIPE
+        else client.socket.end();
+        await client.closed;
+        expect(await goodCheck).toBe(V1_RUNNING);
+        await settle(() => rig.server.connectionCount === 1 && rig.server.devices.every((d) => d.live === (d.info.label === 'good')));
 
-      const got = client.answers.map((a, i) => comparable(a, i));
-      const want = expected.answers;
-      // A client that keeps writing after the bridge ended the connection (a violation) or that
-      // vanished (reset) may lose answers already sent to it (its socket dies on EPIPE): then
-      // what it got must be the start of what the rules prescribe.
-      const violated = JSON.stringify(want.at(-1)) === JSON.stringify(comparable({ result: -71, status: 0, payload: new Uint8Array(0) }));
-      if (run.reset || violated) {
-        expect(got).toEqual(want.slice(0, got.length));
-        if (violated) violations++;
-      } else {
-        expect(got).toEqual(want);
-      }
-      const bridgeSide = made.slice(madeBefore);
-      expect(bridgeSide.length).toBe(run.reset ? bridgeSide.length : expected.twin ? 1 : 0);
-      for (const dev of bridgeSide) {
-        expect(dev.closes).toBe(1); // the bridge's copy of the device was closed
-        expect(dev.driver.openHandles).toBe(0); // every data_fd closed
-        expect([MigState.RESUMING, MigState.ERROR]).not.toContain(dev.driver.currentState); // released: never left resuming
-      }
-      if (expected.twin && !run.reset) {
-        // The release rule, on the twin: reset if left RESUMING or in ERROR, then close.
-        const { region, entry } = expected.twin;
-        const left = region.inspect().v2State;
-        if (left === MigState.RESUMING || left === MigState.ERROR) await region.reset();
-        await region.close();
-        const dev = bridgeSide[0];
-        expect(dev.arcs).toEqual(entry.arcs);
-        expect(dev.driver.currentState).toBe(entry.driver.currentState);
-        expect(dev.sim.fingerprint()).toBe(entry.sim.fingerprint());
-        compared++;
-      }
-    }), { seed: 0x0b51d9e, numRuns: 1600 });
+        const got = client.answers.map((a, i) => comparable(a, i));
+        const want = expected.answers;
+        // A client that keeps writing after the bridge ended the connection (a violation) or that
+        // vanished (reset) may lose answers already sent to it (its socket dies on EPIPE): then
+        // what it got must be the start of what the rules prescribe.
+        const violated = JSON.stringify(want.at(-1)) === JSON.stringify(comparable({ result: -71, status: 0, payload: new Uint8Array(0) }));
+        if (run.reset || violated) {
+          expect(got).toEqual(want.slice(0, got.length));
+          if (violated) violations++;
+        } else {
+          expect(got).toEqual(want);
+        }
+        const bridgeSide = made.slice(madeBefore);
+        expect(bridgeSide.length).toBe(run.reset ? bridgeSide.length : expected.twin ? 1 : 0);
+        for (const dev of bridgeSide) {
+          expect(dev.closes).toBe(1); // the bridge's copy of the device was closed
+          expect(dev.driver.openHandles).toBe(0); // every data_fd closed
+          expect([MigState.RESUMING, MigState.ERROR]).not.toContain(dev.driver.currentState); // released: never left resuming
+        }
+        if (expected.twin && !run.reset) {
+          // The release rule, on the twin: reset if left RESUMING or in ERROR, then close.
+          const { region, entry } = expected.twin;
+          const left = region.inspect().v2State;
+          if (left === MigState.RESUMING || left === MigState.ERROR) await region.reset();
+          await region.close();
+          const dev = bridgeSide[0];
+          expect(dev.arcs).toEqual(entry.arcs);
+          expect(dev.driver.currentState).toBe(entry.driver.currentState);
+          expect(dev.sim.fingerprint()).toBe(entry.sim.fingerprint());
+          compared++;
+        }
+      }),
+      { seed: 0x0b51d9e, numRuns: 1600 },
+    );
 
     expect(frames).toBeGreaterThanOrEqual(10_000);
     expect(compared).toBeGreaterThan(runs / 2);
@@ -295,7 +343,9 @@ describe('a hostile client', () => {
     const twin = freshDevice('zz');
     await loadV1(new LegacyRegionOverV2(twin.driver, { windowSize: WINDOW }), Readable.from([sink.bytes]), { windowAccess: 'mmap' });
     expect(twin.sim.fingerprint()).toBe(goodFingerprint);
-    console.log(`hostile: ${frames} frames in ${runs} connections (${violations} ended by a violation), ${compared} compared with the twin`);
+    console.log(
+      `hostile: ${frames} frames in ${runs} connections (${violations} ended by a violation), ${compared} compared with the twin`,
+    );
   }, 600_000);
 });
 

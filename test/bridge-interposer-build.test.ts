@@ -45,11 +45,13 @@ describe('locateInterposer', () => {
     expect(again).not.toBe(so);
   });
 
-  it('prefers the install step\'s build next to the package', async () => {
+  it("prefers the install step's build next to the package", async () => {
     const c = case_(GOOD_C);
     execFileSync(process.execPath, [SCRIPT, c.d]);
     const [built] = readdirSync(c.prebuiltDir);
-    expect(await locateInterposer({ source: c.src, prebuiltDir: c.prebuiltDir, cacheDir: c.cacheDir, cc: '/nonexistent/cc' })).toBe(join(c.prebuiltDir, built));
+    expect(await locateInterposer({ source: c.src, prebuiltDir: c.prebuiltDir, cacheDir: c.cacheDir, cc: '/nonexistent/cc' })).toBe(
+      join(c.prebuiltDir, built),
+    );
     expect(existsSync(c.cacheDir)).toBe(false);
   });
 
@@ -60,7 +62,7 @@ describe('locateInterposer', () => {
     expect(e.message).toContain('apt install gcc libc6-dev');
   });
 
-  it('compiles with -Wall -Wextra -Werror: a warning fails the build, with the compiler\'s words and the hint', async () => {
+  it("compiles with -Wall -Wextra -Werror: a warning fails the build, with the compiler's words and the hint", async () => {
     const c = case_('int vfio_mig_probe(int unused) { return 0; }\n'); // -Wextra: unused parameter
     const e = await failure(locateInterposer({ source: c.src, prebuiltDir: c.prebuiltDir, cacheDir: c.cacheDir }));
     expect(e.code).toBe('EIO');
@@ -89,7 +91,11 @@ describe('locateInterposer', () => {
 
 describe('the install step (scripts/build-interposer.mjs)', () => {
   const run = (root: string, env: NodeJS.ProcessEnv = {}) =>
-    execFileSync(process.execPath, [SCRIPT, root], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(process.execPath, [SCRIPT, root], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
 
   it('builds into build/, and says so when it is already there', () => {
     const c = case_(GOOD_C);

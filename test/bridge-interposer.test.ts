@@ -14,25 +14,42 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireFile } from './support/kernel-tree.js';
 import { FakeBridge, OP, answer, windowPattern, type Connection, type FakeBridgeOptions } from './support/fake-bridge.js';
 import {
-  BUILD_VARIANTS, ClientSession, INTERPOSER_C, PRODUCT_FLAGS, buildNative, expectCleanExit, failsWith, fakeDeviceDir, gcc, ok, until,
-  type Answer, type NativeBuild,
+  BUILD_VARIANTS,
+  ClientSession,
+  INTERPOSER_C,
+  PRODUCT_FLAGS,
+  buildNative,
+  expectCleanExit,
+  failsWith,
+  fakeDeviceDir,
+  gcc,
+  ok,
+  until,
+  type Answer,
+  type NativeBuild,
 } from './support/native-client.js';
 
 const { EINVAL, EIO, ENOTTY, EBADF } = constants.errno;
 const TIB = 1n << 40n;
-const REGION = 11n * TIB;                     // first multiple of 2^40 past the fake's BAR5 end
+const REGION = 11n * TIB; // first multiple of 2^40 past the fake's BAR5 end
 const WINDOW = REGION + 4096n;
 const WINDOW_SIZE = 64 * 1024;
 const REGION_SIZE = 4096n + BigInt(WINDOW_SIZE);
 const BAR0_MARK = Buffer.from('BAR0 bytes of the fake device');
 const CONFIG = 7n * TIB;
 const CONFIG_MARK = Buffer.from('config space');
-const SLOW = 20_000;                          // bridge timeout where a test must not hit it
+const SLOW = 20_000; // bridge timeout where a test must not hit it
 
 // QEMU 7.2's VFIO_DEVICE_FEATURE flags
-const GET = 1 << 16, SET = 1 << 17, PROBE = 1 << 18;
+const GET = 1 << 16,
+  SET = 1 << 17,
+  PROBE = 1 << 18;
 
-interface World { bridge: FakeBridge; client: ClientSession; dir: string }
+interface World {
+  bridge: FakeBridge;
+  client: ClientSession;
+  dir: string;
+}
 
 const hex = (b: Buffer) => b.toString('hex');
 
@@ -45,19 +62,29 @@ function readAt(path: string, offset: number, length: number): Buffer {
   return b;
 }
 
-interface FdInfo { fd: number; target: string; cloexec: boolean }
+interface FdInfo {
+  fd: number;
+  target: string;
+  cloexec: boolean;
+}
 
 /** Sockets other than stdio (Node gives the client socketpairs for 0-2). */
 function bridgeSockets(fds: Answer): FdInfo[] {
   return (fds.fds as FdInfo[]).filter((f) => f.fd > 2 && f.target.startsWith('socket:'));
 }
-const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return hex(b); };
+const u32 = (v: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v);
+  return hex(b);
+};
 
 describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
   let build: NativeBuild;
   const worlds: World[] = [];
 
-  beforeAll(() => { build = buildNative(sanitized); }, 120_000);
+  beforeAll(() => {
+    build = buildNative(sanitized);
+  }, 120_000);
 
   afterEach(async () => {
     for (const w of worlds.splice(0)) {
@@ -76,7 +103,7 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
     writeSync(fd, BAR0_MARK, 0, BAR0_MARK.length, 0);
     writeSync(fd, CONFIG_MARK, 0, CONFIG_MARK.length, Number(CONFIG));
     closeSync(fd);
-    const socket = opts.socket === undefined ? bridge.socketPath : opts.socket ?? undefined;
+    const socket = opts.socket === undefined ? bridge.socketPath : (opts.socket ?? undefined);
     const client = ClientSession.start(build, {
       FAKE_VFIO_DIR: dir,
       VFIO_MIG_BRIDGE_SOCKET: socket,
@@ -88,7 +115,11 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
   }
 
   /** A device opened through the group and offered to the bridge, as QEMU does. */
-  async function openDevice(w: World, name = 'dev-a', how: 'migsetup' | 'nommap' | 'info' = 'migsetup'): Promise<{ fd: number; conn: Connection; setup: Answer }> {
+  async function openDevice(
+    w: World,
+    name = 'dev-a',
+    how: 'migsetup' | 'nommap' | 'info' = 'migsetup',
+  ): Promise<{ fd: number; conn: Connection; setup: Answer }> {
     const fd = ok(await w.client.cmd(`group ${name}`)).r;
     const before = w.bridge.connections.length;
     const s = await w.client.cmd(how === 'info' ? `info ${fd}` : `migsetup ${fd}${how === 'nommap' ? ' nommap' : ''}`);
@@ -105,9 +136,16 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       expect(setup.areas).toEqual([{ offset: 4096, size: WINDOW_SIZE }]);
       const regions = setup.regions as Record<string, unknown>[];
       expect(regions[9]).toEqual({
-        index: 9, firstArgsz: 80, argsz: 80, flags: 1 | 2 | 4 | 8, size: String(REGION_SIZE), offset: String(REGION), type: 3, subtype: 1,
+        index: 9,
+        firstArgsz: 80,
+        argsz: 80,
+        flags: 1 | 2 | 4 | 8,
+        size: String(REGION_SIZE),
+        offset: String(REGION),
+        type: 3,
+        subtype: 1,
       });
-      expect(regions[8]).toEqual({ index: 8, errno: EINVAL });            // the fake has no VGA, like vfio-pci
+      expect(regions[8]).toEqual({ index: 8, errno: EINVAL }); // the fake has no VGA, like vfio-pci
       expect(regions[5]).toMatchObject({ offset: String(10n * TIB + 0x3000n), size: String(0x2000), type: -1 });
       // the interposer measured the real regions and named the device as GET_DEVICE_FD was told
       const pid = (await w.client.cmd('getpid')).r;
@@ -122,17 +160,30 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       failsWith(await w.client.cmd(`rinfo ${fd} 9 31`), EINVAL);
       for (const argsz of [32, 79]) {
         expect(ok(await w.client.cmd(`rinfo ${fd} 9 ${argsz}`))).toMatchObject({
-          argsz: 80, capOffset: 0, flags: 15, index: 9, size: String(REGION_SIZE), offset: String(REGION), wroteBeyondArgsz: false,
+          argsz: 80,
+          capOffset: 0,
+          flags: 15,
+          index: 9,
+          size: String(REGION_SIZE),
+          offset: String(REGION),
+          wroteBeyondArgsz: false,
         });
       }
       const full = ok(await w.client.cmd(`rinfo ${fd} 9 200`));
       expect(full).toMatchObject({ argsz: 200, capOffset: 32, flags: 15, wroteBeyondArgsz: false });
       const chain = Buffer.alloc(48);
-      chain.writeUInt16LE(2, 0); chain.writeUInt16LE(1, 2); chain.writeUInt32LE(48, 4);    // type cap, next at 48
-      chain.writeUInt32LE(3, 8); chain.writeUInt32LE(1, 12);                                 // type 3, subtype 1
-      chain.writeUInt16LE(1, 16); chain.writeUInt16LE(1, 18); chain.writeUInt32LE(0, 20);   // sparse mmap cap, last
-      chain.writeUInt32LE(1, 24); chain.writeUInt32LE(0, 28);                                // one area
-      chain.writeBigUInt64LE(4096n, 32); chain.writeBigUInt64LE(BigInt(WINDOW_SIZE), 40);
+      chain.writeUInt16LE(2, 0);
+      chain.writeUInt16LE(1, 2);
+      chain.writeUInt32LE(48, 4); // type cap, next at 48
+      chain.writeUInt32LE(3, 8);
+      chain.writeUInt32LE(1, 12); // type 3, subtype 1
+      chain.writeUInt16LE(1, 16);
+      chain.writeUInt16LE(1, 18);
+      chain.writeUInt32LE(0, 20); // sparse mmap cap, last
+      chain.writeUInt32LE(1, 24);
+      chain.writeUInt32LE(0, 28); // one area
+      chain.writeBigUInt64LE(4096n, 32);
+      chain.writeBigUInt64LE(BigInt(WINDOW_SIZE), 40);
       // the chain, then the caller's bytes untouched up to its argsz
       expect(full.caps).toBe(hex(chain) + 'aa'.repeat(200 - 80));
       failsWith(await w.client.cmd(`rinfo ${fd} 10 80`), EINVAL);
@@ -142,7 +193,13 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
     it('MMAP off: no sparse capability (argsz 48, no MMAP flag) and mmap of the window is EINVAL', async () => {
       const w = await world({ bridge: { mmap: false } });
       const { fd, setup } = await openDevice(w);
-      expect((setup.regions as Record<string, unknown>[])[9]).toMatchObject({ firstArgsz: 48, argsz: 48, flags: 1 | 2 | 8, type: 3, subtype: 1 });
+      expect((setup.regions as Record<string, unknown>[])[9]).toMatchObject({
+        firstArgsz: 48,
+        argsz: 48,
+        flags: 1 | 2 | 8,
+        type: 3,
+        subtype: 1,
+      });
       expect(setup.areas).toEqual([]);
       const info = ok(await w.client.cmd(`rinfo ${fd} 9 48`));
       expect(info.caps).toBe('0200010000000000' + '03000000' + '01000000');
@@ -162,8 +219,15 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       const saved = ok(await w.client.cmd('save'));
       expect(saved).toMatchObject({ via: 'pread', accesses: 12, dataOffset: 4096, data: hex(data) });
       // data_offset and data_size are the only frames: 12 window preads never left the process
-      expect(w.bridge.framesOf(conn).slice(before).map((f) => [f.op, Number(f.offset), f.count]))
-        .toEqual([[OP.READ, 16, 8], [OP.READ, 24, 8]]);
+      expect(
+        w.bridge
+          .framesOf(conn)
+          .slice(before)
+          .map((f) => [f.op, Number(f.offset), f.count]),
+      ).toEqual([
+        [OP.READ, 16, 8],
+        [OP.READ, 24, 8],
+      ]);
     });
 
     it('the window through the sparse mapping (QEMU maps it once and memcpys)', async () => {
@@ -203,7 +267,12 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       expect(ok(await w.client.cmd(`pread ${fd} ${REGION + 8n} 0`)).r).toBe(0);
       // header into window: forwarded whole, the bridge judges it
       ok(await w.client.cmd(`pread ${fd} ${WINDOW - 6n} 16`));
-      expect(w.bridge.framesOf(conn).slice(before).map((f) => [f.op, Number(f.offset), f.count])).toEqual([[OP.READ, 4090, 16]]);
+      expect(
+        w.bridge
+          .framesOf(conn)
+          .slice(before)
+          .map((f) => [f.op, Number(f.offset), f.count]),
+      ).toEqual([[OP.READ, 4090, 16]]);
       // starting past the region: not the interposer's business (the fake's file ends there)
       expect(ok(await w.client.cmd(`pread ${fd} ${end} 4`)).r).toBe(0);
       expect(w.bridge.framesOf(conn).length).toBe(before + 1);
@@ -229,7 +298,12 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       }
       ok(await w.client.cmd(`pwrite ${fd} ${REGION + 8n} 0100000000000000 pwrite`));
       ok(await w.client.cmd(`pwrite ${fd} ${REGION + 8n} 0200000000000000 pwrite64`));
-      expect(w.bridge.framesOf(conn).slice(1).map((f) => f.op)).toEqual([OP.READ, OP.READ, OP.READ, OP.READ, OP.WRITE, OP.WRITE]);
+      expect(
+        w.bridge
+          .framesOf(conn)
+          .slice(1)
+          .map((f) => f.op),
+      ).toEqual([OP.READ, OP.READ, OP.READ, OP.READ, OP.WRITE, OP.WRITE]);
       expect(ok(await w.client.cmd(`pread ${fd} 0 ${BAR0_MARK.length}`)).hex).toBe(hex(BAR0_MARK));
       expect(ok(await w.client.cmd(`pread ${fd} ${CONFIG} ${CONFIG_MARK.length} pread`)).hex).toBe(hex(CONFIG_MARK));
       ok(await w.client.cmd(`pwrite ${fd} 16 0badc0de`));
@@ -268,7 +342,7 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       expect(ok(await w.client.cmd(`counters ${fd}`)).resets).toBe(1);
     });
 
-    it('VFIO_DEVICE_FEATURE MIGRATION/MIG_DEVICE_STATE/MIG_DATA_SIZE: ENOTTY after vfio_ioctl_device_feature\'s checks; others and other fds untouched', async () => {
+    it("VFIO_DEVICE_FEATURE MIGRATION/MIG_DEVICE_STATE/MIG_DATA_SIZE: ENOTTY after vfio_ioctl_device_feature's checks; others and other fds untouched", async () => {
       const w = await world({ bridge: { refuse: (r) => r.name === 'dev-b' } });
       const { fd } = await openDevice(w);
       for (const feature of [1, 2, 9]) failsWith(await w.client.cmd(`feature ${fd} ${GET | feature} 24`), ENOTTY);
@@ -277,11 +351,11 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       failsWith(await w.client.cmd(`feature ${fd} ${GET | SET | 2}`), EINVAL);
       failsWith(await w.client.cmd(`feature ${fd} ${(1 << 20) | GET | 1}`), EINVAL);
       expect(ok(await w.client.cmd(`counters ${fd}`)).features).toBe(0);
-      failsWith(await w.client.cmd(`feature ${fd} ${GET | 3}`), ENOTTY);              // passed to the device
+      failsWith(await w.client.cmd(`feature ${fd} ${GET | 3}`), ENOTTY); // passed to the device
       expect(ok(await w.client.cmd(`counters ${fd}`)).features).toBe(1);
       const other = ok(await w.client.cmd('group dev-b')).r;
       ok(await w.client.cmd(`info ${other}`));
-      expect(ok(await w.client.cmd(`feature ${other} ${GET | 1}`)).data).toBe('0300000000000000');   // STOP_COPY | P2P
+      expect(ok(await w.client.cmd(`feature ${other} ${GET | 1}`)).data).toBe('0300000000000000'); // STOP_COPY | P2P
     });
   });
 
@@ -314,9 +388,9 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       ok(await w.client.cmd(`dup2 ${fd} 41`));
       ok(await w.client.cmd(`dup2 ${plain} 40`));
       ok(await w.client.cmd(`dup3 ${plain} 41`));
-      for (const n of [40, 41]) expect(ok(await w.client.cmd(`pread ${n} ${REGION} 4`)).r).toBe(0);   // the plain file's EOF
+      for (const n of [40, 41]) expect(ok(await w.client.cmd(`pread ${n} ${REGION} 4`)).r).toBe(0); // the plain file's EOF
       ok(await w.client.cmd(`dup2 ${fd} 45`));
-      ok(await w.client.cmd(`close_range 44 46 4`));                  // CLOSE_RANGE_CLOEXEC closes nothing
+      ok(await w.client.cmd(`close_range 44 46 4`)); // CLOSE_RANGE_CLOEXEC closes nothing
       expect(ok(await w.client.cmd(`pread 45 ${REGION} 4`)).hex).toBe(u32(1));
       ok(await w.client.cmd(`close_range 44 46 0`));
       failsWith(await w.client.cmd(`pread 45 ${REGION} 4`), EBADF);
@@ -333,7 +407,7 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       let reused = -1;
       for (let i = 0; i < 4 && reused !== fd; i++) reused = ok(await w.client.cmd(`open ${join(w.dir, 'plain')}`)).r;
       expect(reused).toBe(fd);
-      failsWith(await w.client.cmd(`info ${reused}`), ENOTTY);                 // a plain file, asked by the real ioctl
+      failsWith(await w.client.cmd(`info ${reused}`), ENOTTY); // a plain file, asked by the real ioctl
       expect(ok(await w.client.cmd(`pread ${reused} ${REGION} 4`)).r).toBe(0);
       expect(w.bridge.connections).toHaveLength(1);
       const again = await openDevice(w);
@@ -348,7 +422,7 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       const forked = await w.client.cmd(`fork pread ${fd} ${REGION} 4; pread ${fd} ${WINDOW} 4; close ${fd}; fds`);
       expect(forked.r).toBe(0);
       const [header, window, , fds] = forked.child as Answer[];
-      expect([header.r, window.r]).toEqual([0, 0]);                      // the device file itself: EOF
+      expect([header.r, window.r]).toEqual([0, 0]); // the device file itself: EOF
       expect(bridgeSockets(fds)).toEqual([]);
       expect(w.bridge.frames.length).toBe(frames);
       expect(w.bridge.connections).toHaveLength(1);
@@ -356,7 +430,7 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       expect(ok(await w.client.cmd(`pread ${fd} ${REGION} 4`)).hex).toBe(u32(1));
     });
 
-    it('a program that reuses the bridge socket\'s number (dup2 onto it, close + socket) loses that device; no frame lands in its socket', async () => {
+    it("a program that reuses the bridge socket's number (dup2 onto it, close + socket) loses that device; no frame lands in its socket", async () => {
       const w = await world();
       const a = await openDevice(w);
       const sockA = bridgeSockets(ok(await w.client.cmd('fds')))[0].fd;
@@ -394,12 +468,12 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
       const w = await world();
       const b = await openDevice(w, 'dev-b');
       const a = await openDevice(w, 'dev-a', 'nommap');
-      ok(await w.client.cmd('setstate 0xffffffff 2'));                 // 001 -> 011: the bridge reported 3
+      ok(await w.client.cmd('setstate 0xffffffff 2')); // 001 -> 011: the bridge reported 3
       await w.bridge.die();
       // vfio_migration_set_state: the write fails, the re-read succeeds: no hw_error()
       const set = await w.client.cmd('setstate 0xfffffffe 0');
       expect(set).toMatchObject({ r: -1, errno: EIO, hwError: false, state: 3 });
-      expect(set.ms).toBeLessThan(SLOW);                               // found by EOF, not by the timeout
+      expect(set.ms).toBeLessThan(SLOW); // found by EOF, not by the timeout
       failsWith(await w.client.cmd('migread 8 8'), EIO);
       failsWith(await w.client.cmd(`reset ${a.fd}`), EIO);
       failsWith(await w.client.cmd(`pwrite ${a.fd} ${REGION + 24n} 0800000000000000`), EIO);
@@ -437,8 +511,12 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
     it('an answer that breaks the protocol counts as gone: EIO, connection closed', async () => {
       const w = await world({
         bridge: {
-          answer: (f) => (f.op === OP.READ && f.offset === 8n ? answer(8, Buffer.alloc(4), 0)   // payload shorter than result
-            : f.op === OP.READ && f.offset === 16n ? answer(8, Buffer.alloc(8), 0, 0x12345678) : undefined),
+          answer: (f) =>
+            f.op === OP.READ && f.offset === 8n
+              ? answer(8, Buffer.alloc(4), 0) // payload shorter than result
+              : f.op === OP.READ && f.offset === 16n
+                ? answer(8, Buffer.alloc(8), 0, 0x12345678)
+                : undefined,
         },
       });
       const a = await openDevice(w);
@@ -470,7 +548,13 @@ describe.each(BUILD_VARIANTS)('interposer, $name', ({ sanitized }) => {
     const spoilers: [string, (p: Buffer, c: Connection) => void][] = [
       ['a region over the real ones', (p) => p.writeBigUInt64LE(9n * TIB, 16)],
       ['an index that is not the next one', (p) => p.writeUInt32LE(12, 4)],
-      ['a window that is not page aligned', (p) => { p.writeBigUInt64LE(100n, 32); p.writeBigUInt64LE(REGION_SIZE - 100n, 40); }],
+      [
+        'a window that is not page aligned',
+        (p) => {
+          p.writeBigUInt64LE(100n, 32);
+          p.writeBigUInt64LE(REGION_SIZE - 100n, 40);
+        },
+      ],
       ['a window file shorter than the window', (_p, c) => truncateSync(c.windowPath, 100)],
     ];
     for (const [what, spoil] of spoilers) {
@@ -509,7 +593,9 @@ describe('the real QEMU 7.2 binary with the interposer loaded and no VFIO device
       return replies.slice(seen).find((r) => 'return' in r || 'error' in r)!;
     };
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const exited = new Promise<number | null>((r) => child.on('close', r));
     try {
       await until(() => replies.length > 0, 'the QMP greeting');

@@ -40,7 +40,9 @@ describe('peer credentials', () => {
       const c = await BridgeClient.connect(rig.server.socketPath);
       expect((await c.next()).result).toBe(-1); // EPERM, before anything was sent
       await c.closed;
-      expect(rig.events).toEqual([{ kind: 'refused', pid: process.pid, reason: expect.stringContaining(`neither the command (pid ${other.pid})`) }]);
+      expect(rig.events).toEqual([
+        { kind: 'refused', pid: process.pid, reason: expect.stringContaining(`neither the command (pid ${other.pid})`) },
+      ]);
       expect(rig.server.connectionCount).toBe(0);
     } finally {
       other.kill();
@@ -71,7 +73,12 @@ describe('peer credentials', () => {
     expect(parentOf(0x3fffffff)).toBeUndefined();
     expect(isSelfOrDescendant(process.pid, process.pid)).toBe(true);
     expect(isSelfOrDescendant(process.pid, process.ppid)).toBe(true);
-    const tree = new Map([[10, 9], [9, 1], [20, 21], [21, 20]]);
+    const tree = new Map([
+      [10, 9],
+      [9, 1],
+      [20, 21],
+      [21, 20],
+    ]);
     const parent = (p: number) => tree.get(p);
     expect(isSelfOrDescendant(10, 9, parent)).toBe(true);
     expect(isSelfOrDescendant(10, 1, parent)).toBe(true);

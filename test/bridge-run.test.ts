@@ -54,7 +54,11 @@ describe('runBridge', () => {
     const signals = new EventEmitter();
     const ready = join(dir, 'ready');
     const script = `trap 'exit 40' INT; trap 'exit 41' TERM; trap 'exit 42' HUP; : > ${ready}; while :; do sleep 0.02; done`;
-    for (const [sig, status] of [['SIGINT', 40], ['SIGTERM', 41], ['SIGHUP', 42]] as const) {
+    for (const [sig, status] of [
+      ['SIGINT', 40],
+      ['SIGTERM', 41],
+      ['SIGHUP', 42],
+    ] as const) {
       rmSync(ready, { force: true });
       const run = runBridge({ ...base, command: ['sh', '-c', script], signals });
       while (!existsSync(ready)) await new Promise((r) => setTimeout(r, 10));
@@ -77,7 +81,10 @@ const frames = [encodeRequest({ op: 'read', offset: 0n, count: 4 }), encodeReque
 s.on('data', (c) => { reader.push(c); for (let a = reader.next(); a; a = reader.next()) { const f = frames.shift(); if (f) s.write(f); else s.end(); } });
 s.on('connect', () => s.write(encodeRequest({ op: 'register', version: 1, pid: process.pid, fd: 7, numRegions: 9, regionsEnd: 0n, name: 'dev-a' })));`;
     const r = await runBridge({
-      ...base, command: [process.execPath, '--input-type=module', '-e', child], tracePath: trace, onEvent: (e) => events.push(e),
+      ...base,
+      command: [process.execPath, '--input-type=module', '-e', child],
+      tracePath: trace,
+      onEvent: (e) => events.push(e),
       devices: async ({ name }) => ({ device: deviceHandle(simEntry(sims, name)), key: name, label: name }),
     });
     expect(r.status).toBe(0);
@@ -85,7 +92,10 @@ s.on('connect', () => s.write(encodeRequest({ op: 'register', version: 1, pid: p
     expect(r.devices).toHaveLength(1);
     expect(r.devices[0]).toMatchObject({ live: false, info: { label: 'dev-a', fd: 7 } });
     expect(simEntry(sims, 'dev-a').arcs.at(-1)).toBe('STOP>STOP_COPY'); // 001 -> 010: RUNNING -> STOP -> STOP_COPY
-    const lines = readFileSync(trace, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(trace, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines[0]).toMatchObject({ ev: 'start', command: [process.execPath, '--input-type=module', '-e', child] });
     expect(lines.filter((l) => l.ev === 'v1').map((l) => `${l.op} ${l.value}`)).toEqual(['read 0x1', 'write 0x2']);
     expect(lines.slice(-2).map((l) => l.ev)).toEqual(['exit', 'end']);
@@ -100,6 +110,8 @@ describe('the private directory', () => {
     expect(made.path.startsWith(`${dir}/vfio-mig-bridge-`)).toBe(true);
     made.remove();
     expect(existsSync(made.path)).toBe(false);
-    expect(() => makePrivateDir([join(dir, 'missing')])).toThrow(/EACCES: cannot make the bridge's private directory .*ENOENT.*XDG_RUNTIME_DIR/);
+    expect(() => makePrivateDir([join(dir, 'missing')])).toThrow(
+      /EACCES: cannot make the bridge's private directory .*ENOENT.*XDG_RUNTIME_DIR/,
+    );
   });
 });

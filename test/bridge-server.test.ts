@@ -15,7 +15,10 @@ import { NotBridgeable } from '../src/bridge/device-source.js';
 import { TRACE_FORMAT_VERSION, TraceWriter } from '../src/bridge/trace.js';
 import { encodeRequest, PROTOCOL_VERSION } from '../src/bridge/wire-protocol.js';
 import {
-  VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+  VFIO_REGION_INFO_FLAG_CAPS,
+  VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE,
 } from '../src/uapi/constants.js';
 import { MigrationError } from '../src/uapi/errors.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
@@ -30,7 +33,11 @@ afterEach(async () => {
   rig = undefined;
 });
 
-async function registered(r: BridgeRig, name: string, extra: Partial<Parameters<typeof BridgedRegion.register>[1]> = {}): Promise<BridgedRegion> {
+async function registered(
+  r: BridgeRig,
+  name: string,
+  extra: Partial<Parameters<typeof BridgedRegion.register>[1]> = {},
+): Promise<BridgedRegion> {
   const region = await BridgedRegion.register(r.server.socketPath, { name, ...extra });
   if (!(region instanceof BridgedRegion)) throw new Error(`${name} was not bridged`);
   return region;
@@ -48,7 +55,12 @@ describe.each([
     const dst = await registered(rig, 'dst');
     // The synthesized region as GET_REGION_INFO will describe it.
     expect(src.info).toMatchObject({
-      bridged: true, index: 9, offset: 9n << 40n, size: 4096n + 1000n, windowOffset: 4096n, windowSize: 1000n,
+      bridged: true,
+      index: 9,
+      offset: 9n << 40n,
+      size: 4096n + 1000n,
+      windowOffset: 4096n,
+      windowSize: 1000n,
       flags: RW_CAPS | (mmap ? VFIO_REGION_INFO_FLAG_MMAP : 0),
     });
     expect(src.windowAccess).toBe(mmap ? 'mmap' : 'pieces');
@@ -56,7 +68,13 @@ describe.each([
 
     const source = simEntry(rig.sims, 'src');
     const sink = new Sink();
-    const saved = await saveV1(src, sink, { windowAccess: src.windowAccess, precopyRounds: 3, betweenRounds: () => { source.sim.step(20); } });
+    const saved = await saveV1(src, sink, {
+      windowAccess: src.windowAccess,
+      precopyRounds: 3,
+      betweenRounds: () => {
+        source.sim.step(20);
+      },
+    });
     expect(saved.usedPrecopy).toBe(true);
     expect(saved.precopyChunks + saved.stopCopyChunks).toBeGreaterThan(3);
     // Window bytes never crossed the socket: they came from the client's mapping of the shared file.
@@ -73,7 +91,12 @@ describe.each([
 
     // The per-device numbers for the summary.
     const [s, d] = rig.server.devices;
-    expect(s.stats).toMatchObject({ chunksSaved: saved.precopyChunks + saved.stopCopyChunks, bytesSaved: saved.precopyBytes + saved.stopCopyBytes, chunksResumed: 0, failedAccesses: 0 });
+    expect(s.stats).toMatchObject({
+      chunksSaved: saved.precopyChunks + saved.stopCopyChunks,
+      bytesSaved: saved.precopyBytes + saved.stopCopyBytes,
+      chunksResumed: 0,
+      failedAccesses: 0,
+    });
     expect(s.stats.stopCopyMs()).toBeGreaterThan(0);
     expect(d.stats).toMatchObject({ chunksResumed: loaded.chunks, bytesResumed: loaded.deviceBytes, chunksSaved: 0, failedAccesses: 0 });
     await src.close();
@@ -115,7 +138,10 @@ describe('BridgeServer', () => {
 
   it('normalises at REGISTER: a device left in RESUMING or STOP_COPY is reset, never SET', async () => {
     rig = await bridgeRig();
-    for (const [name, left] of [['resuming', MigState.RESUMING], ['stop-copy', MigState.STOP_COPY]] as const) {
+    for (const [name, left] of [
+      ['resuming', MigState.RESUMING],
+      ['stop-copy', MigState.STOP_COPY],
+    ] as const) {
       const e = simEntry(rig.sims, name);
       await e.driver.setState(left);
       e.arcs.length = 0;
@@ -173,7 +199,14 @@ describe('BridgeServer', () => {
     rig = await bridgeRig({ windowSize: 64 });
     const r = await registered(rig, 'a');
     const c = r.client;
-    for (const [offset, count] of [[0, 8], [1, 4], [8, 4], [40, 4], [4096 + 60, 8], [0xffffffffffff, 4]] as const) {
+    for (const [offset, count] of [
+      [0, 8],
+      [1, 4],
+      [8, 4],
+      [40, 4],
+      [4096 + 60, 8],
+      [0xffffffffffff, 4],
+    ] as const) {
       expect((await c.request({ op: 'read', offset: BigInt(offset), count })).result, `${offset}/${count}`).toBe(-22);
     }
     expect((await c.request({ op: 'read', offset: (1n << 64n) - 1n, count: 1 })).result).toBe(-22);
@@ -189,7 +222,11 @@ describe('BridgeServer', () => {
     const first = await registered(rig, 'a');
     const second = await BridgedRegion.register(rig.server.socketPath, { name: 'a' });
     expect(second).toMatchObject({ bridged: false });
-    expect(rig.events.find((e) => e.kind === 'not-bridged')).toMatchObject({ name: 'a', expected: false, reason: expect.stringContaining('already bridged') });
+    expect(rig.events.find((e) => e.kind === 'not-bridged')).toMatchObject({
+      name: 'a',
+      expected: false,
+      reason: expect.stringContaining('already bridged'),
+    });
     expect(await readDeviceState(first)).toBe(V1_RUNNING);
     await first.close();
     await waitFor(() => !rig!.server.devices[0].live);
@@ -208,7 +245,10 @@ describe('BridgeServer', () => {
     });
     expect(await BridgedRegion.register(rig.server.socketPath, { name: 'x' })).toMatchObject({ bridged: false });
     expect(await BridgedRegion.register(rig.server.socketPath, { name: 'y' })).toMatchObject({ bridged: false });
-    expect(rig.events.map((e) => e.kind === 'not-bridged' && [e.name, e.expected])).toEqual([['x', true], ['y', false]]);
+    expect(rig.events.map((e) => e.kind === 'not-bridged' && [e.name, e.expected])).toEqual([
+      ['x', true],
+      ['y', false],
+    ]);
     expect(rig.server.devices).toEqual([]);
   });
 
@@ -230,7 +270,15 @@ describe('BridgeServer', () => {
   it('refuses REGISTER for another pid than the socket peer, and frames before REGISTER', async () => {
     rig = await bridgeRig();
     const c = await BridgeClient.connect(rig.server.socketPath);
-    const a = await c.request({ op: 'register', version: PROTOCOL_VERSION, pid: process.pid + 1, fd: 3, numRegions: 9, regionsEnd: 0n, name: 'a' });
+    const a = await c.request({
+      op: 'register',
+      version: PROTOCOL_VERSION,
+      pid: process.pid + 1,
+      fd: 3,
+      numRegions: 9,
+      regionsEnd: 0n,
+      name: 'a',
+    });
     expect(a.result).toBe(-71); // EPROTO
     await c.closed;
     const d = await BridgeClient.connect(rig.server.socketPath);
@@ -256,7 +304,10 @@ describe('BridgeServer', () => {
     await r.close();
     await waitFor(() => !rig!.server.devices[0].live);
     trace.close({ status: 0 });
-    const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(path, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.every((l) => l.v === TRACE_FORMAT_VERSION && typeof l.t === 'number')).toBe(true);
     expect(lines.map((l) => l.t)).toEqual([...lines.map((l) => l.t)].sort((x, y) => x - y));
     const kinds = lines.map((l) => l.ev);

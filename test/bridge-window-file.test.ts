@@ -12,7 +12,10 @@ import { PROT_READ } from '../src/kernel/syscalls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vfio-mig-window-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const mapsOf = (path: string) => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.endsWith(path)).length;
+const mapsOf = (path: string) =>
+  readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => l.endsWith(path)).length;
 
 describe('WindowFile', () => {
   it('is a shared mapping: a read(2) into it shows in another mapping of the file', () => {

@@ -4,14 +4,36 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  AnswerReader, BRIDGE_MAGIC, MAX_ACCESS_BYTES, ProtocolViolation, RequestReader, answerHeader, decodeRegisterAnswer,
-  encodeAnswer, encodeRegisterAnswer, encodeRequest, registerAnswer, registerRequest, requestHeader, type Request,
+  AnswerReader,
+  BRIDGE_MAGIC,
+  MAX_ACCESS_BYTES,
+  ProtocolViolation,
+  RequestReader,
+  answerHeader,
+  decodeRegisterAnswer,
+  encodeAnswer,
+  encodeRegisterAnswer,
+  encodeRequest,
+  registerAnswer,
+  registerRequest,
+  requestHeader,
+  type Request,
 } from '../src/bridge/wire-protocol.js';
 import { runC } from './support/c-program.js';
 
-const REG: Request = { op: 'register', version: 1, pid: 4242, fd: 17, numRegions: 9, regionsEnd: (8n << 40n) + 4096n, name: '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001' };
+const REG: Request = {
+  op: 'register',
+  version: 1,
+  pid: 4242,
+  fd: 17,
+  numRegions: 9,
+  regionsEnd: (8n << 40n) + 4096n,
+  name: '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001',
+};
 
-function header(fields: Partial<{ magic: number; op: number; reserved: number; length: number; count: number; offset: bigint }>): Uint8Array {
+function header(
+  fields: Partial<{ magic: number; op: number; reserved: number; length: number; count: number; offset: bigint }>,
+): Uint8Array {
   return requestHeader.encode({ magic: BRIDGE_MAGIC, op: 2, reserved: 0, length: 0, count: 4, offset: 0n, ...fields });
 }
 
@@ -69,22 +91,38 @@ int main(void) {
 
 describe('requests', () => {
   it('round-trip every op', () => {
-    const reqs: Request[] = [REG, { op: 'read', offset: 24n, count: 8 }, { op: 'write', offset: 0n, data: new Uint8Array([3, 0, 0, 0]) }, { op: 'reset' }];
+    const reqs: Request[] = [
+      REG,
+      { op: 'read', offset: 24n, count: 8 },
+      { op: 'write', offset: 0n, data: new Uint8Array([3, 0, 0, 0]) },
+      { op: 'reset' },
+    ];
     const bytes = Buffer.concat(reqs.map((r) => encodeRequest(r)));
     expect(readAll(bytes)).toEqual([...reqs, 'done']);
   });
 
   it('cuts the same frames out of any split of the stream', () => {
     const request = fc.oneof(
-      fc.record({ op: fc.constant('read' as const), offset: fc.bigInt(0n, (1n << 64n) - 1n), count: fc.integer({ min: 1, max: MAX_ACCESS_BYTES }) }),
-      fc.record({ op: fc.constant('write' as const), offset: fc.bigInt(0n, (1n << 64n) - 1n), data: fc.uint8Array({ minLength: 1, maxLength: 64 }) }),
+      fc.record({
+        op: fc.constant('read' as const),
+        offset: fc.bigInt(0n, (1n << 64n) - 1n),
+        count: fc.integer({ min: 1, max: MAX_ACCESS_BYTES }),
+      }),
+      fc.record({
+        op: fc.constant('write' as const),
+        offset: fc.bigInt(0n, (1n << 64n) - 1n),
+        data: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+      }),
       fc.constant({ op: 'reset' as const }),
       fc.constant(REG),
     );
-    fc.assert(fc.property(fc.array(request, { maxLength: 8 }), fc.array(fc.nat(2000)), (reqs, splits) => {
-      const bytes = Buffer.concat(reqs.map((r) => encodeRequest(r)));
-      expect(readAll(bytes, splits)).toEqual([...reqs, 'done']);
-    }), { seed: 0x1b1d, numRuns: 300 });
+    fc.assert(
+      fc.property(fc.array(request, { maxLength: 8 }), fc.array(fc.nat(2000)), (reqs, splits) => {
+        const bytes = Buffer.concat(reqs.map((r) => encodeRequest(r)));
+        expect(readAll(bytes, splits)).toEqual([...reqs, 'done']);
+      }),
+      { seed: 0x1b1d, numRuns: 300 },
+    );
   });
 
   it('waits for a partial frame', () => {
@@ -95,15 +133,24 @@ describe('requests', () => {
 
   it.each([
     ['bad magic', { magic: 0x31424d57 }],
-    ['op 0', { op: 0 }], ['op 5', { op: 5 }], ['op 0xffff', { op: 0xffff }],
+    ['op 0', { op: 0 }],
+    ['op 5', { op: 5 }],
+    ['op 0xffff', { op: 0xffff }],
     ['reserved set', { reserved: 1 }],
-    ['READ count 0', { count: 0 }], ['READ count 4097', { count: 4097 }], ['READ with payload', { length: 4 }],
-    ['WRITE length 0', { op: 3, count: 0, length: 0 }], ['WRITE length 4097', { op: 3, count: 0, length: 4097 }],
-    ['WRITE with count', { op: 3, count: 4, length: 4 }], ['WRITE length 2^32-1', { op: 3, count: 0, length: 0xffffffff }],
-    ['RESET with length', { op: 4, count: 0, length: 1 }], ['RESET with count', { op: 4, count: 1 }],
+    ['READ count 0', { count: 0 }],
+    ['READ count 4097', { count: 4097 }],
+    ['READ with payload', { length: 4 }],
+    ['WRITE length 0', { op: 3, count: 0, length: 0 }],
+    ['WRITE length 4097', { op: 3, count: 0, length: 4097 }],
+    ['WRITE with count', { op: 3, count: 4, length: 4 }],
+    ['WRITE length 2^32-1', { op: 3, count: 0, length: 0xffffffff }],
+    ['RESET with length', { op: 4, count: 0, length: 1 }],
+    ['RESET with count', { op: 4, count: 1 }],
     ['RESET with offset', { op: 4, count: 0, offset: 1n }],
-    ['REGISTER length 87', { op: 1, count: 0, length: 87 }], ['REGISTER length 89', { op: 1, count: 0, length: 89 }],
-    ['REGISTER with count', { op: 1, count: 1, length: 88 }], ['REGISTER with offset', { op: 1, count: 0, length: 88, offset: 8n }],
+    ['REGISTER length 87', { op: 1, count: 0, length: 87 }],
+    ['REGISTER length 89', { op: 1, count: 0, length: 89 }],
+    ['REGISTER with count', { op: 1, count: 1, length: 88 }],
+    ['REGISTER with offset', { op: 1, count: 0, length: 88, offset: 8n }],
   ])('refuses a header with %s as soon as the header is in', (_name, fields) => {
     // The payload is never waited for: the 24 header bytes alone are refused.
     expect(readAll(header(fields))).toEqual(['violation']);
@@ -122,9 +169,24 @@ describe('requests', () => {
     ['pid -1', (v: DataView) => v.setInt32(4, -1, true)],
     ['fd -1', (v: DataView) => v.setInt32(8, -1, true)],
     ['num_regions 2^32-1', (v: DataView) => v.setUint32(12, 0xffffffff, true)],
-    ['bytes after the name', (_v: DataView, b: Uint8Array) => { b[24 + 60] = 0x41; }],
-    ['a newline in the name', (_v: DataView, b: Uint8Array) => { b[24 + 3] = 0x0a; }],
-    ['invalid UTF-8 in the name', (_v: DataView, b: Uint8Array) => { b[24 + 3] = 0xff; }],
+    [
+      'bytes after the name',
+      (_v: DataView, b: Uint8Array) => {
+        b[24 + 60] = 0x41;
+      },
+    ],
+    [
+      'a newline in the name',
+      (_v: DataView, b: Uint8Array) => {
+        b[24 + 3] = 0x0a;
+      },
+    ],
+    [
+      'invalid UTF-8 in the name',
+      (_v: DataView, b: Uint8Array) => {
+        b[24 + 3] = 0xff;
+      },
+    ],
   ])('refuses a REGISTER with %s', (_name, patch) => {
     expect(readAll(register(patch))).toEqual(['violation']);
   });
@@ -140,7 +202,16 @@ describe('requests', () => {
 
 describe('answers', () => {
   it('round-trip, with the REGISTER answer payload', () => {
-    const info = { bridged: true, index: 9, flags: 0xf, offset: 9n << 40n, size: 4096n + 65536n, windowOffset: 4096n, windowSize: 65536n, windowPath: '/run/user/0/vfio-mig-bridge-x/window-1' };
+    const info = {
+      bridged: true,
+      index: 9,
+      flags: 0xf,
+      offset: 9n << 40n,
+      size: 4096n + 65536n,
+      windowOffset: 4096n,
+      windowSize: 65536n,
+      windowPath: '/run/user/0/vfio-mig-bridge-x/window-1',
+    };
     const bytes = Buffer.concat([
       encodeAnswer({ result: 0, status: 0, payload: encodeRegisterAnswer(info) }),
       encodeAnswer({ result: -22, status: 1, payload: new Uint8Array(0) }),

@@ -5,7 +5,13 @@ import { UsageError } from '../src/cli/usage-error.js';
 describe('device addresses', () => {
   it('parses the four kinds', () => {
     expect(parseAddress('sim:v2?size=256MiB&flags=7')).toEqual({ kind: 'sim-v2', size: 256 << 20, flags: 7, seed: 1 });
-    expect(parseAddress('sim:v1?size=8MiB&window=4KiB&policy=uapi&seed=9')).toEqual({ kind: 'sim-v1', size: 8 << 20, window: 4096, seed: 9, policy: 'uapi' });
+    expect(parseAddress('sim:v1?size=8MiB&window=4KiB&policy=uapi&seed=9')).toEqual({
+      kind: 'sim-v1',
+      size: 8 << 20,
+      window: 4096,
+      seed: 9,
+      policy: 'uapi',
+    });
     for (const policy of ['qemu', 'uapi', 'libvfio-user', 'libvfio-user-as-written']) {
       expect(parseAddress(`sim:v1?policy=${policy}`)).toMatchObject({ kind: 'sim-v1', policy });
     }
@@ -15,9 +21,13 @@ describe('device addresses', () => {
   });
   it('says what is wrong and how to fix it', () => {
     const cases: [string, RegExp][] = [
-      ['sim:v3', /use sim:v1 or sim:v2/], ['sim:v2?flags=2', /STOP_COPY \(1\) is mandatory/],
-      ['sim:v2?window=1MiB', /unknown parameter 'window'/], ['sim:v1?policy=strict', /use qemu, uapi, libvfio-user, libvfio-user-as-written$/],
-      ['sim:v2?size=huge', /bad size/], ['/dev/vfio/12', /add ':<device-name>'/], ['eth0', /e\.g\./],
+      ['sim:v3', /use sim:v1 or sim:v2/],
+      ['sim:v2?flags=2', /STOP_COPY \(1\) is mandatory/],
+      ['sim:v2?window=1MiB', /unknown parameter 'window'/],
+      ['sim:v1?policy=strict', /use qemu, uapi, libvfio-user, libvfio-user-as-written$/],
+      ['sim:v2?size=huge', /bad size/],
+      ['/dev/vfio/12', /add ':<device-name>'/],
+      ['eth0', /e\.g\./],
       ['sim:v2?seed=-4', /bad seed/],
     ];
     for (const [text, message] of cases) {

@@ -48,7 +48,8 @@ describe('the bin file', () => {
 });
 
 const INSTALL_TIMEOUT = 300_000;
-const npm = async (args: string[], cwd: string) => (await execFileAsync('npm', args, { cwd, encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 })).stdout;
+const npm = async (args: string[], cwd: string) =>
+  (await execFileAsync('npm', args, { cwd, encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 })).stdout;
 
 /** An empty project to install into. */
 function project(name: string): string {
@@ -61,7 +62,9 @@ function project(name: string): string {
 /** This checkout's sources as a fresh clone has them: no node_modules, no dist. */
 function freshCheckout(name: string): string {
   const dir = join(scratch, name);
-  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' }).split('\0').filter(Boolean);
+  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
+    .split('\0')
+    .filter(Boolean);
   for (const f of files) if (existsSync(join(ROOT, f))) cpSync(join(ROOT, f), join(dir, f));
   return dir;
 }
@@ -101,36 +104,53 @@ describe('npm pack + npm install <tarball>', () => {
     expect(PKG.license).toBe('MIT');
     expect(paths).toContain('LICENSE');
     expect(readFileSync(join(ROOT, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n\nCopyright \(c\) \d{4} vfio-mig-shim contributors\n/);
-    expect(paths.filter((p) => !p.startsWith('dist/')).sort()).toEqual(['LICENSE', 'README.md', 'package.json', 'scripts/build-interposer.mjs', 'src/bridge/interposer.c']);
+    expect(paths.filter((p) => !p.startsWith('dist/')).sort()).toEqual([
+      'LICENSE',
+      'README.md',
+      'package.json',
+      'scripts/build-interposer.mjs',
+      'src/bridge/interposer.c',
+    ]);
     expect(paths).toContain(PKG.bin['vfio-mig'].replace(/^\.\//, ''));
     const dir = project('from-tarball');
     await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', file], dir);
     expectWorkingBin(dir);
     // The install step built the interposer next to the package (this machine has a compiler).
-    expect(readdirSync(join(dir, 'node_modules', 'vfio-mig-shim', 'build'))).toEqual([expect.stringMatching(/^vfio-mig-interposer-[0-9a-f]{16}\.so$/)]);
+    expect(readdirSync(join(dir, 'node_modules', 'vfio-mig-shim', 'build'))).toEqual([
+      expect.stringMatching(/^vfio-mig-interposer-[0-9a-f]{16}\.so$/),
+    ]);
   });
 });
 
 // Each installs every dependency (dev ones too) and builds the whole project with tsc: minutes on
 // a busy 2-core machine. Run side by side, they take the time of one.
 describe.concurrent('npm install from sources (the prepare build)', () => {
-  it('npm install <git url>: npm installs the devDependencies, prepare builds dist/', async () => {
-    const repo = freshCheckout('repo');
-    const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd: repo, stdio: 'ignore' });
-    git('init', '-q');
-    git('add', '-A');
-    git('commit', '-q', '-m', 'snapshot');
-    const dir = project('from-git');
-    await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `git+file://${repo}`], dir);
-    expectWorkingBin(dir);
-  }, INSTALL_TIMEOUT);
+  it(
+    'npm install <git url>: npm installs the devDependencies, prepare builds dist/',
+    async () => {
+      const repo = freshCheckout('repo');
+      const git = (...args: string[]) =>
+        execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd: repo, stdio: 'ignore' });
+      git('init', '-q');
+      git('add', '-A');
+      git('commit', '-q', '-m', 'snapshot');
+      const dir = project('from-git');
+      await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `git+file://${repo}`], dir);
+      expectWorkingBin(dir);
+    },
+    INSTALL_TIMEOUT,
+  );
 
-  it('npm install <folder> of a fresh clone: prepare installs the folder\'s own dependencies, then builds', async () => {
-    const folder = freshCheckout('folder');
-    const dir = project('from-folder');
-    await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', folder], dir);
-    expectWorkingBin(dir);
-  }, INSTALL_TIMEOUT);
+  it(
+    "npm install <folder> of a fresh clone: prepare installs the folder's own dependencies, then builds",
+    async () => {
+      const folder = freshCheckout('folder');
+      const dir = project('from-folder');
+      await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', folder], dir);
+      expectWorkingBin(dir);
+    },
+    INSTALL_TIMEOUT,
+  );
 });
 
 describe('README', () => {

@@ -28,7 +28,13 @@ afterAll(() => {
 async function cli(...args: string[]) {
   const out: string[] = [];
   const err: string[] = [];
-  const sink = (to: string[]) => new Writable({ write(c, _e, done) { to.push(String(c)); done(); } });
+  const sink = (to: string[]) =>
+    new Writable({
+      write(c, _e, done) {
+        to.push(String(c));
+        done();
+      },
+    });
   const status = await main(args, { stdout: sink(out), stderr: sink(err) });
   return { status, stdout: out.join(''), stderr: err.join('') };
 }
@@ -42,7 +48,7 @@ describe('vfio-mig bridge', () => {
     expect([json.status, json.stdout]).toEqual([2, '']); // no JSON document on the command's stdout
   });
 
-  it('exits with the command\'s status and writes nothing to stdout', async () => {
+  it("exits with the command's status and writes nothing to stdout", async () => {
     const r = await cli('bridge', '--', 'sh', '-c', 'exit 5');
     expect(r).toEqual({ status: 5, stdout: '', stderr: '' });
     expect((await cli('bridge', '--quiet', '--', 'sh', '-c', 'kill -INT $$')).status).toBe(130);
@@ -57,7 +63,9 @@ describe('vfio-mig bridge', () => {
     expect((await cli('bridge', '--window', '2GiB', '--', 'true')).stderr).toMatch(/more than 1 GiB/);
     expect((await cli('bridge', '--window', '1000', '--', 'true')).stderr).toMatch(/multiple of 4 KiB/);
     expect((await cli('bridge', '--window', '1000', '--no-mmap', '--', 'true')).status).toBe(0);
-    expect((await cli('bridge', '--help')).stdout).toMatch(/usage: vfio-mig bridge \[--window SIZE\] \[--no-mmap\] \[--trace FILE\] \[--quiet\] -- CMD/);
+    expect((await cli('bridge', '--help')).stdout).toMatch(
+      /usage: vfio-mig bridge \[--window SIZE\] \[--no-mmap\] \[--trace FILE\] \[--quiet\] -- CMD/,
+    );
   });
 
   it('adopts a registered fd with pidfd_getfd, sees it is no VFIO device, and says so', async () => {
@@ -71,22 +79,38 @@ s.on('connect', () => s.write(encodeRequest({ op: 'register', version: 1, pid: p
     const r = await cli('bridge', '--', process.execPath, '--input-type=module', '-e', child);
     expect(r.status).toBe(9); // answered "not bridged"
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^vfio-mig bridge: not bridging not-a-device \(pid \d+\): fd 0 of pid \d+: fd \d+ is .*, not a VFIO device\n$/);
+    expect(r.stderr).toMatch(
+      /^vfio-mig bridge: not bridging not-a-device \(pid \d+\): fd 0 of pid \d+: fd \d+ is .*, not a VFIO device\n$/,
+    );
   });
 });
 
 describe('what the bridge says', () => {
-  const info = { id: 1, label: '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001', pid: 4242, fd: 31, layout: synthesizedRegion(9, (8n << 40n) + 4096n, 1 << 20, true), windowPath: '/run/x/window-1' };
+  const info = {
+    id: 1,
+    label: '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001',
+    pid: 4242,
+    fd: 31,
+    layout: synthesizedRegion(9, (8n << 40n) + 4096n, 1 << 20, true),
+    windowPath: '/run/x/window-1',
+  };
 
   it('one start line per bridged device', () => {
     expect(eventLine({ kind: 'bridged', device: info }, 'qemu')).toEqual({
-      text: 'bridging 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 (pid 4242, fd 31): v1 migration region 9 at 0x90000000000, 1 MiB window, mmap', loud: false,
+      text: 'bridging 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 (pid 4242, fd 31): v1 migration region 9 at 0x90000000000, 1 MiB window, mmap',
+      loud: false,
     });
   });
 
   it('a loud line when a device is reset out of ERROR', () => {
-    const ok = eventLine({ kind: 'error-recovery', device: info, recovery: { cause: 'EFAULT: SET device_state STOP_COPY', reset: 'ok' } }, 'qemu');
-    expect(ok).toMatchObject({ loud: true, text: expect.stringMatching(/^ERROR: 83b8.*went to the v2 ERROR state \(EFAULT: SET device_state STOP_COPY\); reset it/) });
+    const ok = eventLine(
+      { kind: 'error-recovery', device: info, recovery: { cause: 'EFAULT: SET device_state STOP_COPY', reset: 'ok' } },
+      'qemu',
+    );
+    expect(ok).toMatchObject({
+      loud: true,
+      text: expect.stringMatching(/^ERROR: 83b8.*went to the v2 ERROR state \(EFAULT: SET device_state STOP_COPY\); reset it/),
+    });
     const failed = eventLine({ kind: 'error-recovery', device: info, recovery: { cause: 'EIO', reset: 'EIO' } }, 'qemu');
     expect(failed?.text).toMatch(/reset failed with EIO: device_state reads 110b, QEMU 7.2 will abort/);
   });

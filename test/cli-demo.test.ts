@@ -7,7 +7,9 @@ describe('vfio-mig demo', () => {
     expect(r.status, r.stderr).toBe(0);
     const rows = r.json.result.migrations;
     expect(rows.map((m: { direction: string }) => m.direction)).toEqual([
-      'QEMU 7.2 (v1) -> v2 device', 'QEMU 8+ (v2) -> v1 device', 'saved over v1, resumed over v2',
+      'QEMU 7.2 (v1) -> v2 device',
+      'QEMU 8+ (v2) -> v1 device',
+      'saved over v1, resumed over v2',
     ]);
     for (const m of rows) {
       expect(m.fingerprintMatch, m.direction).toBe(true);

@@ -14,7 +14,9 @@ describe('device errors name the errno and the fix', () => {
     sys.inject({ op: 'open', path: '/dev/vfio/3', errno: 'ENXIO' });
     const r = await runCliWith({ syscalls: sys }, 'inspect', '/dev/vfio/3:mdev-v2', '--json');
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^vfio-mig: \/dev\/vfio\/3:mdev-v2: ENXIO: .*no VFIO group .*behind \/dev\/vfio\/3.*rebind the device .*ls \/dev\/vfio/);
+    expect(r.stderr).toMatch(
+      /^vfio-mig: \/dev\/vfio\/3:mdev-v2: ENXIO: .*no VFIO group .*behind \/dev\/vfio\/3.*rebind the device .*ls \/dev\/vfio/,
+    );
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.json.error).toMatchObject({ code: 'ENXIO', problem: 'stale-node' });
     expect(sys.openFds()).toEqual([]);
@@ -37,7 +39,10 @@ describe('device errors name the errno and the fix', () => {
     });
   }
 
-  for (const [what, opts, address] of [['vfio not loaded', { vfio: false }, '/dev/vfio/3:mdev-v2'], ['no such group', {}, '/dev/vfio/9:x']] as const) {
+  for (const [what, opts, address] of [
+    ['vfio not loaded', { vfio: false }, '/dev/vfio/3:mdev-v2'],
+    ['no such group', {}, '/dev/vfio/9:x'],
+  ] as const) {
     it(`${what}: the summary gives the modprobe advice the --debug trace gives`, async () => {
       const r = await runCliWith({ syscalls: kernel(opts) }, 'inspect', address, '--debug');
       const [summary, ...trace] = r.stderr.split('\n');

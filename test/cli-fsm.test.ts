@@ -10,7 +10,16 @@ describe('vfio-mig fsm', () => {
     const r = await runCli('fsm');
     expect(r.status).toBe(0);
     const row = r.stdout.split('\n').find((l) => l.startsWith('RUNNING '))!;
-    expect(row.split(/\s+/)).toEqual(['RUNNING', 'RUNNING_P2P', 'RUNNING', 'RUNNING_P2P', 'RUNNING_P2P', 'RUNNING_P2P', 'PRE_COPY', 'RUNNING_P2P']);
+    expect(row.split(/\s+/)).toEqual([
+      'RUNNING',
+      'RUNNING_P2P',
+      'RUNNING',
+      'RUNNING_P2P',
+      'RUNNING_P2P',
+      'RUNNING_P2P',
+      'PRE_COPY',
+      'RUNNING_P2P',
+    ]);
     expect(r.stdout).toMatch(/^STOP_COPY .* - +- *$/m); // STOP_COPY -> PRE_COPY(_P2P) refused
   });
 
@@ -24,8 +33,12 @@ describe('vfio-mig fsm', () => {
 
   it('the arcs it draws are exactly the arcs the kernel requires drivers to implement', () => {
     for (const flags of FLAG_SETS) {
-      const drawn = driverArcs(flags).map((a) => `${MigState[a.from]}>${MigState[a.to]}`).sort();
-      const required = requiredArcs(flags).map(([f, t]) => `${MigState[f]}>${MigState[t]}`).sort();
+      const drawn = driverArcs(flags)
+        .map((a) => `${MigState[a.from]}>${MigState[a.to]}`)
+        .sort();
+      const required = requiredArcs(flags)
+        .map(([f, t]) => `${MigState[f]}>${MigState[t]}`)
+        .sort();
       expect(drawn, `flags ${flags}`).toEqual(required);
     }
   });
@@ -48,7 +61,16 @@ describe('vfio-mig fsm', () => {
   });
 
   it('bad input: usage errors exit 2 with a one-line message, refused paths exit 1', async () => {
-    for (const args of [['--flags', '9'], ['--flags', 'BOGUS'], ['--flags', '2'], ['--format', 'svg'], ['--from', 'RUNNING'], ['--from', 'NOPE', '--to', 'STOP'], ['--bogus'], ['extra']]) {
+    for (const args of [
+      ['--flags', '9'],
+      ['--flags', 'BOGUS'],
+      ['--flags', '2'],
+      ['--format', 'svg'],
+      ['--from', 'RUNNING'],
+      ['--from', 'NOPE', '--to', 'STOP'],
+      ['--bogus'],
+      ['extra'],
+    ]) {
       const r = await runCli('fsm', ...args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);

@@ -9,7 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
-  SimDevice, SimV1Region, SimV2Driver, VfioMigFlag, encodeDataHeader, encodeMarker, encodeStreamEnd, encodeStreamStart, saveV2,
+  SimDevice,
+  SimV1Region,
+  SimV2Driver,
+  VfioMigFlag,
+  encodeDataHeader,
+  encodeMarker,
+  encodeStreamEnd,
+  encodeStreamStart,
+  saveV2,
 } from '../index.js';
 import { MigrationFileWriter, type MigrationFileInfo } from '../src/cli/migration-file.js';
 import { runCli } from './support/run-cli.js';
@@ -24,12 +32,23 @@ let n = 0;
 /** The real stream of a SIZE-byte simulated device, and the info `vfio-mig save` would write for it. */
 const saved = await (async () => {
   const chunks: Buffer[] = [];
-  const sink = new (await import('node:stream')).Writable({ write(c: Buffer, _e, done) { chunks.push(Buffer.from(c)); done(); } });
+  const sink = new (await import('node:stream')).Writable({
+    write(c: Buffer, _e, done) {
+      chunks.push(Buffer.from(c));
+      done();
+    },
+  });
   const sim = new SimDevice({ size: SIZE, seed: 9 });
   const r = await saveV2(new SimV2Driver(sim, { flags: 1 }), sink);
   const info: MigrationFileInfo = {
-    format: 'vfio-mig-shim migration file', source: `sim:v2?size=${SIZE}&seed=9`, native: 'v2', via: 'v2',
-    deviceBytes: r.stopCopyBytes, precopyBytes: 0, stopCopyBytes: r.stopCopyBytes, savedAt: '2026-01-01T00:00:00.000Z',
+    format: 'vfio-mig-shim migration file',
+    source: `sim:v2?size=${SIZE}&seed=9`,
+    native: 'v2',
+    via: 'v2',
+    deviceBytes: r.stopCopyBytes,
+    precopyBytes: 0,
+    stopCopyBytes: r.stopCopyBytes,
+    savedAt: '2026-01-01T00:00:00.000Z',
     sim: { size: SIZE, pageSize: 4096, fingerprint: sim.fingerprint() },
   };
   return { stream: Buffer.concat(chunks), info };
@@ -51,7 +70,10 @@ async function loadEverywhere(path: string): Promise<{ statuses: number[]; stder
   const statuses: number[] = [];
   const problems: unknown[] = [];
   let stderr = '';
-  for (const [to, via] of [[`sim:v2?size=${SIZE}`, 'v2'], [`sim:v1?size=${SIZE}`, 'v1']]) {
+  for (const [to, via] of [
+    [`sim:v2?size=${SIZE}`, 'v2'],
+    [`sim:v1?size=${SIZE}`, 'v1'],
+  ]) {
     const r = await runCli('load', to, '--in', path, '--via', via, '--json');
     statuses.push(r.status);
     problems.push(r.json.error?.problem);
@@ -71,17 +93,85 @@ describe('the info section of a checksum-valid file', () => {
   });
 
   const bad: [string, (i: any) => unknown, RegExp][] = [
-    ['a number for sim.fingerprint', (i) => { i.sim.fingerprint = 42; }, /info field 'sim\.fingerprint' is 42, expected 64 hex digits/],
-    ['a short sim.fingerprint', (i) => { i.sim.fingerprint = 'abc'; }, /'sim\.fingerprint' is "abc"/],
-    ['a string for sim.size', (i) => { i.sim.size = '65536'; }, /'sim\.size' is "65536", expected a positive integer/],
-    ['a fractional sim.size', (i) => { i.sim.size = 1.5; }, /'sim\.size' is 1\.5/],
-    ['sim as an array', (i) => { i.sim = []; }, /'sim' is \[\], expected an object/],
-    ['no source', (i) => { delete i.source; }, /'source' is missing, expected a string/],
-    ['via v3', (i) => { i.via = 'v3'; }, /'via' is "v3", expected "v1" or "v2"/],
-    ['a negative deviceBytes', (i) => { i.deviceBytes = -1; i.stopCopyBytes = -1; }, /'deviceBytes' is -1/],
-    ['byte counts that do not add up', (i) => { i.precopyBytes = 5; }, /'precopyBytes' \+ 'stopCopyBytes' is \d+, but 'deviceBytes' is \d+/],
-    ['a deviceBytes the stream does not carry', (i) => { i.deviceBytes += 8; i.stopCopyBytes += 8; }, /'deviceBytes' is \d+, but the stream carries \d+ device bytes/],
-    ['another format', (i) => { i.format = 'something else'; }, /'format' is "something else"/],
+    [
+      'a number for sim.fingerprint',
+      (i) => {
+        i.sim.fingerprint = 42;
+      },
+      /info field 'sim\.fingerprint' is 42, expected 64 hex digits/,
+    ],
+    [
+      'a short sim.fingerprint',
+      (i) => {
+        i.sim.fingerprint = 'abc';
+      },
+      /'sim\.fingerprint' is "abc"/,
+    ],
+    [
+      'a string for sim.size',
+      (i) => {
+        i.sim.size = '65536';
+      },
+      /'sim\.size' is "65536", expected a positive integer/,
+    ],
+    [
+      'a fractional sim.size',
+      (i) => {
+        i.sim.size = 1.5;
+      },
+      /'sim\.size' is 1\.5/,
+    ],
+    [
+      'sim as an array',
+      (i) => {
+        i.sim = [];
+      },
+      /'sim' is \[\], expected an object/,
+    ],
+    [
+      'no source',
+      (i) => {
+        delete i.source;
+      },
+      /'source' is missing, expected a string/,
+    ],
+    [
+      'via v3',
+      (i) => {
+        i.via = 'v3';
+      },
+      /'via' is "v3", expected "v1" or "v2"/,
+    ],
+    [
+      'a negative deviceBytes',
+      (i) => {
+        i.deviceBytes = -1;
+        i.stopCopyBytes = -1;
+      },
+      /'deviceBytes' is -1/,
+    ],
+    [
+      'byte counts that do not add up',
+      (i) => {
+        i.precopyBytes = 5;
+      },
+      /'precopyBytes' \+ 'stopCopyBytes' is \d+, but 'deviceBytes' is \d+/,
+    ],
+    [
+      'a deviceBytes the stream does not carry',
+      (i) => {
+        i.deviceBytes += 8;
+        i.stopCopyBytes += 8;
+      },
+      /'deviceBytes' is \d+, but the stream carries \d+ device bytes/,
+    ],
+    [
+      'another format',
+      (i) => {
+        i.format = 'something else';
+      },
+      /'format' is "something else"/,
+    ],
     ['an array for the whole info', () => [], /the info section is \[\], expected an object/],
   ];
   for (const [what, mutate, message] of bad) {
@@ -103,22 +193,28 @@ describe('the info section of a checksum-valid file', () => {
       fc.record({ kind: fc.constant('delete' as const), key: fc.constantFrom(...keys) }),
       fc.record({ kind: fc.constant('whole' as const), value: fc.jsonValue() }),
     );
-    await fc.assert(fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 3 }), async (mutations) => {
-      let info: any = structuredClone(saved.info);
-      for (const m of mutations) {
-        if (m.kind === 'whole') { info = m.value; continue; }
-        if (info === null || typeof info !== 'object') continue;
-        const [head, tail] = m.key.split('.');
-        const target = tail === undefined ? info : info[head];
-        if (target === null || typeof target !== 'object') continue;
-        if (m.kind === 'set') target[tail ?? head] = m.value;
-        else delete target[tail ?? head];
-      }
-      const r = await loadEverywhere(await wrap(saved.stream, info));
-      expect(r.stderr).not.toMatch(/internal error/);
-      for (const s of r.statuses) expect([0, 1, 2]).toContain(s);
-      if (r.statuses.some((s) => s !== 0) && r.problems.includes('bad-info')) expect(r.touched).toBe(false);
-    }), { numRuns: 60, seed: 20260101 });
+    await fc.assert(
+      fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 3 }), async (mutations) => {
+        let info: any = structuredClone(saved.info);
+        for (const m of mutations) {
+          if (m.kind === 'whole') {
+            info = m.value;
+            continue;
+          }
+          if (info === null || typeof info !== 'object') continue;
+          const [head, tail] = m.key.split('.');
+          const target = tail === undefined ? info : info[head];
+          if (target === null || typeof target !== 'object') continue;
+          if (m.kind === 'set') target[tail ?? head] = m.value;
+          else delete target[tail ?? head];
+        }
+        const r = await loadEverywhere(await wrap(saved.stream, info));
+        expect(r.stderr).not.toMatch(/internal error/);
+        for (const s of r.statuses) expect([0, 1, 2]).toContain(s);
+        if (r.statuses.some((s) => s !== 0) && r.problems.includes('bad-info')) expect(r.touched).toBe(false);
+      }),
+      { numRuns: 60, seed: 20260101 },
+    );
   });
 
   it('info that is not JSON, or not UTF-8 text: refused as bad-info', async () => {
@@ -230,15 +326,22 @@ describe('device addresses', () => {
     const junk = fc.string({ maxLength: 8 }).map(encodeURIComponent);
     const sometimes = <T>(a: fc.Arbitrary<T>) => fc.option(a, { freq: 3 });
     const v1 = fc.record({
-      size: sometimes(size), window: sometimes(size), seed: sometimes(fc.oneof(fc.integer({ min: -2, max: 2 ** 33 }).map(String), junk)),
-      policy: sometimes(fc.constantFrom('qemu', 'uapi', 'libvfio-user', 'x', '')), extra: fc.option(junk, { freq: 10 }),
+      size: sometimes(size),
+      window: sometimes(size),
+      seed: sometimes(fc.oneof(fc.integer({ min: -2, max: 2 ** 33 }).map(String), junk)),
+      policy: sometimes(fc.constantFrom('qemu', 'uapi', 'libvfio-user', 'x', '')),
+      extra: fc.option(junk, { freq: 10 }),
     });
     const v2 = fc.record({
-      size: sometimes(size), flags: sometimes(fc.oneof(fc.nat({ max: 9 }).map(String), fc.constantFrom('all', 'STOP_COPY|PRE_COPY', 'P2P'), junk)),
-      seed: sometimes(fc.integer({ min: -2, max: 2 ** 33 }).map(String)), extra: fc.option(junk, { freq: 10 }),
+      size: sometimes(size),
+      flags: sometimes(fc.oneof(fc.nat({ max: 9 }).map(String), fc.constantFrom('all', 'STOP_COPY|PRE_COPY', 'P2P'), junk)),
+      seed: sometimes(fc.integer({ min: -2, max: 2 ** 33 }).map(String)),
+      extra: fc.option(junk, { freq: 10 }),
     });
     const query = (head: string, params: Record<string, string | null>) => {
-      const ps = Object.entries(params).filter(([, v]) => v !== null).map(([k, v]) => (k === 'extra' ? v : `${k}=${v}`));
+      const ps = Object.entries(params)
+        .filter(([, v]) => v !== null)
+        .map(([k, v]) => (k === 'extra' ? v : `${k}=${v}`));
       return ps.length ? `${head}?${ps.join('&')}` : head;
     };
     const address = fc.oneof(
@@ -246,10 +349,13 @@ describe('device addresses', () => {
       { arbitrary: v2.map((p) => query('sim:v2', p)), weight: 5 },
       { arbitrary: fc.tuple(fc.constantFrom('sim:v3', 'sim:', 'sim:v1?', 'sim:v2??'), junk).map(([h, j]) => `${h}${j}`), weight: 1 },
     );
-    await fc.assert(fc.asyncProperty(address, async (a) => {
-      const r = await runCli('inspect', a, '--json');
-      expect(r.stderr).not.toMatch(/internal error/);
-      expect([0, 2]).toContain(r.status);
-    }), { numRuns: 300, seed: 20260102 });
+    await fc.assert(
+      fc.asyncProperty(address, async (a) => {
+        const r = await runCli('inspect', a, '--json');
+        expect(r.stderr).not.toMatch(/internal error/);
+        expect([0, 2]).toContain(r.status);
+      }),
+      { numRuns: 300, seed: 20260102 },
+    );
   });
 });

@@ -25,7 +25,9 @@ describe('vfio-mig inspect: simulated devices', () => {
     expect(r.status, r.stderr).toBe(0);
     const sim = new SimDevice({ size: 1 << 20, seed: 9 });
     expect(r.json.result).toMatchObject({
-      device: 'sim:v2?size=1MiB&flags=5&seed=9', native: 'v2', clients: { v1: 'LegacyRegionOverV2', v2: 'native' },
+      device: 'sim:v2?size=1MiB&flags=5&seed=9',
+      native: 'v2',
+      clients: { v1: 'LegacyRegionOverV2', v2: 'native' },
       v2: { flags: 5, flagNames: 'STOP_COPY|PRE_COPY', state: 'RUNNING', stopCopySize: Number(sim.fullStreamBytes()) },
       v1Region: null,
       sim: { size: 1 << 20, pageSize: 4096, pages: 256, seed: 9, steps: 0, flags: 5, fingerprint: sim.fingerprint() },
@@ -41,7 +43,8 @@ describe('vfio-mig inspect: simulated devices', () => {
     const r = await runCli('inspect', 'sim:v1?size=64KiB&window=4KiB&policy=uapi', '--json');
     expect(r.status, r.stderr).toBe(0);
     expect(r.json.result).toMatchObject({
-      native: 'v1', clients: { v1: 'native', v2: 'V2DeviceOverLegacy' },
+      native: 'v1',
+      clients: { v1: 'native', v2: 'V2DeviceOverLegacy' },
       v2: { flags: 5, state: 'RUNNING', stopCopySize: null },
       v1Region: { size: 4096 + 4096, windowSize: 4096, dataOffset: 4096, policy: 'uapi', deviceState: 1 },
       sim: { size: 65536, window: 4096, policy: 'uapi' },
@@ -58,8 +61,23 @@ describe('vfio-mig inspect: kernel devices (fake kernel)', () => {
     const r = await runCliWith({ syscalls: sys }, 'inspect', '/dev/vfio/3:mdev-v2', '--json');
     expect(r.status, r.stderr).toBe(0);
     const res = r.json.result;
-    expect(res).toMatchObject({ native: 'v2', v2: { flags: 7, state: 'RUNNING' }, v1Region: null, kernel: { name: 'mdev-v2', api: 'group', flagNames: 'PCI' } });
-    expect(res.kernel.regions.map((g: { name: string }) => g.name)).toEqual(['BAR0', 'BAR1', 'BAR2', 'BAR3', 'BAR4', 'BAR5', 'ROM', 'CONFIG', 'VGA']);
+    expect(res).toMatchObject({
+      native: 'v2',
+      v2: { flags: 7, state: 'RUNNING' },
+      v1Region: null,
+      kernel: { name: 'mdev-v2', api: 'group', flagNames: 'PCI' },
+    });
+    expect(res.kernel.regions.map((g: { name: string }) => g.name)).toEqual([
+      'BAR0',
+      'BAR1',
+      'BAR2',
+      'BAR3',
+      'BAR4',
+      'BAR5',
+      'ROM',
+      'CONFIG',
+      'VGA',
+    ]);
     expect(res.kernel.regions[7]).toMatchObject({ index: 7, size: 255, flags: ['read', 'write'] });
     // Reads only: no VFIO_DEVICE_FEATURE SET was issued; every fd is closed again.
     const sets = sys.callsOf('ioctl', VFIO_DEVICE_FEATURE).filter((c) => (c.featureFlags ?? 0) & VFIO_DEVICE_FEATURE_SET);
@@ -80,7 +98,8 @@ describe('vfio-mig inspect: kernel devices (fake kernel)', () => {
     const r = await runCliWith({ syscalls: sys }, 'inspect', '/dev/vfio/4:mdev-v1', '--json');
     expect(r.status, r.stderr).toBe(0);
     expect(r.json.result).toMatchObject({
-      native: 'v1', clients: { v1: 'native', v2: 'V2DeviceOverLegacy' },
+      native: 'v1',
+      clients: { v1: 'native', v2: 'V2DeviceOverLegacy' },
       v2: { flags: 5, state: 'RUNNING', stopCopySize: null },
       v1Region: { index: 9, deviceState: 1, mmap: false },
     });
@@ -99,10 +118,34 @@ describe('vfio-mig inspect: errors people can act on', () => {
   const cases: [string, Partial<FakeKernelOptions>, string, string, RegExp][] = [
     ['vfio module not loaded', { vfio: false }, '/dev/vfio/3:mdev-v2', 'no-vfio', /modprobe vfio-pci.*bind the device to vfio-pci/],
     ['no such group', {}, '/dev/vfio/999:x', 'no-group', /no VFIO group \/dev\/vfio\/999: .*bind it .*ls \/dev\/vfio/],
-    ['no such device in the group', {}, '/dev/vfio/3:nope', 'no-device', /group \/dev\/vfio\/3 has no device 'nope': .*ls \/sys\/kernel\/iommu_groups\/3\/devices/],
-    ['permission denied', { denied: ['/dev/vfio/3'] }, '/dev/vfio/3:mdev-v2', 'permission', /permission denied .*run as root, or give your user the VFIO nodes/],
-    ['group not viable', { nonViable: [3] }, '/dev/vfio/3:mdev-v2', 'not-viable', /every device in the IOMMU group must be bound to vfio-pci/],
-    ['no migration support', {}, '/dev/vfio/5:mdev-none', 'no-migration', /does not support migration \(ENOTTY on VFIO_DEVICE_FEATURE_MIGRATION and no v1 migration region\)/],
+    [
+      'no such device in the group',
+      {},
+      '/dev/vfio/3:nope',
+      'no-device',
+      /group \/dev\/vfio\/3 has no device 'nope': .*ls \/sys\/kernel\/iommu_groups\/3\/devices/,
+    ],
+    [
+      'permission denied',
+      { denied: ['/dev/vfio/3'] },
+      '/dev/vfio/3:mdev-v2',
+      'permission',
+      /permission denied .*run as root, or give your user the VFIO nodes/,
+    ],
+    [
+      'group not viable',
+      { nonViable: [3] },
+      '/dev/vfio/3:mdev-v2',
+      'not-viable',
+      /every device in the IOMMU group must be bound to vfio-pci/,
+    ],
+    [
+      'no migration support',
+      {},
+      '/dev/vfio/5:mdev-none',
+      'no-migration',
+      /does not support migration \(ENOTTY on VFIO_DEVICE_FEATURE_MIGRATION and no v1 migration region\)/,
+    ],
     ['no cdev', {}, '/dev/vfio/devices/vfio7', 'no-cdev', /address it by group/],
   ];
   for (const [what, opts, address, problem, message] of cases) {

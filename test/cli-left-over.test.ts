@@ -48,7 +48,9 @@ describe('a device left in RESUMING (an aborted destination)', () => {
     const r = await runCliWith({ syscalls: sys }, 'save', ADDRESS, '--out', out, '--json');
     expect(r.status, r.stderr).toBe(0);
     expect(r.json.result).toMatchObject({ deviceBytes: 96, takeover: [{ face: 'v2', found: 'RESUMING', action: 'reset' }] });
-    expect(r.stderr).toMatch(/note: .*mtty-a was left in RESUMING by an earlier user; it was reset \(VFIO_DEVICE_RESET\) to RUNNING before use/);
+    expect(r.stderr).toMatch(
+      /note: .*mtty-a was left in RESUMING by an earlier user; it was reset \(VFIO_DEVICE_RESET\) to RUNNING before use/,
+    );
     expect(stateNow()).toBe('RUNNING'); // it ran before the save, so it runs again, as after QEMU's savevm
   });
 
@@ -84,7 +86,11 @@ describe('a device left in RESUMING (an aborted destination)', () => {
       const r = await runCliWith({ syscalls: sys }, 'load', ADDRESS, '--in', input, '--via', via, '--json');
       expect(r.status).toBe(1);
       expect(r.json.error.code).toBe('ENOMEM');
-      expect(r.json.error.message).toMatch(new RegExp(`^loading into ${ADDRESS} \\(over ${via}\\) failed: ENOMEM: .*; the device was reset \\(VFIO_DEVICE_RESET\\) and is RUNNING again$`));
+      expect(r.json.error.message).toMatch(
+        new RegExp(
+          `^loading into ${ADDRESS} \\(over ${via}\\) failed: ENOMEM: .*; the device was reset \\(VFIO_DEVICE_RESET\\) and is RUNNING again$`,
+        ),
+      );
       expect(stateNow()).toBe('RUNNING');
       // and the next user of the device is fine: a save works (a SET out of a left-over RESUMING would oops).
       const save = await runCliWith({ syscalls: sys }, 'save', ADDRESS, '--out', file('after'));
@@ -100,7 +106,9 @@ describe('a RUNNING device and a load the device rejects', () => {
       sys = new FakeSyscalls({ devices: [{ name: 'mtty-a', group: 3 }] });
       const r = await runCliWith({ syscalls: sys }, 'load', ADDRESS, '--in', input, '--via', via);
       expect(r.status).toBe(1);
-      expect(r.stderr).toMatch(/failed: ENOMEM: .*the file holds more state than this device has.*; the device was reset \(VFIO_DEVICE_RESET\) and is RUNNING again\n$/);
+      expect(r.stderr).toMatch(
+        /failed: ENOMEM: .*the file holds more state than this device has.*; the device was reset \(VFIO_DEVICE_RESET\) and is RUNNING again\n$/,
+      );
       expect(r.stderr).not.toMatch(/note:/); // nothing was left over at open
       expect(stateNow()).toBe('RUNNING');
     });

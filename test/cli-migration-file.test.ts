@@ -8,7 +8,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SimDevice, SimV2Driver, saveV2 } from '../index.js';
 import { explainError } from '../src/cli/explain-error.js';
 import {
-  FILE_FOOTER_BYTES, FILE_HEADER_BYTES, MigrationFileError, MigrationFileWriter, readPayload, verifyMigrationFile,
+  FILE_FOOTER_BYTES,
+  FILE_HEADER_BYTES,
+  MigrationFileError,
+  MigrationFileWriter,
+  readPayload,
+  verifyMigrationFile,
   type MigrationFileInfo,
 } from '../src/cli/migration-file.js';
 
@@ -16,8 +21,14 @@ const dir = mkdtempSync(join(tmpdir(), 'vfio-mig-file-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const info = (deviceBytes: number): MigrationFileInfo => ({
-  format: 'vfio-mig-shim migration file', source: 'test', native: 'v2', via: 'v2', deviceBytes, precopyBytes: 0,
-  stopCopyBytes: deviceBytes, savedAt: '2024-01-01T00:00:00.000Z',
+  format: 'vfio-mig-shim migration file',
+  source: 'test',
+  native: 'v2',
+  via: 'v2',
+  deviceBytes,
+  precopyBytes: 0,
+  stopCopyBytes: deviceBytes,
+  savedAt: '2024-01-01T00:00:00.000Z',
 });
 
 async function write(name: string, parts: Uint8Array[], deviceBytes = 0): Promise<string> {
@@ -95,9 +106,11 @@ describe('the two passes', () => {
     b[FILE_HEADER_BYTES + 100] ^= 1;
     writeFileSync(path, b);
     let got = 0;
-    const problem = await problemOf((async () => {
-      for await (const c of readPayload(v)) got += c.length;
-    })());
+    const problem = await problemOf(
+      (async () => {
+        for await (const c of readPayload(v)) got += c.length;
+      })(),
+    );
     expect(problem).toBe('changed');
     expect(got).toBeLessThan(v.payloadBytes);
     expect(got).toBeGreaterThan(0);
@@ -129,16 +142,23 @@ describe('explain-error wording for files', () => {
     explainError(new MigrationFileError('/srv/state.vmig', problem, code, `${code}: something`)).message;
 
   it('permission, space and other errno on reading and writing name the fix, on one line', () => {
-    expect(err('unreadable', 'EACCES')).toBe("cannot read '/srv/state.vmig': permission denied (run as a user who may read it, or fix its permissions with chmod/chown)");
-    expect(err('unwritable', 'EACCES')).toMatch(/^cannot write '\/srv\/state\.vmig': permission denied \(choose a directory you may write to/);
+    expect(err('unreadable', 'EACCES')).toBe(
+      "cannot read '/srv/state.vmig': permission denied (run as a user who may read it, or fix its permissions with chmod/chown)",
+    );
+    expect(err('unwritable', 'EACCES')).toMatch(
+      /^cannot write '\/srv\/state\.vmig': permission denied \(choose a directory you may write to/,
+    );
     expect(err('unwritable', 'ENOSPC')).toMatch(/no space left on the device \(free some space or save elsewhere\)/);
     expect(err('unwritable', 'EROFS')).toMatch(/read-only file system/);
     expect(err('unreadable', 'EIO')).toBe("cannot read '/srv/state.vmig': EIO (something)");
     for (const p of ['checksum', 'truncated', 'damaged', 'bad-magic', 'changed'] as const) expect(err(p, 'EIO')).not.toContain('\n');
   });
 
-  it('a bug says so and points at --debug; a plain Error is a command\'s verdict, shown as is', () => {
-    expect(explainError(new TypeError('x is undefined'))).toEqual({ message: 'internal error: x is undefined (run with --debug for the stack trace)', usage: false });
+  it("a bug says so and points at --debug; a plain Error is a command's verdict, shown as is", () => {
+    expect(explainError(new TypeError('x is undefined'))).toEqual({
+      message: 'internal error: x is undefined (run with --debug for the stack trace)',
+      usage: false,
+    });
     expect(explainError(new Error('fingerprints differ after: a\nb'))).toEqual({ message: 'fingerprints differ after: a b', usage: false });
   });
 });

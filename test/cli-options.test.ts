@@ -101,12 +101,18 @@ describe('--rounds on a device without PRE_COPY', () => {
     for (const via of [[], ['--via', 'v1']]) {
       const r = await runCli('save', 'sim:v2?size=64KiB&flags=1', '--out', join(dir, 'rounds.vmig'), '--rounds', '3', ...via, '--json');
       expect(r.status, r.stderr).toBe(0);
-      expect(r.stderr).toMatch(/^vfio-mig: warning: --rounds 3 has no effect: sim:v2\?size=64KiB&flags=1 has no PRE_COPY \(migration flags 1: STOP_COPY\)/m);
+      expect(r.stderr).toMatch(
+        /^vfio-mig: warning: --rounds 3 has no effect: sim:v2\?size=64KiB&flags=1 has no PRE_COPY \(migration flags 1: STOP_COPY\)/m,
+      );
       expect(r.json.result.warnings).toHaveLength(1);
       expect(r.json.result.precopyBytes).toBe(0);
     }
     // No warning when the device has PRE_COPY, or when --rounds was not given.
-    for (const args of [['sim:v2?size=64KiB&flags=5', '--rounds', '3'], ['sim:v2?size=64KiB&flags=1'], ['sim:v1?size=64KiB', '--rounds', '2']]) {
+    for (const args of [
+      ['sim:v2?size=64KiB&flags=5', '--rounds', '3'],
+      ['sim:v2?size=64KiB&flags=1'],
+      ['sim:v1?size=64KiB', '--rounds', '2'],
+    ]) {
       const r = await runCli('save', ...args, '--out', join(dir, 'rounds.vmig'), '--json');
       expect(r.status, r.stderr).toBe(0);
       expect(r.stderr, args.join(' ')).not.toMatch(/warning/);
@@ -117,7 +123,9 @@ describe('--rounds on a device without PRE_COPY', () => {
   it('demo warns when --rounds is given with --flags that lack PRE_COPY', async () => {
     const r = await runCli('demo', '--size', '64KiB', '--window', '16KiB', '--flags', '3', '--rounds', '2', '--json');
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/^vfio-mig: warning: --rounds 2 has no effect on the v2 devices: --flags 3 \(STOP_COPY\|P2P\) has no PRE_COPY/m);
+    expect(r.stderr).toMatch(
+      /^vfio-mig: warning: --rounds 2 has no effect on the v2 devices: --flags 3 \(STOP_COPY\|P2P\) has no PRE_COPY/m,
+    );
     const quiet = await runCli('demo', '--size', '64KiB', '--window', '16KiB', '--flags', '7', '--rounds', '2', '--json');
     expect(quiet.stderr).not.toMatch(/warning/);
   });

@@ -18,7 +18,12 @@ const dir = mkdtempSync(join(tmpdir(), 'vfio-mig-pipes-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 afterEach(() => vi.restoreAllMocks());
 
-interface Exit { status: number | null; signal: NodeJS.Signals | null; stdout: Buffer; stderr: string }
+interface Exit {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
 
 /** Wait for `child`; collect its output (not stdout when another process reads it). */
 function exited(child: ReturnType<typeof spawn>, readStdout = true): Promise<Exit> {
@@ -26,9 +31,16 @@ function exited(child: ReturnType<typeof spawn>, readStdout = true): Promise<Exi
   const err: Buffer[] = [];
   if (readStdout) child.stdout?.on('data', (b: Buffer) => out.push(b));
   child.stderr?.on('data', (b: Buffer) => err.push(b));
-  return new Promise((resolve) => child.on('close', (status, signal) => resolve({
-    status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString(),
-  })));
+  return new Promise((resolve) =>
+    child.on('close', (status, signal) =>
+      resolve({
+        status,
+        signal,
+        stdout: Buffer.concat(out),
+        stderr: Buffer.concat(err).toString(),
+      }),
+    ),
+  );
 }
 
 /** The real bin (--quiet: no progress lines) with its stdout's reading end closed at once: every write it makes is EPIPE. */
@@ -58,13 +70,31 @@ describe('a reader that goes away', () => {
 });
 
 describe('stdout errors in-process (what bin.ts turns into an exit)', () => {
-  for (const [code, status, message] of [['EPIPE', 141, ''], ['ENOSPC', 1, 'vfio-mig: cannot write to standard output: ENOSPC\n']] as const) {
+  for (const [code, status, message] of [
+    ['EPIPE', 141, ''],
+    ['ENOSPC', 1, 'vfio-mig: cannot write to standard output: ENOSPC\n'],
+  ] as const) {
     it(`${code}: exit(${status}) once, ${message ? 'naming the errno' : 'silently'}`, async () => {
-      const stdout = new Writable({ write(_c, _e, done) { done(Object.assign(new Error(`write ${code}`), { code })); } });
+      const stdout = new Writable({
+        write(_c, _e, done) {
+          done(Object.assign(new Error(`write ${code}`), { code }));
+        },
+      });
       const exits: number[] = [];
       const err: string[] = [];
-      const stderr = new Writable({ write(c, _e, done) { err.push(String(c)); done(); } });
-      await main(['fsm'], { stdout, stderr, exit: (s) => { exits.push(s); } });
+      const stderr = new Writable({
+        write(c, _e, done) {
+          err.push(String(c));
+          done();
+        },
+      });
+      await main(['fsm'], {
+        stdout,
+        stderr,
+        exit: (s) => {
+          exits.push(s);
+        },
+      });
       await new Promise((resolve) => setImmediate(resolve)); // the 'error' event comes a tick after the write
       expect(exits).toEqual([status]);
       expect(err.join('')).toBe(message);
@@ -74,8 +104,12 @@ describe('stdout errors in-process (what bin.ts turns into an exit)', () => {
 
 describe('--out - | --in -', () => {
   it('save --out - piped into load --in - (two processes): the state arrives, the report goes to stderr', async () => {
-    const save = spawn(process.execPath, [BIN, 'save', 'sim:v2?size=2MiB&seed=21', '--out', '-', '--rounds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const load = spawn(process.execPath, [BIN, 'load', 'sim:v1?size=2MiB&seed=22', '--in', '-', '--via', 'v2', '--json'], { stdio: [save.stdout, 'pipe', 'pipe'] });
+    const save = spawn(process.execPath, [BIN, 'save', 'sim:v2?size=2MiB&seed=21', '--out', '-', '--rounds', '2'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const load = spawn(process.execPath, [BIN, 'load', 'sim:v1?size=2MiB&seed=22', '--in', '-', '--via', 'v2', '--json'], {
+      stdio: [save.stdout, 'pipe', 'pipe'],
+    });
     save.stdout.destroy(); // load has its own copy of the pipe's reading end
     const [s, l] = await Promise.all([exited(save, false), exited(load)]);
     expect(s.status, s.stderr).toBe(0);
@@ -142,7 +176,9 @@ describe('--out - | --in -', () => {
     const toTty = await runIo(['save', 'sim:v2?size=64KiB', '--out', '-'], undefined, { stdout: tty });
     expect(toTty.status).toBe(2);
     expect(toTty.stderr).toMatch(/standard output is a terminal/);
-    const fromTty = await runIo(['load', 'sim:v2?size=64KiB', '--in', '-'], undefined, { stdin: Object.assign(Readable.from([]), { isTTY: true }) });
+    const fromTty = await runIo(['load', 'sim:v2?size=64KiB', '--in', '-'], undefined, {
+      stdin: Object.assign(Readable.from([]), { isTTY: true }),
+    });
     expect(fromTty.status).toBe(2);
     expect(fromTty.stderr).toMatch(/standard input is a terminal/);
     const json = await runIo(['save', 'sim:v2?size=64KiB', '--out', '-', '--json']);
@@ -158,11 +194,32 @@ describe('--out - | --in -', () => {
 });
 
 /** main() in-process with byte-exact stdout and an optional stdin. */
-async function runIo(args: string[], stdin?: Buffer, io: { stdout?: Writable; stdin?: NodeJS.ReadableStream; syscalls?: FakeSyscalls } = {}): Promise<{ status: number; stdout: Buffer; stderr: string }> {
+async function runIo(
+  args: string[],
+  stdin?: Buffer,
+  io: { stdout?: Writable; stdin?: NodeJS.ReadableStream; syscalls?: FakeSyscalls } = {},
+): Promise<{ status: number; stdout: Buffer; stderr: string }> {
   const out: Buffer[] = [];
   const err: string[] = [];
-  const stdout = io.stdout ?? new Writable({ write(c: Buffer, _e, done) { out.push(Buffer.from(c)); done(); } });
-  const stderr = new Writable({ write(c, _e, done) { err.push(String(c)); done(); } });
-  const status = await main(args, { stdout, stderr, stdin: io.stdin ?? (stdin ? Readable.from([stdin]) : undefined), syscalls: io.syscalls });
+  const stdout =
+    io.stdout ??
+    new Writable({
+      write(c: Buffer, _e, done) {
+        out.push(Buffer.from(c));
+        done();
+      },
+    });
+  const stderr = new Writable({
+    write(c, _e, done) {
+      err.push(String(c));
+      done();
+    },
+  });
+  const status = await main(args, {
+    stdout,
+    stderr,
+    stdin: io.stdin ?? (stdin ? Readable.from([stdin]) : undefined),
+    syscalls: io.syscalls,
+  });
   return { status, stdout: Buffer.concat(out), stderr: err.join('') };
 }

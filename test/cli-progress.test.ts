@@ -11,13 +11,23 @@ afterEach(() => vi.unstubAllEnvs());
 /** A stream that says it is a terminal of `columns` columns, and keeps what is written. */
 function terminal(columns: number): Writable & { isTTY: true; columns: number; text(): string } {
   const chunks: string[] = [];
-  const w = new Writable({ write(c, _e, done) { chunks.push(String(c)); done(); } });
+  const w = new Writable({
+    write(c, _e, done) {
+      chunks.push(String(c));
+      done();
+    },
+  });
   return Object.assign(w, { isTTY: true as const, columns, text: () => chunks.join('') });
 }
 
 function pipe(): Writable & { text(): string } {
   const chunks: string[] = [];
-  const w = new Writable({ write(c, _e, done) { chunks.push(String(c)); done(); } });
+  const w = new Writable({
+    write(c, _e, done) {
+      chunks.push(String(c));
+      done();
+    },
+  });
   return Object.assign(w, { text: () => chunks.join('') });
 }
 
@@ -49,7 +59,10 @@ describe('on a terminal', () => {
     vi.stubEnv('TERM', 'xterm');
     const err = terminal(40);
     expect(await run(DEMO, pipe(), err)).toBe(0);
-    const frames = err.text().split(/[\r\n]/).filter((x) => x.trim());
+    const frames = err
+      .text()
+      .split(/[\r\n]/)
+      .filter((x) => x.trim());
     expect(frames.length).toBeGreaterThan(3);
     for (const f of frames) {
       expect(f.length, f).toBeLessThan(40);
@@ -91,11 +104,16 @@ describe('stderr not a terminal', () => {
     const err = pipe();
     expect(await run(['save', 'sim:v2?size=4MiB', '--out', '/dev/null/x', '--rounds', '0'], pipe(), err)).toBe(1); // unwritable: no progress at all
     expect(err.text()).toMatch(/^vfio-mig: cannot write/);
-    const dir = (await import('node:fs')).mkdtempSync((await import('node:path')).join((await import('node:os')).tmpdir(), 'vfio-mig-progress-'));
+    const dir = (await import('node:fs')).mkdtempSync(
+      (await import('node:path')).join((await import('node:os')).tmpdir(), 'vfio-mig-progress-'),
+    );
     const saveErr = pipe();
     expect(await run(['save', 'sim:v2?size=4MiB', '--out', `${dir}/s.vmig`, '--rounds', '0'], pipe(), saveErr)).toBe(0);
     const lines = saveErr.text().trimEnd().split('\n');
-    expect(lines.every((l) => /^save sim:v2\?size=4MiB: \d+% \(/.test(l)), saveErr.text()).toBe(true);
+    expect(
+      lines.every((l) => /^save sim:v2\?size=4MiB: \d+% \(/.test(l)),
+      saveErr.text(),
+    ).toBe(true);
     const percents = lines.map((l) => Number(/: (\d+)%/.exec(l)![1]));
     expect(percents.at(-1)).toBe(100);
     expect(percents.length).toBeLessThanOrEqual(11);

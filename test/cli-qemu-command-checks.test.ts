@@ -11,26 +11,45 @@ const qemu = (...args: string[]) => ['/usr/bin/qemu-system-x86_64', '-m', '1G', 
 
 describe('QEMU command-line checks of vfio-mig bridge', () => {
   it('is quiet for a pinned machine type and devices with migration on', () => {
-    for (const m of [['-machine', 'pc-q35-7.2'], ['-M', 'pc-i440fx-7.2'], ['-machine', 'type=pc-q35-7.2,accel=tcg'], ['--machine=pc-q35-7.1']]) {
+    for (const m of [
+      ['-machine', 'pc-q35-7.2'],
+      ['-M', 'pc-i440fx-7.2'],
+      ['-machine', 'type=pc-q35-7.2,accel=tcg'],
+      ['--machine=pc-q35-7.1'],
+    ]) {
       expect(qemuCommandWarnings(qemu(...m, '-device', dev))).toEqual([]);
     }
   });
 
   it('warns about a missing or unversioned machine type and names the type to pin', () => {
     expect(qemuCommandWarnings(qemu('-device', dev))).toEqual([expect.stringMatching(/no -machine given.*pc-i440fx-7\.2/)]);
-    expect(qemuCommandWarnings(qemu('-machine', 'q35', '-device', dev))).toEqual([expect.stringMatching(/-machine q35 is pc-q35-7\.2.*pin -machine pc-q35-7\.2/)]);
+    expect(qemuCommandWarnings(qemu('-machine', 'q35', '-device', dev))).toEqual([
+      expect.stringMatching(/-machine q35 is pc-q35-7\.2.*pin -machine pc-q35-7\.2/),
+    ]);
     expect(qemuCommandWarnings(qemu('-M', 'pc,accel=tcg', '-device', dev))).toEqual([expect.stringMatching(/pin -machine pc-i440fx-7\.2/)]);
     // the last -machine wins, as in QEMU
     expect(qemuCommandWarnings(qemu('-machine', 'pc-q35-7.2', '-machine', 'q35', '-device', dev))).toHaveLength(1);
   });
 
   it('warns for each vfio-pci device without x-enable-migration=on, in either -device syntax', () => {
-    const w = qemuCommandWarnings(qemu('-machine', 'pc-q35-7.2',
-      '-device', 'vfio-pci,sysfsdev=/sys/bus/mdev/devices/u2,id=nic0',
-      '-device', 'driver=vfio-pci,host=0000:3b:00.1,x-enable-migration=off',
-      '-device', '{"driver":"vfio-pci","host":"0000:3b:00.2","x-enable-migration":true}',
-      '-device', 'virtio-net-pci,id=n1'));
-    expect(w).toEqual([expect.stringMatching(/^nic0 has no x-enable-migration=on/), expect.stringMatching(/^0000:3b:00\.1 has no x-enable-migration=on/)]);
+    const w = qemuCommandWarnings(
+      qemu(
+        '-machine',
+        'pc-q35-7.2',
+        '-device',
+        'vfio-pci,sysfsdev=/sys/bus/mdev/devices/u2,id=nic0',
+        '-device',
+        'driver=vfio-pci,host=0000:3b:00.1,x-enable-migration=off',
+        '-device',
+        '{"driver":"vfio-pci","host":"0000:3b:00.2","x-enable-migration":true}',
+        '-device',
+        'virtio-net-pci,id=n1',
+      ),
+    );
+    expect(w).toEqual([
+      expect.stringMatching(/^nic0 has no x-enable-migration=on/),
+      expect.stringMatching(/^0000:3b:00\.1 has no x-enable-migration=on/),
+    ]);
   });
 
   it('says nothing about commands that are not QEMU', () => {
@@ -39,7 +58,10 @@ describe('QEMU command-line checks of vfio-mig bridge', () => {
 
   it('reads QEMU option syntax: implied key, bare flags, doubled commas', () => {
     expect([...parseQemuOptions('vfio-pci,host=a,,b,x-enable-migration=on,multifunction', 'driver')]).toEqual([
-      ['driver', 'vfio-pci'], ['host', 'a,b'], ['x-enable-migration', 'on'], ['multifunction', 'on'],
+      ['driver', 'vfio-pci'],
+      ['host', 'a,b'],
+      ['x-enable-migration', 'on'],
+      ['multifunction', 'on'],
     ]);
   });
 

@@ -12,7 +12,9 @@ import { runCli, runCliWith } from './support/run-cli.js';
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/traces/${name}.jsonl`, import.meta.url));
 const SAVE = fixture('q72-save-running');
 /** The v1 accesses the save fixture holds (a collapsed poll is one). */
-const SAVE_ACCESSES = readFileSync(SAVE, 'utf8').split('\n').filter((l) => l.includes('"ev":"v1"')).length;
+const SAVE_ACCESSES = readFileSync(SAVE, 'utf8')
+  .split('\n')
+  .filter((l) => l.includes('"ev":"v1"')).length;
 const RESUME = fixture('q72-resume');
 const dir = mkdtempSync(join(tmpdir(), 'vfio-mig-replay-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,30 +24,41 @@ describe('vfio-mig replay', () => {
     const r = await runCli('replay', SAVE, '--device', 'sim:v2?size=24&flags=STOP_COPY');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toBe(`replayed ${SAVE_ACCESSES} accesses of device 1 from ${SAVE} (QEMU 7.2.22, device-1 mdev mtty-2) against sim:v2?size=24&flags=STOP_COPY: `
-      + 'no divergence; saved 96 B (recorded 96 B), resumed 0 B\n');
+    expect(r.stdout).toBe(
+      `replayed ${SAVE_ACCESSES} accesses of device 1 from ${SAVE} (QEMU 7.2.22, device-1 mdev mtty-2) against sim:v2?size=24&flags=STOP_COPY: ` +
+        'no divergence; saved 96 B (recorded 96 B), resumed 0 B\n',
+    );
   });
 
   it('--json: the report, divergences and all', async () => {
     const r = await runCli('replay', SAVE, '--device', 'sim:v1?size=24', '--json');
     expect(r.status).toBe(0);
     expect(r.json.result).toEqual({
-      trace: SAVE, device: 'sim:v1?size=24', client: { name: 'QEMU', version: '7.2.22' }, dev: 1, accesses: SAVE_ACCESSES, divergences: [],
-      savedBytes: { recorded: 96, replayed: 96 }, resumedBytes: 0, resumeData: null,
+      trace: SAVE,
+      device: 'sim:v1?size=24',
+      client: { name: 'QEMU', version: '7.2.22' },
+      dev: 1,
+      accesses: SAVE_ACCESSES,
+      divergences: [],
+      savedBytes: { recorded: 96, replayed: 96 },
+      resumedBytes: 0,
+      resumeData: null,
     });
   });
 
   it('a divergence: printed with its line, exit 1, and in --json', async () => {
     const r = await runCli('replay', SAVE, '--device', 'sim:v2?size=32');
     expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(/^line \d+: read pending_bytes: both streams end here, the recorded one after 96 bytes, the replayed one after 104 \(recorded 96 bytes, replayed 104 bytes\)\n/);
+    expect(r.stdout).toMatch(
+      /^line \d+: read pending_bytes: both streams end here, the recorded one after 96 bytes, the replayed one after 104 \(recorded 96 bytes, replayed 104 bytes\)\n/,
+    );
     expect(r.stderr).toMatch(/diverges 1 time\(s\), first at line \d+/);
     const j = await runCli('replay', SAVE, '--device', 'sim:v2?size=32', '--json');
     expect(j.status).toBe(1);
     expect(j.json.result.divergences).toEqual([expect.objectContaining({ kind: 'stream-end', access: 'read pending_bytes' })]);
   });
 
-  it('a recorded resume: by default the device\'s own state (saved through the same region, then reset) is the data', async () => {
+  it("a recorded resume: by default the device's own state (saved through the same region, then reset) is the data", async () => {
     const r = await runCli('replay', RESUME, '--device', 'sim:v2?size=24', '--json');
     expect(r.status, r.stdout).toBe(0);
     expect(r.json.result).toMatchObject({ divergences: [], resumedBytes: 96, resumeData: 'own state' });
@@ -66,7 +79,7 @@ describe('vfio-mig replay', () => {
     expect(bad.stdout).toMatch(/write device_state: the recording leaves RESUMING after 96 resume bytes; the replay data holds 112/);
   });
 
-  it('a kernel device through the bridge\'s path (LegacyRegionOverV2 over the fake kernel\'s mtty)', async () => {
+  it("a kernel device through the bridge's path (LegacyRegionOverV2 over the fake kernel's mtty)", async () => {
     const sys = new FakeSyscalls({ devices: [{ name: 'mtty-a', group: 3 }] });
     for (const trace of [SAVE, RESUME, fixture('q72-failed-then-completed')]) {
       const r = await runCliWith({ syscalls: sys }, 'replay', trace, '--device', '/dev/vfio/3:mtty-a', '--json');
@@ -87,7 +100,10 @@ describe('vfio-mig replay', () => {
       [['replay'], /replay takes one trace file, got none/],
       [['replay', SAVE, RESUME, '--device', 'sim:v2'], /replay takes one trace file, got '.*' '.*'/],
       [['replay', SAVE], /replay needs --device D \(e\.g\. vfio-mig replay .* --device 'sim:v2\?size=24'\)/],
-      [['replay', fixture('q10-save-running'), '--device', 'sim:v2'], /has no v1 register accesses to replay \(a v2 trace, such as QEMU 10's, is not replayed\)/],
+      [
+        ['replay', fixture('q10-save-running'), '--device', 'sim:v2'],
+        /has no v1 register accesses to replay \(a v2 trace, such as QEMU 10's, is not replayed\)/,
+      ],
       [['replay', SAVE, '--device', 'sim:v2', '--dev', '2'], /has no v1 accesses of device 2: it has 1/],
       [['replay', SAVE, '--device', 'sim:v3'], /bad simulated device/],
     ])('%j', async (args, message) => {

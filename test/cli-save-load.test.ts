@@ -39,10 +39,38 @@ async function goodFile(): Promise<string> {
 
 describe('save then load, across protocols', () => {
   const cases = [
-    { from: 'sim:v2?size=2MiB&seed=11', saveVia: [] as string[], to: 'sim:v1?size=2MiB&seed=12&window=64KiB', loadVia: ['--via', 'v2'], saved: 'v2', loaded: 'V2DeviceOverLegacy' },
-    { from: 'sim:v1?size=2MiB&seed=13&window=32KiB', saveVia: [], to: 'sim:v2?size=2MiB&seed=14&flags=3', loadVia: ['--via', 'v1'], saved: 'v1', loaded: 'LegacyRegionOverV2' },
-    { from: 'sim:v2?size=2MiB&seed=15&flags=1', saveVia: ['--via', 'v1'], to: 'sim:v2?size=2MiB&seed=16', loadVia: [], saved: 'v1', loaded: null },
-    { from: 'sim:v1?size=2MiB&seed=17&window=128KiB', saveVia: ['--via', 'v2'], to: 'sim:v1?size=2MiB&seed=18&window=4KiB', loadVia: [], saved: 'v2', loaded: null },
+    {
+      from: 'sim:v2?size=2MiB&seed=11',
+      saveVia: [] as string[],
+      to: 'sim:v1?size=2MiB&seed=12&window=64KiB',
+      loadVia: ['--via', 'v2'],
+      saved: 'v2',
+      loaded: 'V2DeviceOverLegacy',
+    },
+    {
+      from: 'sim:v1?size=2MiB&seed=13&window=32KiB',
+      saveVia: [],
+      to: 'sim:v2?size=2MiB&seed=14&flags=3',
+      loadVia: ['--via', 'v1'],
+      saved: 'v1',
+      loaded: 'LegacyRegionOverV2',
+    },
+    {
+      from: 'sim:v2?size=2MiB&seed=15&flags=1',
+      saveVia: ['--via', 'v1'],
+      to: 'sim:v2?size=2MiB&seed=16',
+      loadVia: [],
+      saved: 'v1',
+      loaded: null,
+    },
+    {
+      from: 'sim:v1?size=2MiB&seed=17&window=128KiB',
+      saveVia: ['--via', 'v2'],
+      to: 'sim:v1?size=2MiB&seed=18&window=4KiB',
+      loadVia: [],
+      saved: 'v2',
+      loaded: null,
+    },
   ];
   for (const c of cases) {
     it(`${c.from} ${c.saveVia.join(' ') || '(native)'} -> ${c.to} ${c.loadVia.join(' ') || '(native)'}: fingerprints match`, async () => {
@@ -90,13 +118,26 @@ describe('save then load, across protocols', () => {
     const writer = await MigrationFileWriter.create(out);
     const r = await saveV2(new SimV2Driver(sim, { flags: 1 }), writer.stream);
     await writer.finish({
-      format: 'vfio-mig-shim migration file', source: 'sim:v2?size=64KiB', native: 'v2', via: 'v2', savedAt: new Date().toISOString(),
-      deviceBytes: r.stopCopyBytes, precopyBytes: 0, stopCopyBytes: r.stopCopyBytes, sim: { size: 64 << 10, pageSize: 4096, fingerprint: 'f'.repeat(64) },
+      format: 'vfio-mig-shim migration file',
+      source: 'sim:v2?size=64KiB',
+      native: 'v2',
+      via: 'v2',
+      savedAt: new Date().toISOString(),
+      deviceBytes: r.stopCopyBytes,
+      precopyBytes: 0,
+      stopCopyBytes: r.stopCopyBytes,
+      sim: { size: 64 << 10, pageSize: 4096, fingerprint: 'f'.repeat(64) },
     });
     const load = await runCli('load', 'sim:v2?size=64KiB', '--in', out, '--json');
     expect(load.status).toBe(1);
-    expect(load.json).toMatchObject({ ok: false, result: { fingerprintMatch: false, fingerprint: sim.fingerprint() }, error: { usage: false } });
-    expect(load.stderr).toMatch(/^vfio-mig: sim:v2\?size=64KiB loaded, but its fingerprint [0-9a-f]{16}\.\.\. differs from the source's f{16}\.\.\.\n$/);
+    expect(load.json).toMatchObject({
+      ok: false,
+      result: { fingerprintMatch: false, fingerprint: sim.fingerprint() },
+      error: { usage: false },
+    });
+    expect(load.stderr).toMatch(
+      /^vfio-mig: sim:v2\?size=64KiB loaded, but its fingerprint [0-9a-f]{16}\.\.\. differs from the source's f{16}\.\.\.\n$/,
+    );
   });
 });
 
@@ -142,22 +183,82 @@ describe('kernel devices (fake kernel)', () => {
     expect((await runCliWith({ syscalls: kernel() }, 'save', '/dev/vfio/3:src-v2', '--out', mtty)).status).toBe(0);
     const r = await runCli('load', 'sim:v2?size=64KiB', '--in', mtty, '--quiet');
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^vfio-mig: loading into sim:v2\?size=64KiB \(over v2\) failed: EINVAL: .*was the file saved from this kind of device/);
+    expect(r.stderr).toMatch(
+      /^vfio-mig: loading into sim:v2\?size=64KiB \(over v2\) failed: EINVAL: .*was the file saved from this kind of device/,
+    );
   });
 });
 
 describe('damaged files fail before the device is touched', () => {
   const damages: [string, (path: string) => void, string, RegExp][] = [
-    ['a flipped byte', (p) => { const b = readFileSync(p); b[b.length >> 1] ^= 0x40; writeFileSync(p, b); }, 'checksum', /is damaged: SHA-256 mismatch/],
-    ['a flipped byte in the info', (p) => { const b = readFileSync(p); b[b.length - 64 - 3] ^= 1; writeFileSync(p, b); }, 'checksum', /is damaged: SHA-256 mismatch/],
-    ['truncation', (p) => truncateSync(p, statSync(p).size - 1000), 'truncated', /is truncated \(\d+ of \d+ bytes\): .*copy it again or save again/],
+    [
+      'a flipped byte',
+      (p) => {
+        const b = readFileSync(p);
+        b[b.length >> 1] ^= 0x40;
+        writeFileSync(p, b);
+      },
+      'checksum',
+      /is damaged: SHA-256 mismatch/,
+    ],
+    [
+      'a flipped byte in the info',
+      (p) => {
+        const b = readFileSync(p);
+        b[b.length - 64 - 3] ^= 1;
+        writeFileSync(p, b);
+      },
+      'checksum',
+      /is damaged: SHA-256 mismatch/,
+    ],
+    [
+      'truncation',
+      (p) => truncateSync(p, statSync(p).size - 1000),
+      'truncated',
+      /is truncated \(\d+ of \d+ bytes\): .*copy it again or save again/,
+    ],
     ['truncation to a stub', (p) => truncateSync(p, 20), 'truncated', /is truncated/],
-    ['a wrong magic', (p) => { const b = readFileSync(p); b.write('QEVM', 0, 'latin1'); writeFileSync(p, b); }, 'bad-magic', /is not a vfio-mig migration file \(starts with 0x5145564d.*\): give a file written by 'vfio-mig save'/],
-    ['a raw stream without the container', (p) => { const b = readFileSync(p); writeFileSync(p, b.subarray(32, b.length - 200)); }, 'bad-magic', /is not a vfio-mig migration file/],
+    [
+      'a wrong magic',
+      (p) => {
+        const b = readFileSync(p);
+        b.write('QEVM', 0, 'latin1');
+        writeFileSync(p, b);
+      },
+      'bad-magic',
+      /is not a vfio-mig migration file \(starts with 0x5145564d.*\): give a file written by 'vfio-mig save'/,
+    ],
+    [
+      'a raw stream without the container',
+      (p) => {
+        const b = readFileSync(p);
+        writeFileSync(p, b.subarray(32, b.length - 200));
+      },
+      'bad-magic',
+      /is not a vfio-mig migration file/,
+    ],
     ['an empty file', (p) => writeFileSync(p, ''), 'bad-magic', /the file is empty/],
     ['bytes appended', (p) => appendFileSync(p, 'junk'), 'trailing-bytes', /is damaged: 4 bytes after the end/],
-    ['a newer container version', (p) => { const b = readFileSync(p); b.writeUInt32BE(2, 8); writeFileSync(p, b); }, 'bad-version', /container version 2, this vfio-mig reads version 1/],
-    ['an unfinished save', (p) => { const b = readFileSync(p); b.fill(0, 16, 32); writeFileSync(p, b); }, 'incomplete', /is incomplete: .*did not finish; save again/],
+    [
+      'a newer container version',
+      (p) => {
+        const b = readFileSync(p);
+        b.writeUInt32BE(2, 8);
+        writeFileSync(p, b);
+      },
+      'bad-version',
+      /container version 2, this vfio-mig reads version 1/,
+    ],
+    [
+      'an unfinished save',
+      (p) => {
+        const b = readFileSync(p);
+        b.fill(0, 16, 32);
+        writeFileSync(p, b);
+      },
+      'incomplete',
+      /is incomplete: .*did not finish; save again/,
+    ],
   ];
 
   for (const [what, damage, problem, message] of damages) {
@@ -167,7 +268,11 @@ describe('damaged files fail before the device is touched', () => {
       // A simulated destination: the driver and region are never asked anything.
       const v2Calls = vi.spyOn(SimV2Driver.prototype, 'setState');
       const v1Writes = vi.spyOn(SimV1Region.prototype, 'writeAt');
-      for (const [to, via] of [['sim:v2?size=1MiB', 'v2'], ['sim:v1?size=1MiB', 'v1'], ['sim:v1?size=1MiB', 'v2']]) {
+      for (const [to, via] of [
+        ['sim:v2?size=1MiB', 'v2'],
+        ['sim:v1?size=1MiB', 'v1'],
+        ['sim:v1?size=1MiB', 'v2'],
+      ]) {
         const r = await runCli('load', to, '--in', path, '--via', via, '--json');
         expect(r.status, `${to} --via ${via}`).toBe(1);
         expect(oneLine(r.stderr)).toHaveLength(1);
@@ -254,7 +359,9 @@ describe('bad input', () => {
     }
     const size = await runCli('load', 'sim:v1?size=2MiB', '--in', path);
     expect(size.status).toBe(2);
-    expect(size.stderr).toMatch(/holds the state of a simulated device of 1 MiB, sim:v1\?size=2MiB has 2 MiB: give the destination size=1MiB/);
+    expect(size.stderr).toMatch(
+      /holds the state of a simulated device of 1 MiB, sim:v1\?size=2MiB has 2 MiB: give the destination size=1MiB/,
+    );
   });
 
   it('--help for both', async () => {

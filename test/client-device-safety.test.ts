@@ -104,7 +104,10 @@ describe('a failed load leaves the device RUNNING after a reset, and says so', (
   });
 
   it('loadV2: a failure after the data (STOP -> RUNNING_P2P) is reset by the ladder; recoveryOf says reset', async () => {
-    const driver = new SimV2Driver(new SimDevice({ size: 16_384, seed: 1 }), { flags: ALL, faults: { failArc: { from: S, to: MigState.RUNNING_P2P, errno: 'EIO' } } });
+    const driver = new SimV2Driver(new SimDevice({ size: 16_384, seed: 1 }), {
+      flags: ALL,
+      faults: { failArc: { from: S, to: MigState.RUNNING_P2P, errno: 'EIO' } },
+    });
     const e = await failure(loadV2(driver, Readable.from([await savedFile(16_384)])));
     expect(e.code).toBe('EIO');
     expect(recoveryOf(e)).toEqual({ reset: true });
@@ -118,7 +121,9 @@ describe('a failed load leaves the device RUNNING after a reset, and says so', (
       getState: () => driver.getState(),
       setState: (t) => driver.setState(t),
       stopCopySize: () => driver.stopCopySize(),
-      reset: async () => { throw new MigrationError('ENODEV', 'gone'); },
+      reset: async () => {
+        throw new MigrationError('ENODEV', 'gone');
+      },
       close: () => driver.close(),
     };
     const e = await failure(loadV2(broken, Readable.from([await savedFile(16_384)])));

@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 const ROOT = join(import.meta.dirname, '..');
 const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');
 const tracked = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
-  .split('\n').filter((f) => /\.(ts|mjs|js|md|sh|c|h|json)$/.test(f) && f !== 'package-lock.json' && f !== 'test/docs.test.ts');
+  .split('\n')
+  .filter((f) => /\.(ts|mjs|js|md|sh|c|h|json)$/.test(f) && f !== 'package-lock.json' && f !== 'test/docs.test.ts');
 const sources = tracked.filter((f) => /^(src|legacy|translate)\/.*\.ts$|^(index|testing)\.ts$/.test(f));
 
 /** The decisions of docs/SEMANTICS.md, by number, in the order they are listed. */

@@ -15,19 +15,34 @@ const { MigState, MigFlags } = pkg;
 
 /** sizeof(struct X) in <linux/vfio.h> (6.12), and in the 5.8-5.17 header for the v1 region. */
 const STRUCT_SIZES: Record<string, number> = {
-  vfio_device_migration_info: 32, vfio_device_feature: 8, vfio_device_feature_migration: 8,
-  vfio_device_feature_mig_state: 8, vfio_device_feature_mig_data_size: 8, vfio_precopy_info: 24,
-  vfio_device_info: 24, vfio_region_info: 32, vfio_info_cap_header: 8, vfio_region_info_cap_type: 16,
-  vfio_region_info_cap_sparse_mmap: 16, vfio_group_status: 8, vfio_iommu_type1_info: 24,
+  vfio_device_migration_info: 32,
+  vfio_device_feature: 8,
+  vfio_device_feature_migration: 8,
+  vfio_device_feature_mig_state: 8,
+  vfio_device_feature_mig_data_size: 8,
+  vfio_precopy_info: 24,
+  vfio_device_info: 24,
+  vfio_region_info: 32,
+  vfio_info_cap_header: 8,
+  vfio_region_info_cap_type: 16,
+  vfio_region_info_cap_sparse_mmap: 16,
+  vfio_group_status: 8,
+  vfio_iommu_type1_info: 24,
   vfio_iommu_type1_info_cap_migration: 32,
 };
 
 /** Constants and their values in the uAPI headers (_IO(';', VFIO_BASE + n) for ioctls). */
 const CONSTANTS: Record<string, number> = {
-  V1_RUNNING: 1, V1_SAVING: 2, V1_RESUMING: 4, V1_MASK: 7,
-  VFIO_REGION_TYPE_MIGRATION_DEPRECATED: 3, VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED: 1,
-  VFIO_TYPE: ';'.charCodeAt(0), VFIO_BASE: 100,
-  VFIO_DEVICE_FEATURE: (0x3b << 8) | (100 + 17), VFIO_MIG_GET_PRECOPY_INFO: (0x3b << 8) | (100 + 21),
+  V1_RUNNING: 1,
+  V1_SAVING: 2,
+  V1_RESUMING: 4,
+  V1_MASK: 7,
+  VFIO_REGION_TYPE_MIGRATION_DEPRECATED: 3,
+  VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED: 1,
+  VFIO_TYPE: ';'.charCodeAt(0),
+  VFIO_BASE: 100,
+  VFIO_DEVICE_FEATURE: (0x3b << 8) | (100 + 17),
+  VFIO_MIG_GET_PRECOPY_INFO: (0x3b << 8) | (100 + 21),
 };
 
 const smallDevice = (seed = 1) => new pkg.SimDevice({ size: 3000, seed, pageSize: 256 });
@@ -35,32 +50,53 @@ const smallDevice = (seed = 1) => new pkg.SimDevice({ size: 3000, seed, pageSize
 /** name -> [arity, a call with a documented result]. */
 const FUNCTIONS: Record<string, [number, () => unknown]> = {
   nextState: [3, () => expect(pkg.nextState(MigState.RUNNING, MigState.STOP_COPY, MigFlags.STOP_COPY)).toBe(MigState.STOP)],
-  transitionPath: [3, () => expect(pkg.transitionPath(MigState.RUNNING, MigState.STOP_COPY, MigFlags.STOP_COPY)).toEqual([MigState.STOP, MigState.STOP_COPY])],
+  transitionPath: [
+    3,
+    () => expect(pkg.transitionPath(MigState.RUNNING, MigState.STOP_COPY, MigFlags.STOP_COPY)).toEqual([MigState.STOP, MigState.STOP_COPY]),
+  ],
   v1IsValid: [1, () => expect([0, 1, 2, 3, 4, 5, 6, 7].map(pkg.v1IsValid)).toEqual([true, true, true, true, true, false, false, false])],
-  v1IsError: [1, () => expect([0, 1, 2, 3, 4, 5, 6, 7].map(pkg.v1IsError)).toEqual([false, false, false, false, false, false, true, false])],
+  v1IsError: [
+    1,
+    () => expect([0, 1, 2, 3, 4, 5, 6, 7].map(pkg.v1IsError)).toEqual([false, false, false, false, false, false, true, false]),
+  ],
   v1SetError: [1, () => expect(pkg.v1SetError(0x100 | 3)).toBe(0x106)],
   v1ToV2State: [1, () => expect(pkg.v1ToV2State(3)).toBe(MigState.PRE_COPY)],
   v2ToV1State: [1, () => expect(pkg.v2ToV1State(MigState.STOP_COPY)).toBe(2)],
-  isV1Fatal: [1, () => expect([pkg.isV1Fatal(new pkg.V1FatalError('EIO', 'x')), pkg.isV1Fatal(new pkg.MigrationError('EIO'))]).toEqual([true, false])],
+  isV1Fatal: [
+    1,
+    () => expect([pkg.isV1Fatal(new pkg.V1FatalError('EIO', 'x')), pkg.isV1Fatal(new pkg.MigrationError('EIO'))]).toEqual([true, false]),
+  ],
   toMigrationError: [1, () => expect(pkg.toMigrationError(new Error('x'))).toMatchObject({ code: 'EIO' })],
-  asMigrationError: [1, () => {
-    expect(pkg.asMigrationError(Object.assign(new Error('x'), { code: 'EPIPE' }))).toMatchObject({ code: 'EPIPE' });
-    expect(pkg.asMigrationError).toBe(pkg.toMigrationError); // one conversion, two names
-  }],
-  retryTransient: [1, async () => {
-    let calls = 0;
-    const op = async () => (++calls < 3 ? Promise.reject(new pkg.MigrationError('EAGAIN')) : 'done');
-    expect([await pkg.retryTransient(op), calls]).toEqual(['done', 3]);
-  }],
-  v1SetState: [3, async () => {
-    const region = new pkg.SimV1Region(smallDevice());
-    expect(await pkg.v1SetState(region, pkg.V1_MASK, pkg.V1_SAVING)).toBe(3); // QEMU 7.2 save_setup: 001 -> 011
-  }],
+  asMigrationError: [
+    1,
+    () => {
+      expect(pkg.asMigrationError(Object.assign(new Error('x'), { code: 'EPIPE' }))).toMatchObject({ code: 'EPIPE' });
+      expect(pkg.asMigrationError).toBe(pkg.toMigrationError); // one conversion, two names
+    },
+  ],
+  retryTransient: [
+    1,
+    async () => {
+      let calls = 0;
+      const op = async () => (++calls < 3 ? Promise.reject(new pkg.MigrationError('EAGAIN')) : 'done');
+      expect([await pkg.retryTransient(op), calls]).toEqual(['done', 3]);
+    },
+  ],
+  v1SetState: [
+    3,
+    async () => {
+      const region = new pkg.SimV1Region(smallDevice());
+      expect(await pkg.v1SetState(region, pkg.V1_MASK, pkg.V1_SAVING)).toBe(3); // QEMU 7.2 save_setup: 001 -> 011
+    },
+  ],
   saveV1: [2, () => roundTrip('v1')],
   loadV1: [2, () => roundTrip('v1')],
   saveV2: [2, () => roundTrip('v2')],
   loadV2: [2, () => roundTrip('v2')],
-  runDifferential: [1, async () => expect(await pkg.runDifferential({ seed: 1, runs: 2, pairing: 'v1-stop-copy' })).toMatchObject({ runs: 2, passed: true })],
+  runDifferential: [
+    1,
+    async () => expect(await pkg.runDifferential({ seed: 1, runs: 2, pairing: 'v1-stop-copy' })).toMatchObject({ runs: 2, passed: true }),
+  ],
   koffiSyscalls: [0, () => expect(pkg.koffiSyscalls()).toBeInstanceOf(pkg.KoffiSyscalls)],
   openGroupDevice: [2, () => withFakeKernel((sys) => pkg.openGroupDevice(0, 'd', sys))],
   openVfioDevice: [1, () => withFakeKernel((sys) => pkg.openVfioDevice({ group: 0, name: 'd' }, sys))],
@@ -101,8 +137,10 @@ const CLASSES: Record<string, () => object | Promise<object>> = {
   SimV1Region: () => new pkg.SimV1Region(smallDevice()),
   LegacyRegionOverV2: () => new pkg.LegacyRegionOverV2(new pkg.SimV2Driver(smallDevice(), { flags: MigFlags.STOP_COPY })),
   V2DeviceOverLegacy: () => new pkg.V2DeviceOverLegacy(new pkg.SimV1Region(smallDevice())),
-  KernelMigrationDevice: () => new pkg.KernelMigrationDevice(pkg.openGroupDevice(0, 'd', new testing.FakeSyscalls({ devices: [{ name: 'd', group: 0 }] }))),
-  KernelLegacyRegion: () => pkg.KernelLegacyRegion.open({ group: 0, name: 'd' }, new testing.FakeSyscalls({ devices: [{ name: 'd', group: 0, v1Region: {} }] })),
+  KernelMigrationDevice: () =>
+    new pkg.KernelMigrationDevice(pkg.openGroupDevice(0, 'd', new testing.FakeSyscalls({ devices: [{ name: 'd', group: 0 }] }))),
+  KernelLegacyRegion: () =>
+    pkg.KernelLegacyRegion.open({ group: 0, name: 'd' }, new testing.FakeSyscalls({ devices: [{ name: 'd', group: 0, v1Region: {} }] })),
 };
 
 /** Every name of 'vfio-mig-shim/testing' -> a check of its kind and one documented behaviour. */
@@ -146,8 +184,16 @@ describe('package root (dist/index.js)', () => {
   });
 
   it('MigState and MigFlags carry the uAPI numbers (enum vfio_device_mig_state, VFIO_MIGRATION_*)', () => {
-    expect([MigState.ERROR, MigState.STOP, MigState.RUNNING, MigState.STOP_COPY, MigState.RESUMING,
-      MigState.RUNNING_P2P, MigState.PRE_COPY, MigState.PRE_COPY_P2P]).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect([
+      MigState.ERROR,
+      MigState.STOP,
+      MigState.RUNNING,
+      MigState.STOP_COPY,
+      MigState.RESUMING,
+      MigState.RUNNING_P2P,
+      MigState.PRE_COPY,
+      MigState.PRE_COPY_P2P,
+    ]).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect({ ...MigFlags }).toEqual({ STOP_COPY: 1, P2P: 2, PRE_COPY: 4 });
   });
 
@@ -155,7 +201,13 @@ describe('package root (dist/index.js)', () => {
     expect(pkg.uapi.VFIO_DEVICE_FEATURE).toBe(pkg.VFIO_DEVICE_FEATURE);
     expect(pkg.uapi.VFIO_MIG_GET_PRECOPY_INFO).toBe(pkg.VFIO_MIG_GET_PRECOPY_INFO);
     for (const name of Object.keys(STRUCT_SIZES)) expect(`${name} ${pkg.structLayouts[name]?.size}`).toBe(`${name} ${STRUCT_SIZES[name]}`);
-    expect(pkg.structLayouts.vfio_device_migration_info.offsets).toEqual({ device_state: 0, reserved: 4, pending_bytes: 8, data_offset: 16, data_size: 24 });
+    expect(pkg.structLayouts.vfio_device_migration_info.offsets).toEqual({
+      device_state: 0,
+      reserved: 4,
+      pending_bytes: 8,
+      data_offset: 16,
+      data_size: 24,
+    });
   });
 
   it('DIFFERENTIAL_PAIRINGS names the pairings runDifferential accepts', async () => {

@@ -22,7 +22,16 @@ function outcome(f: () => unknown): string {
 
 describe('nextState: docs/PROTOCOL.md §3.5 table (all flags: nothing is skipped)', () => {
   // Rows cur, columns target, in docs/PROTOCOL.md §3.5's order S R PC PCP SC RS RP (and E).
-  const order = [MigState.STOP, MigState.RUNNING, MigState.PRE_COPY, MigState.PRE_COPY_P2P, MigState.STOP_COPY, MigState.RESUMING, MigState.RUNNING_P2P, MigState.ERROR];
+  const order = [
+    MigState.STOP,
+    MigState.RUNNING,
+    MigState.PRE_COPY,
+    MigState.PRE_COPY_P2P,
+    MigState.STOP_COPY,
+    MigState.RESUMING,
+    MigState.RUNNING_P2P,
+    MigState.ERROR,
+  ];
   const abbrev: Record<string, MigState> = { S: 1, R: 2, SC: 3, RS: 4, RP: 5, PC: 6, PCP: 7, E: 0 };
   const table = `
     S   S  RP RP  RP  SC RS RP E
@@ -82,7 +91,9 @@ describe('transitionPath agrees with the BFS oracle over required driver arcs', 
         for (const target of STATES) {
           const got = outcome(() => transitionPath(cur, target, flags).join(','));
           const want = outcome(() => oraclePath(cur, target, flags).join(','));
-          expect(`${MigState[cur] ?? cur}->${MigState[target] ?? target}: ${got}`).toBe(`${MigState[cur] ?? cur}->${MigState[target] ?? target}: ${want}`);
+          expect(`${MigState[cur] ?? cur}->${MigState[target] ?? target}: ${got}`).toBe(
+            `${MigState[cur] ?? cur}->${MigState[target] ?? target}: ${want}`,
+          );
         }
       }
     });
@@ -92,10 +103,18 @@ describe('transitionPath agrees with the BFS oracle over required driver arcs', 
 describe('transitionPath examples from docs/PROTOCOL.md §3.5', () => {
   const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
   const cases: [number, MigState, MigState, MigState[]][] = [
-    [1, R, SC, [S, SC]], [1, R, RS, [S, RS]], [1, SC, R, [S, R]], [1, RS, R, [S, R]],
-    [3, R, S, [RP, S]], [3, S, R, [RP, R]], [3, R, SC, [RP, S, SC]],
-    [5, PC, SC, [SC]], [5, PC, S, [R, S]], [5, S, PC, [R, PC]],
-    [7, PC, SC, [PCP, SC]], [7, PC, RS, [R, RP, S, RS]],
+    [1, R, SC, [S, SC]],
+    [1, R, RS, [S, RS]],
+    [1, SC, R, [S, R]],
+    [1, RS, R, [S, R]],
+    [3, R, S, [RP, S]],
+    [3, S, R, [RP, R]],
+    [3, R, SC, [RP, S, SC]],
+    [5, PC, SC, [SC]],
+    [5, PC, S, [R, S]],
+    [5, S, PC, [R, PC]],
+    [7, PC, SC, [PCP, SC]],
+    [7, PC, RS, [R, RP, S, RS]],
   ];
   for (const [flags, from, to, path] of cases) {
     it(`0x${flags.toString(16)} ${MigState[from]} -> ${MigState[to]}`, () => {
@@ -114,7 +133,15 @@ describe('transitionPath examples from docs/PROTOCOL.md §3.5', () => {
   });
   it('same state is an empty path; ERROR, out-of-range and non-integer states are EINVAL', () => {
     expect(transitionPath(R, R, 1)).toEqual([]);
-    for (const [c, t] of [[0, 0], [2, 0], [0, 2], [2, 8], [-1, 2], [2, 1.5], [2, Number.NaN]]) {
+    for (const [c, t] of [
+      [0, 0],
+      [2, 0],
+      [0, 2],
+      [2, 8],
+      [-1, 2],
+      [2, 1.5],
+      [2, Number.NaN],
+    ]) {
       expect(outcome(() => transitionPath(c, t, 7))).toBe('EINVAL');
     }
     expect(outcome(() => nextState(R, RP, 1))).toBe('EINVAL');

@@ -4,9 +4,18 @@
 // definitions cut out of the real samples/vfio-mdev/mtty.c).
 import { describe, expect, it } from 'vitest';
 import {
-  IOMMU_DESTROY, IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD,
-  VFIO_DEVICE_DETACH_IOMMUFD_PT, iommu_destroy, iommu_ioas_alloc, vfio_device_attach_iommufd_pt, VFIO_NOIOMMU_IOMMU,
-  vfio_device_bind_iommufd, type CStruct, type FieldMap,
+  IOMMU_DESTROY,
+  IOMMU_IOAS_ALLOC,
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_DETACH_IOMMUFD_PT,
+  iommu_destroy,
+  iommu_ioas_alloc,
+  vfio_device_attach_iommufd_pt,
+  VFIO_NOIOMMU_IOMMU,
+  vfio_device_bind_iommufd,
+  type CStruct,
+  type FieldMap,
 } from '../index.js';
 import { MTTY_HEADER_SIZE, MTTY_MAGIC, MTTY_PORT_SIZE, UART_SCR } from '../testing.js';
 import { parseNameValues, runC } from './support/c-program.js';
@@ -32,13 +41,25 @@ function expectLayouts(structs: CStruct<FieldMap>[], c: Map<string, bigint>): vo
 
 describe('cdev / iommufd ABI against gcc and the real 6.12 headers', () => {
   it('ioctl numbers and struct layouts match', () => {
-    const structs = [vfio_device_bind_iommufd, vfio_device_attach_iommufd_pt, iommu_ioas_alloc, iommu_destroy] as unknown as CStruct<FieldMap>[];
+    const structs = [
+      vfio_device_bind_iommufd,
+      vfio_device_attach_iommufd_pt,
+      iommu_ioas_alloc,
+      iommu_destroy,
+    ] as unknown as CStruct<FieldMap>[];
     const consts = {
-      VFIO_NOIOMMU_IOMMU, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT, IOMMU_IOAS_ALLOC, IOMMU_DESTROY,
+      VFIO_NOIOMMU_IOMMU,
+      VFIO_DEVICE_BIND_IOMMUFD,
+      VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+      VFIO_DEVICE_DETACH_IOMMUFD_PT,
+      IOMMU_IOAS_ALLOC,
+      IOMMU_DESTROY,
     };
     const src = `#include <stdio.h>\n#include <stddef.h>\n${includeVfioH()}#include "${requireFile(IOMMUFD_H, `linux-headers-${KERNEL_VERSION}-common`)}"
 int main(void) {
-${Object.keys(consts).map((k) => `printf("%s %llu\\n", "${k}", (unsigned long long)(${k}));`).join('\n')}
+${Object.keys(consts)
+  .map((k) => `printf("%s %llu\\n", "${k}", (unsigned long long)(${k}));`)
+  .join('\n')}
 ${layoutLines(structs)}
 return 0; }\n`;
     const c = parseNameValues(runC(src));

@@ -44,7 +44,12 @@ describe('adoptVfioDevice', () => {
     expect([adopted.api, adopted.name, adopted.info.numRegions]).toEqual(['group', A, opener.info.numRegions]);
     adopted.close();
     expect(sys.openFds().length).toBe(before - 1); // the device fd; group and container stay the opener's
-    expect(sys.openFds().map((f) => f.kind).sort()).toEqual(['container', 'group']);
+    expect(
+      sys
+        .openFds()
+        .map((f) => f.kind)
+        .sort(),
+    ).toEqual(['container', 'group']);
   });
 
   it('refuses an fd that is no VFIO device with ENOTTY, before any ioctl, and closes it', () => {

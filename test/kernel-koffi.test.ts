@@ -7,8 +7,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  KernelMigrationDevice, KernelLegacyRegion, MigrationError, O_CLOEXEC, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE,
-  koffiSyscalls, openGroupDevice, openCdevDevice,
+  KernelMigrationDevice,
+  KernelLegacyRegion,
+  MigrationError,
+  O_CLOEXEC,
+  O_RDONLY,
+  O_RDWR,
+  PROT_READ,
+  PROT_WRITE,
+  koffiSyscalls,
+  openGroupDevice,
+  openCdevDevice,
 } from '../index.js';
 import { errnoOf } from './support/errno.js';
 
@@ -52,7 +61,13 @@ describe('KoffiSyscalls on the host kernel', () => {
     } finally {
       sys.close(fd);
     }
-    const err = (() => { try { sys.open('/nonexistent/x', 0); } catch (e) { return e as MigrationError; } })()!;
+    const err = (() => {
+      try {
+        sys.open('/nonexistent/x', 0);
+      } catch (e) {
+        return e as MigrationError;
+      }
+    })()!;
     expect(err.errno).toBe(2);
     expect(err.message).toMatch(/^ENOENT: open \/nonexistent\/x/);
   });
@@ -112,7 +127,13 @@ describe('KoffiSyscalls on the host kernel', () => {
 describe.runIf(!existsSync('/dev/vfio/vfio'))('opening VFIO on a host without vfio loaded', () => {
   it('names the fix, and leaves no fd behind', async () => {
     const before = fdCount();
-    const err = (() => { try { openGroupDevice(424242, 'dev'); } catch (e) { return e as MigrationError; } })()!;
+    const err = (() => {
+      try {
+        openGroupDevice(424242, 'dev');
+      } catch (e) {
+        return e as MigrationError;
+      }
+    })()!;
     expect(err).toBeInstanceOf(MigrationError);
     expect(err.code).toBe('ENOENT');
     expect(err.message).toMatch(/modprobe vfio/);
@@ -122,7 +143,13 @@ describe.runIf(!existsSync('/dev/vfio/vfio'))('opening VFIO on a host without vf
   });
 
   it('the cdev API names the missing IOMMUFD', () => {
-    const err = (() => { try { openCdevDevice('/dev/vfio/devices/vfio0'); } catch (e) { return e as MigrationError; } })()!;
+    const err = (() => {
+      try {
+        openCdevDevice('/dev/vfio/devices/vfio0');
+      } catch (e) {
+        return e as MigrationError;
+      }
+    })()!;
     expect(err.code).toBe('ENOENT');
     expect(err.message).toMatch(/IOMMUFD/);
   });

@@ -3,7 +3,13 @@
 // docs/PROTOCOL.md §1.5/1.6 through pread/pwrite at the region offset of the device fd.
 import { describe, expect, it } from 'vitest';
 import {
-  KernelLegacyRegion, MigrationError, V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP, VFIO_DEVICE_RESET,
+  KernelLegacyRegion,
+  MigrationError,
+  V1_RESUMING,
+  V1_RUNNING,
+  V1_SAVING,
+  V1_STOP,
+  VFIO_DEVICE_RESET,
   type LegacyRegion,
 } from '../index.js';
 import { FakeSyscalls } from '../testing.js';
@@ -14,8 +20,16 @@ import { expectMttyHeader } from './support/mtty-scenarios.js';
 const A = 'v1-a';
 const B = 'v1-b';
 
-const u32 = (v: number) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, v, true); return b; };
-const u64 = (v: bigint) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, v, true); return b; };
+const u32 = (v: number) => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v, true);
+  return b;
+};
+const u64 = (v: bigint) => {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, v, true);
+  return b;
+};
 
 async function read64(r: LegacyRegion, off: number): Promise<bigint> {
   const b = new Uint8Array(8);
@@ -43,7 +57,10 @@ async function v1Save(r: LegacyRegion): Promise<{ stream: Uint8Array; chunks: nu
   await r.writeAt(0, u32(V1_STOP));
   const stream = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
-  for (const p of parts) { stream.set(p, at); at += p.length; }
+  for (const p of parts) {
+    stream.set(p, at);
+    at += p.length;
+  }
   return { stream, chunks: parts.map((p) => p.length) };
 }
 
@@ -158,19 +175,23 @@ describe('KernelLegacyRegion on a fake v1 driver', () => {
 describe('KernelLegacyRegion and the device rule (src/v2/takeover.ts)', () => {
   const stateWrites = (sys: FakeSyscalls) => sys.callsOf('pwrite').filter((c) => (c.offset! & 0xffffffffffn) === 0n && c.length === 4);
 
-  it.each([[V1_RESUMING, 'reset'], [V1_SAVING, 'reset'], [V1_RUNNING | V1_SAVING, 'reset'], [V1_STOP, 'kept'], [V1_RUNNING, 'kept']] as const)(
-    'a device left at %i by an earlier user: %s at first use, never a device_state write', async (bits, action) => {
-      const sys = fake();
-      abandonV1At({ group: 0, name: A }, sys, bits);
-      const writesBefore = stateWrites(sys).length;
-      const a = await KernelLegacyRegion.open({ group: 0, name: A }, sys);
-      expect(await readState(a)).toBe(action === 'reset' ? V1_RUNNING : bits);
-      expect(sys.callsOf('ioctl', VFIO_DEVICE_RESET)).toHaveLength(action === 'reset' ? 1 : 0);
-      expect(stateWrites(sys)).toHaveLength(writesBefore);
-      await a.close();
-      expect(sys.openFds()).toEqual([]);
-    },
-  );
+  it.each([
+    [V1_RESUMING, 'reset'],
+    [V1_SAVING, 'reset'],
+    [V1_RUNNING | V1_SAVING, 'reset'],
+    [V1_STOP, 'kept'],
+    [V1_RUNNING, 'kept'],
+  ] as const)('a device left at %i by an earlier user: %s at first use, never a device_state write', async (bits, action) => {
+    const sys = fake();
+    abandonV1At({ group: 0, name: A }, sys, bits);
+    const writesBefore = stateWrites(sys).length;
+    const a = await KernelLegacyRegion.open({ group: 0, name: A }, sys);
+    expect(await readState(a)).toBe(action === 'reset' ? V1_RUNNING : bits);
+    expect(sys.callsOf('ioctl', VFIO_DEVICE_RESET)).toHaveLength(action === 'reset' ? 1 : 0);
+    expect(stateWrites(sys)).toHaveLength(writesBefore);
+    await a.close();
+    expect(sys.openFds()).toEqual([]);
+  });
 
   it('a device_state write out of a 100 this handle did not write is refused (EBUSY); its own 100 it may leave', async () => {
     const sys = fake();

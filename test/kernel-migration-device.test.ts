@@ -4,14 +4,32 @@
 // every error path, serialization, and a fault at every single syscall.
 import { describe, expect, it } from 'vitest';
 import {
-  KernelMigrationDevice, MigFlags, MigState, MigrationError, VFIO_DEVICE_FEATURE,
-  VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION,
-  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_PROBE,
-  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO,
+  KernelMigrationDevice,
+  MigFlags,
+  MigState,
+  MigrationError,
+  VFIO_DEVICE_FEATURE,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_RESET,
+  VFIO_MIG_GET_PRECOPY_INFO,
 } from '../index.js';
 import { FakeSyscalls, type FakeDeviceOptions } from '../testing.js';
 import {
-  expectFsmAgreement, expectMttyHeader, fsmDifferential, migrateMtty2, readAll, readScratch, resumeStream, saveStream, writeAll,
+  expectFsmAgreement,
+  expectMttyHeader,
+  fsmDifferential,
+  migrateMtty2,
+  readAll,
+  readScratch,
+  resumeStream,
+  saveStream,
+  writeAll,
   writeScratch,
 } from './support/mtty-scenarios.js';
 import { checkRawFeatureAbi } from './support/raw-uapi-checks.js';
@@ -22,7 +40,12 @@ const B = 'bbbbbbbb-0000-4000-8000-000000000002';
 const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, PRE_COPY: PC } = MigState;
 
 async function pair(extra: Partial<FakeDeviceOptions> = {}) {
-  const sys = new FakeSyscalls({ devices: [{ name: A, group: 0, ...extra }, { name: B, group: 1, ...extra }] });
+  const sys = new FakeSyscalls({
+    devices: [
+      { name: A, group: 0, ...extra },
+      { name: B, group: 1, ...extra },
+    ],
+  });
   const a = await KernelMigrationDevice.open({ sysfs: `/sys/bus/mdev/devices/${A}` }, sys);
   const b = await KernelMigrationDevice.open({ group: 1, name: B }, sys);
   return { sys, a, b };
@@ -221,7 +244,10 @@ describe('KernelMigrationDevice on the fake mtty', () => {
     const order: string[] = [];
     const p1 = s.read(buf).then((n) => order.push(`read ${n}`));
     const p2 = a.setState(S).then(() => order.push('stop'));
-    const p3 = s.read(buf).then((n) => order.push(`read ${n}`), (e: MigrationError) => order.push(e.code));
+    const p3 = s.read(buf).then(
+      (n) => order.push(`read ${n}`),
+      (e: MigrationError) => order.push(e.code),
+    );
     await Promise.all([p1, p2, p3]);
     expect(order).toEqual(['read 96', 'stop', 'ENODEV']);
     await s.close();
@@ -264,13 +290,23 @@ describe('KernelMigrationDevice on the fake mtty', () => {
         await a.close();
       }
     };
-    const clean = new FakeSyscalls({ devices: [{ name: A, group: 0 }, { name: B, group: 1 }] });
+    const clean = new FakeSyscalls({
+      devices: [
+        { name: A, group: 0 },
+        { name: B, group: 1 },
+      ],
+    });
     await scenario(clean);
     expect(clean.openFds()).toEqual([]);
     const total = clean.calls.length;
     expect(total).toBeGreaterThan(40);
     for (let nth = 1; nth <= total; nth++) {
-      const sys = new FakeSyscalls({ devices: [{ name: A, group: 0 }, { name: B, group: 1 }] });
+      const sys = new FakeSyscalls({
+        devices: [
+          { name: A, group: 0 },
+          { name: B, group: 1 },
+        ],
+      });
       sys.inject({ errno: 'EIO', nth });
       const result = await errnoOf(scenario(sys));
       expect(result, `fault at call ${nth} (${clean.calls[nth - 1].op})`).not.toBe('ok');

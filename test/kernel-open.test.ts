@@ -5,11 +5,25 @@
 // left open after a failure at any single syscall.
 import { describe, expect, it } from 'vitest';
 import {
-  VFIO_CHECK_EXTENSION, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_GET_API_VERSION,
-  VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_REGION_INFO_FLAG_CAPS,
-  VFIO_REGION_INFO_FLAG_MMAP, VFIO_SET_IOMMU, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
-  IOMMU_IOAS_ALLOC, VFIO_REGION_TYPE_MIGRATION_DEPRECATED, openCdevDevice, openGroupDevice, openVfioDevice,
-  resolveSysfsDevice, type VfioDevice,
+  VFIO_CHECK_EXTENSION,
+  VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_GET_API_VERSION,
+  VFIO_GROUP_GET_DEVICE_FD,
+  VFIO_GROUP_GET_STATUS,
+  VFIO_GROUP_SET_CONTAINER,
+  VFIO_REGION_INFO_FLAG_CAPS,
+  VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_SET_IOMMU,
+  VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  IOMMU_IOAS_ALLOC,
+  VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
+  openCdevDevice,
+  openGroupDevice,
+  openVfioDevice,
+  resolveSysfsDevice,
+  type VfioDevice,
 } from '../index.js';
 import { FakeSyscalls, type FakeKernelOptions } from '../testing.js';
 import { failure } from './support/errno.js';
@@ -18,7 +32,13 @@ const A = '0d9a4c38-6f1b-4b52-a6f5-1ad1e3a0c0a1';
 const B = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
 function kernel(extra: FakeKernelOptions = {}): FakeSyscalls {
-  return new FakeSyscalls({ devices: [{ name: A, group: 0 }, { name: B, group: 1 }], ...extra });
+  return new FakeSyscalls({
+    devices: [
+      { name: A, group: 0 },
+      { name: B, group: 1 },
+    ],
+    ...extra,
+  });
 }
 
 describe('group/container API', () => {
@@ -29,12 +49,24 @@ describe('group/container API', () => {
     expect(dev.info).toEqual({ flags: 2, numRegions: 9, numIrqs: 5 });
     const seq = sys.calls.map((c) => (c.op === 'ioctl' ? c.request : `${c.op} ${c.path ?? ''}`.trim()));
     expect(seq).toEqual([
-      'open /dev/vfio/1', VFIO_GROUP_GET_STATUS, 'open /dev/vfio/vfio', VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION,
-      VFIO_GROUP_SET_CONTAINER, VFIO_SET_IOMMU, VFIO_GROUP_GET_DEVICE_FD, VFIO_DEVICE_GET_INFO,
+      'open /dev/vfio/1',
+      VFIO_GROUP_GET_STATUS,
+      'open /dev/vfio/vfio',
+      VFIO_GET_API_VERSION,
+      VFIO_CHECK_EXTENSION,
+      VFIO_GROUP_SET_CONTAINER,
+      VFIO_SET_IOMMU,
+      VFIO_GROUP_GET_DEVICE_FD,
+      VFIO_DEVICE_GET_INFO,
     ]);
     expect(sys.callsOf('ioctl', VFIO_GROUP_GET_STATUS)[0].argsz).toBe(8);
     expect(sys.callsOf('ioctl', VFIO_DEVICE_GET_INFO)[0].argsz).toBe(24);
-    expect(sys.openFds().map((f) => f.kind).sort()).toEqual(['container', 'device', 'group']);
+    expect(
+      sys
+        .openFds()
+        .map((f) => f.kind)
+        .sort(),
+    ).toEqual(['container', 'device', 'group']);
     dev.close();
     dev.close(); // idempotent
     expect(sys.openFds()).toEqual([]);
@@ -120,7 +152,12 @@ describe('group/container API', () => {
 
 describe('group nodes given as paths', () => {
   it('opens /dev/vfio/<N> and a no-IOMMU group with the NOIOMMU container type', () => {
-    const sys = new FakeSyscalls({ devices: [{ name: A, group: 0 }, { name: B, group: 3, noiommu: true }] });
+    const sys = new FakeSyscalls({
+      devices: [
+        { name: A, group: 0 },
+        { name: B, group: 3, noiommu: true },
+      ],
+    });
     openVfioDevice({ group: '/dev/vfio/0', name: A }, sys).close();
     const before = sys.calls.length;
     const dev = openVfioDevice({ group: '/dev/vfio/noiommu-3', name: B }, sys);
@@ -141,11 +178,16 @@ describe('cdev API (fake only: the lab kernel has no IOMMUFD)', () => {
     expect(where).toEqual({ name: B, group: 1, cdev: '/dev/vfio/devices/vfio1' });
     const dev = openVfioDevice({ sysfs: `/sys/bus/mdev/devices/${B}`, api: 'cdev' }, sys);
     expect(dev.api).toBe('cdev');
-    const seq = sys.calls.filter((c) => c.op !== 'readlink' && c.op !== 'readdir')
+    const seq = sys.calls
+      .filter((c) => c.op !== 'readlink' && c.op !== 'readdir')
       .map((c) => (c.op === 'ioctl' ? c.request : `${c.op} ${c.path ?? ''}`.trim()));
     expect(seq).toEqual([
-      'open /dev/iommu', 'open /dev/vfio/devices/vfio1', VFIO_DEVICE_BIND_IOMMUFD, IOMMU_IOAS_ALLOC,
-      VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_GET_INFO,
+      'open /dev/iommu',
+      'open /dev/vfio/devices/vfio1',
+      VFIO_DEVICE_BIND_IOMMUFD,
+      IOMMU_IOAS_ALLOC,
+      VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+      VFIO_DEVICE_GET_INFO,
     ]);
     expect(sys.callsOf('ioctl', VFIO_DEVICE_BIND_IOMMUFD)[0].argsz).toBe(16);
     expect(sys.callsOf('ioctl', VFIO_DEVICE_ATTACH_IOMMUFD_PT)[0].argsz).toBe(12);
@@ -168,7 +210,12 @@ describe('cdev API (fake only: the lab kernel has no IOMMUFD)', () => {
   });
 
   it('closes the iommufd and device fd when any step fails', () => {
-    for (const [request, errno] of [[VFIO_DEVICE_BIND_IOMMUFD, 'EINVAL'], [IOMMU_IOAS_ALLOC, 'ENOMEM'], [VFIO_DEVICE_ATTACH_IOMMUFD_PT, 'ENOENT'], [VFIO_DEVICE_GET_INFO, 'EIO']] as const) {
+    for (const [request, errno] of [
+      [VFIO_DEVICE_BIND_IOMMUFD, 'EINVAL'],
+      [IOMMU_IOAS_ALLOC, 'ENOMEM'],
+      [VFIO_DEVICE_ATTACH_IOMMUFD_PT, 'ENOENT'],
+      [VFIO_DEVICE_GET_INFO, 'EIO'],
+    ] as const) {
       const sys = kernel({ iommufd: true });
       sys.inject({ op: 'ioctl', request, errno });
       expect(failure(() => openCdevDevice('/dev/vfio/devices/vfio0', sys)).code).toBe(errno);
@@ -201,7 +248,10 @@ describe('region info', () => {
     expect(dev.info.numRegions).toBe(10);
     const before = sys.calls.length;
     const r = dev.migrationRegion()!;
-    const asked = sys.calls.slice(before).filter((c) => c.request === VFIO_DEVICE_GET_REGION_INFO).map((c) => c.argsz);
+    const asked = sys.calls
+      .slice(before)
+      .filter((c) => c.request === VFIO_DEVICE_GET_REGION_INFO)
+      .map((c) => c.argsz);
     expect(asked.slice(-2)).toEqual([32, 48]);
     expect(r.index).toBe(9);
     expect(r.type).toEqual({ type: VFIO_REGION_TYPE_MIGRATION_DEPRECATED, subtype: 1 });

@@ -17,7 +17,7 @@ const fdCount = () => readdirSync('/proc/self/fd').length;
 describe('KoffiSyscalls process syscalls', () => {
   const sys = koffiSyscalls();
 
-  it('pidfd_getfd copies a child\'s fd (same open file), and every fd is closed again', async () => {
+  it("pidfd_getfd copies a child's fd (same open file), and every fd is closed again", async () => {
     const path = join(dir, 'held-by-child');
     const held = openSync(path, 'w');
     const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', held] });
@@ -34,7 +34,11 @@ describe('KoffiSyscalls process syscalls', () => {
       // An fd number the child does not have: EBADF, nothing opened.
       const again = sys.pidfdOpen(child.pid!);
       expect(() => sys.pidfdGetfd(again, 999)).toThrow(MigrationError);
-      try { sys.pidfdGetfd(again, 999); } catch (e) { expect((e as MigrationError).code).toBe('EBADF'); }
+      try {
+        sys.pidfdGetfd(again, 999);
+      } catch (e) {
+        expect((e as MigrationError).code).toBe('EBADF');
+      }
       sys.close(again);
       expect(fdCount()).toBe(before);
     } finally {
@@ -45,7 +49,10 @@ describe('KoffiSyscalls process syscalls', () => {
   it('SO_PEERCRED names the connecting process', async () => {
     const sock = join(dir, 'peer.sock');
     const accepted = new Promise<Socket>((resolve) => {
-      const server = createServer((s) => { resolve(s); server.close(); });
+      const server = createServer((s) => {
+        resolve(s);
+        server.close();
+      });
       server.listen(sock);
     });
     const client = connect(sock);

@@ -4,8 +4,16 @@
 // mtty_disable_files; mtty_load_state then dereferences NULL).
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  KernelMigrationDevice, MigState, MigrationError, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VfioDevice, openVfioDevice, stateName,
+  KernelMigrationDevice,
+  MigState,
+  MigrationError,
+  VFIO_DEVICE_FEATURE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_RESET,
+  VfioDevice,
+  openVfioDevice,
+  stateName,
 } from '../index.js';
 import { FakeKernelOops, FakeSyscalls } from '../testing.js';
 import { failure } from './support/errno.js';
@@ -18,7 +26,10 @@ const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_C
 
 let sys: FakeSyscalls;
 const kernel = () => (sys = new FakeSyscalls({ devices: [{ name: A, group: 0 }] }));
-const sets = () => sys.callsOf('ioctl', VFIO_DEVICE_FEATURE).filter((c) => c.featureFlags === (VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE));
+const sets = () =>
+  sys
+    .callsOf('ioctl', VFIO_DEVICE_FEATURE)
+    .filter((c) => c.featureFlags === (VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE));
 const resets = () => sys.callsOf('ioctl', VFIO_DEVICE_RESET);
 
 afterEach(() => {
@@ -56,11 +67,23 @@ describe('taking a device over (KernelMigrationDevice)', () => {
     await dev.close();
   });
 
-  it.each(([
-    [RS, 'reset'], [E, 'reset'], [SC, 'reset'], [PC, 'reset'], [PCP, 'reset'], [R, 'kept'], [S, 'kept'], [RP, 'kept'],
-  ] as [MigState, string][]).map(([left, action]) => [stateName(left), action, left] as const))('left in %s: %s', async (_name, action, left) => {
+  it.each(
+    (
+      [
+        [RS, 'reset'],
+        [E, 'reset'],
+        [SC, 'reset'],
+        [PC, 'reset'],
+        [PCP, 'reset'],
+        [R, 'kept'],
+        [S, 'kept'],
+        [RP, 'kept'],
+      ] as [MigState, string][]
+    ).map(([left, action]) => [stateName(left), action, left] as const),
+  )('left in %s: %s', async (_name, action, left) => {
     kernel();
-    if (left === E) sys.device(A).model.state = E; // mtty itself never enters ERROR; a driver may
+    if (left === E)
+      sys.device(A).model.state = E; // mtty itself never enters ERROR; a driver may
     else abandonIn(SPEC, sys, left);
     const dev = await KernelMigrationDevice.open(SPEC, sys);
     expect(dev.takeover).toEqual({ found: left, action });
@@ -87,7 +110,7 @@ describe('taking a device over (KernelMigrationDevice)', () => {
     await dev.close();
   });
 
-  it('applies to a VfioDevice built on an already-open device fd (as the bridge adopts QEMU\'s)', async () => {
+  it("applies to a VfioDevice built on an already-open device fd (as the bridge adopts QEMU's)", async () => {
     kernel();
     abandonIn(SPEC, sys, RS);
     const owner = openVfioDevice(SPEC, sys); // someone else's open, e.g. QEMU's

@@ -71,7 +71,9 @@ describe('README.md', () => {
   });
 
   it('opens with the two newcomer commands, and CI runs the test command', () => {
-    const commands = fencedBlocks('sh').slice(0, 2).map((c) => c.trim());
+    const commands = fencedBlocks('sh')
+      .slice(0, 2)
+      .map((c) => c.trim());
     expect(commands).toEqual(['npm install && npm start', 'npm install && npm run setup && npm test']);
     const ci = readFileSync(join(ROOT, '.ci/run'), 'utf8');
     expect(ci).toMatch(/^npm run setup$/m);

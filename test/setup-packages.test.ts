@@ -23,7 +23,10 @@ function setupPackages(): string[] {
   const script = readFileSync(join(ROOT, 'scripts/setup.sh'), 'utf8');
   const kver = /^KVER=(\S+)$/m.exec(script)![1];
   const block = /^PACKAGES=\(\n([\s\S]*?)\n\)/m.exec(script)![1];
-  return block.split('\n').flatMap((line) => line.replace(/#.*$/, '').trim().split(/\s+/)).filter(Boolean)
+  return block
+    .split('\n')
+    .flatMap((line) => line.replace(/#.*$/, '').trim().split(/\s+/))
+    .filter(Boolean)
     .map((p) => p.replace(/^"|"$/g, '').replace('${KVER}', kver));
 }
 
@@ -33,7 +36,8 @@ function systemHeaders(): string[] {
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       if (e.isDirectory()) walk(join(dir, e.name));
-      else if (e.name.endsWith('.ts') && e.name !== 'setup-packages.test.ts') for (const m of readFileSync(join(dir, e.name), 'utf8').matchAll(/#include <([\w./]+)>/g)) found.add(m[1]);
+      else if (e.name.endsWith('.ts') && e.name !== 'setup-packages.test.ts')
+        for (const m of readFileSync(join(dir, e.name), 'utf8').matchAll(/#include <([\w./]+)>/g)) found.add(m[1]);
     }
   };
   walk(join(ROOT, 'test'));
@@ -43,7 +47,12 @@ function systemHeaders(): string[] {
 /** The files gcc reads for `#include <header>` (gcc -M), the header itself included. */
 function filesOf(header: string): string[] {
   const deps = execFileSync('gcc', ['-M', '-x', 'c', '-'], { input: `#include <${header}>\n`, encoding: 'utf8' });
-  return deps.replace(/\\\n/g, ' ').replace(/^[^:]*:/, '').trim().split(/\s+/).filter((f) => f.startsWith('/'));
+  return deps
+    .replace(/\\\n/g, ' ')
+    .replace(/^[^:]*:/, '')
+    .trim()
+    .split(/\s+/)
+    .filter((f) => f.startsWith('/'));
 }
 
 /** The package owning each file (one dpkg-query for all of them). */
@@ -59,9 +68,27 @@ function ownersOf(files: string[]): Map<string, string> {
 
 /** The packages apt installs for `packages` with --no-install-recommends: their hard-dependency closure. */
 function hardClosure(packages: string[]): Set<string> {
-  const out = execFileSync('apt-cache', ['depends', '--recurse', '--no-recommends', '--no-suggests', '--no-conflicts',
-    '--no-breaks', '--no-replaces', '--no-enhances', ...packages], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return new Set(out.split('\n').filter((l) => l && !l.startsWith(' ')).map((l) => l.trim()));
+  const out = execFileSync(
+    'apt-cache',
+    [
+      'depends',
+      '--recurse',
+      '--no-recommends',
+      '--no-suggests',
+      '--no-conflicts',
+      '--no-breaks',
+      '--no-replaces',
+      '--no-enhances',
+      ...packages,
+    ],
+    { encoding: 'utf8', maxBuffer: 64 << 20 },
+  );
+  return new Set(
+    out
+      .split('\n')
+      .filter((l) => l && !l.startsWith(' '))
+      .map((l) => l.trim()),
+  );
 }
 
 describe('scripts/setup.sh', () => {

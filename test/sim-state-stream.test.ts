@@ -222,7 +222,8 @@ describe('loader refuses damaged streams and leaves the device unchanged', () =>
   it('destination of another size', () => expect(outcome(good, src.size + 64)).toBe('write EINVAL'));
   it('page index out of range', () => expect(outcome(edit((b) => b.writeUInt32LE(77, HEADER)))).toBe('write EINVAL'));
   it('a page byte', () => expect(outcome(edit((b) => (b[HEADER + PREFIX + 10] ^= 0x40)))).toBe('write EINVAL'));
-  it('a record generation', () => expect(outcome(edit((b) => b.writeUInt32LE(b.readUInt32LE(HEADER + 4) + 1, HEADER + 4)))).toBe('write EINVAL'));
+  it('a record generation', () =>
+    expect(outcome(edit((b) => b.writeUInt32LE(b.readUInt32LE(HEADER + 4) + 1, HEADER + 4)))).toBe('write EINVAL'));
   it('the trailer checksum', () => expect(outcome(edit((b) => (b[b.length - 1] ^= 1)))).toBe('finish EINVAL'));
   it('the trailer record count', () => expect(outcome(edit((b) => (b[b.length - 24] ^= 1)))).toBe('finish EINVAL'));
   it('the trailer step count', () => expect(outcome(edit((b) => (b[b.length - 16] ^= 1)))).toBe('finish EINVAL'));

@@ -64,8 +64,13 @@ async function driverIn(state: MigState, flags: number) {
 }
 
 const exists = (s: MigState, flags: number) =>
-  s === S || s === R || s === SC || s === RS || (s === RP && !!(flags & MigFlags.P2P)) ||
-  (s === PC && !!(flags & MigFlags.PRE_COPY)) || (s === PCP && (flags & ALL) === ALL);
+  s === S ||
+  s === R ||
+  s === SC ||
+  s === RS ||
+  (s === RP && !!(flags & MigFlags.P2P)) ||
+  (s === PC && !!(flags & MigFlags.PRE_COPY)) ||
+  (s === PCP && (flags & ALL) === ALL);
 
 describe('construction', () => {
   it('refuses flags without STOP_COPY or with unknown bits', () => {
@@ -90,7 +95,9 @@ describe('setState walks the kernel path one required arc at a time', () => {
         for (const target of [E, S, R, SC, RS, RP, PC, PCP, 8]) {
           let expected: string;
           try {
-            expected = oraclePath(cur, target, flags).map((s) => MigState[s]).join(',');
+            expected = oraclePath(cur, target, flags)
+              .map((s) => MigState[s])
+              .join(',');
           } catch {
             expected = 'EINVAL';
           }
@@ -127,7 +134,16 @@ describe('setState walks the kernel path one required arc at a time', () => {
 
   it('the device runs exactly in RUNNING, RUNNING_P2P, PRE_COPY, PRE_COPY_P2P', async () => {
     const { driver, device } = make(ALL);
-    for (const [state, runs] of [[RP, true], [PCP, true], [PC, true], [R, true], [S, false], [SC, false], [S, false], [RS, false]] as const) {
+    for (const [state, runs] of [
+      [RP, true],
+      [PCP, true],
+      [PC, true],
+      [R, true],
+      [S, false],
+      [SC, false],
+      [S, false],
+      [RS, false],
+    ] as const) {
       const sess = await driver.setState(state);
       if (sess && state === PCP) await readAll(sess);
       expect(device.running, MigState[state]).toBe(runs);
@@ -168,7 +184,11 @@ describe('saving session (data_fd) semantics', () => {
   });
 
   it('leaving the saving group ends the session: reads ENODEV, PRECOPY_INFO EINVAL (state checked first), close still works once', async () => {
-    for (const [via, after] of [[PC, R], [PCP, RP], [SC, S]] as const) {
+    for (const [via, after] of [
+      [PC, R],
+      [PCP, RP],
+      [SC, S],
+    ] as const) {
       const { driver } = make(ALL);
       const s = via === SC ? (await driver.setState(S), (await driver.setState(SC))!) : (await driver.setState(via))!;
       await driver.setState(after);
@@ -222,7 +242,8 @@ describe('resuming session and the RESUMING -> STOP validation', () => {
     await driver.setState(S);
     const s = (await driver.setState(RS))!;
     const stream = validStream();
-    for (let at = 0; at < stream.length; at += 1000) expect(await s.write(stream.subarray(at, at + 1000))).toBe(Math.min(1000, stream.length - at));
+    for (let at = 0; at < stream.length; at += 1000)
+      expect(await s.write(stream.subarray(at, at + 1000))).toBe(Math.min(1000, stream.length - at));
     expect(await driver.setState(R)).toBeNull();
     expect(driver.openSessions).toBe(0);
     expect(await errnoOf(s.write(Buffer.alloc(1)))).toBe('ENODEV');

@@ -86,7 +86,9 @@ const V1_SCENARIOS: Record<string, (r: LegacyRegion) => Promise<void>> = {
   'q72-cancelled': async (r) => {
     await v1VmStart(r);
     const cancelled = new MigrationError('ECANCELED', 'migrate_cancel');
-    await expect(saveV1(r, sink().out, { precopyRounds: 1, windowAccess: 'mmap', betweenRounds: () => Promise.reject(cancelled) })).rejects.toBe(cancelled);
+    await expect(
+      saveV1(r, sink().out, { precopyRounds: 1, windowAccess: 'mmap', betweenRounds: () => Promise.reject(cancelled) }),
+    ).rejects.toBe(cancelled);
     await v1VmStop(r);
   },
   // -incoming: load (the VM starts afterwards: 4 -> 1), quit (shutdown: 1 -> 0).
@@ -123,12 +125,17 @@ const V2_SCENARIOS: Record<string, (d: MigrationDevice) => Promise<void>> = {
 function expectKnown(scenario: string, hunks: Hunk[]): void {
   const known = KNOWN_DIFFERENCES.filter((k: KnownDifference) => k.scenario === scenario);
   const shown = (hs: Pick<Hunk, 'after' | 'qemu' | 'model'>[]) => hs.map(({ after, qemu, model }) => ({ after, qemu, model }));
-  expect(shown(hunks), `${scenario}: the model and QEMU differ where docs/qemu-oracle.md does not say (QEMU's side at fixture lines ${hunks.map((h) => h.line).join(', ')})`)
-    .toEqual(shown(known));
+  expect(
+    shown(hunks),
+    `${scenario}: the model and QEMU differ where docs/qemu-oracle.md does not say (QEMU's side at fixture lines ${hunks.map((h) => h.line).join(', ')})`,
+  ).toEqual(shown(known));
 }
 
 /** The model's trace: `play` on a fresh fake mtty, seen through `face` (a tracing region or device), closed afterwards. */
-async function modelTrace<F extends { close(): Promise<void> }>(face: (rec: TraceRecorder, mtty: KernelMigrationDevice) => F, play: (f: F) => Promise<void>): Promise<TraceLine[]> {
+async function modelTrace<F extends { close(): Promise<void> }>(
+  face: (rec: TraceRecorder, mtty: KernelMigrationDevice) => F,
+  play: (f: F) => Promise<void>,
+): Promise<TraceLine[]> {
   const rec = new TraceRecorder();
   const f = face(rec, await fakeMtty());
   try {
@@ -159,25 +166,73 @@ describe('the v2 client model against QEMU 10 (its own trace events)', () => {
 });
 
 describe('the comparison itself', () => {
-  it('catches a model that leaves out one write: QEMU 7.2\'s VM-start 1 -> 1 before the save', async () => {
+  it("catches a model that leaves out one write: QEMU 7.2's VM-start 1 -> 1 before the save", async () => {
     const lines = await modelTrace(v1Face, (r) => saveV1(r, sink().out, { precopyRounds: 1, windowAccess: 'mmap' }).then(() => undefined));
-    const extra = diffSteps(v1Steps(fixture('q72-save-running')), v1Steps(lines))
-      .filter((h) => !KNOWN_DIFFERENCES.some((k) => k.scenario === 'q72-save-running' && k.after === h.after && JSON.stringify(k.qemu) === JSON.stringify(h.qemu)));
+    const extra = diffSteps(v1Steps(fixture('q72-save-running')), v1Steps(lines)).filter(
+      (h) =>
+        !KNOWN_DIFFERENCES.some(
+          (k) => k.scenario === 'q72-save-running' && k.after === h.after && JSON.stringify(k.qemu) === JSON.stringify(h.qemu),
+        ),
+    );
     // QEMU's read 1, write 1 (line 7-8) and the save's read 1: the model has only the last read.
-    expect(extra).toEqual([{ after: 'read device_state 0x1', line: 8, qemu: ['write device_state 0x1', 'read device_state 0x1'], model: [] }]);
+    expect(extra).toEqual([
+      { after: 'read device_state 0x1', line: 8, qemu: ['write device_state 0x1', 'read device_state 0x1'], model: [] },
+    ]);
   });
 
   it('matches polls as runs: five identical polls are one step, a poll that saw something else is another', () => {
-    const poll = (value: number, line: number) => ({ v: 2, t: 0, line, ev: 'v1', dev: 1, op: 'read', off: 8n, width: 8, field: 'pending_bytes', value: BigInt(value), result: 'ok' }) as TraceLine;
-    const state = (value: number, line: number) => ({ v: 2, t: 0, line, ev: 'v1', dev: 1, op: 'write', off: 0n, width: 4, field: 'device_state', value: BigInt(value), result: 'ok' }) as TraceLine;
-    const qemu = [state(3, 1), poll(24, 2), poll(24, 3), poll(24, 4), poll(24, 5), poll(24, 6), poll(0, 7), state(2, 8), poll(0, 9), poll(0, 10)];
+    const poll = (value: number, line: number) =>
+      ({
+        v: 2,
+        t: 0,
+        line,
+        ev: 'v1',
+        dev: 1,
+        op: 'read',
+        off: 8n,
+        width: 8,
+        field: 'pending_bytes',
+        value: BigInt(value),
+        result: 'ok',
+      }) as TraceLine;
+    const state = (value: number, line: number) =>
+      ({
+        v: 2,
+        t: 0,
+        line,
+        ev: 'v1',
+        dev: 1,
+        op: 'write',
+        off: 0n,
+        width: 4,
+        field: 'device_state',
+        value: BigInt(value),
+        result: 'ok',
+      }) as TraceLine;
+    const qemu = [
+      state(3, 1),
+      poll(24, 2),
+      poll(24, 3),
+      poll(24, 4),
+      poll(24, 5),
+      poll(24, 6),
+      poll(0, 7),
+      state(2, 8),
+      poll(0, 9),
+      poll(0, 10),
+    ];
     expect(v1Steps(qemu).map((s) => s.text)).toEqual([
-      'write device_state 0x3', 'read pending_bytes 0x18', 'read pending_bytes 0x0', 'write device_state 0x2',
+      'write device_state 0x3',
+      'read pending_bytes 0x18',
+      'read pending_bytes 0x0',
+      'write device_state 0x2',
       // In stop-and-copy a pending_bytes read is no poll: each one counts.
-      'read pending_bytes 0x0', 'read pending_bytes 0x0',
+      'read pending_bytes 0x0',
+      'read pending_bytes 0x0',
     ]);
-    expect(diffSteps(v1Steps(qemu), v1Steps([state(3, 1), poll(24, 2), state(2, 3), poll(0, 4), poll(0, 5)])))
-      .toEqual([{ after: 'read pending_bytes 0x18', line: 7, qemu: ['read pending_bytes 0x0'], model: [] }]);
+    expect(diffSteps(v1Steps(qemu), v1Steps([state(3, 1), poll(24, 2), state(2, 3), poll(0, 4), poll(0, 5)]))).toEqual([
+      { after: 'read pending_bytes 0x18', line: 7, qemu: ['read pending_bytes 0x0'], model: [] },
+    ]);
   });
 
   it('docs/qemu-oracle.md describes every known difference, under its id and kind', () => {

@@ -27,7 +27,10 @@ const V1_FIXTURES = readdirSync(DIR).filter((f) => /^q72-.*\.jsonl$/.test(f));
 const MTTY_SIZED = 24;
 
 const simV2 = (flags: number, size = MTTY_SIZED, windowSize?: number): LegacyRegion =>
-  new LegacyRegionOverV2(new SimV2Driver(new SimDevice({ size, seed: 7 }), { flags }), { errorRecovery: 'reset', ...(windowSize ? { windowSize } : {}) });
+  new LegacyRegionOverV2(new SimV2Driver(new SimDevice({ size, seed: 7 }), { flags }), {
+    errorRecovery: 'reset',
+    ...(windowSize ? { windowSize } : {}),
+  });
 const simV1 = (size = MTTY_SIZED): LegacyRegion => new SimV1Region(new SimDevice({ size, seed: 7 }), { policy: 'qemu' });
 
 /** The bridge's path on the fake kernel's mtty: LegacyRegionOverV2 over KernelMigrationDevice. */
@@ -54,7 +57,13 @@ const REGIONS: [string, () => LegacyRegion | Promise<LegacyRegion>][] = [
 
 describe('every QEMU 7.2 fixture replays without divergence', () => {
   it('there are the five recorded QEMU 7.2 scenarios', () => {
-    expect(V1_FIXTURES.sort()).toEqual(['q72-cancelled.jsonl', 'q72-failed-then-completed.jsonl', 'q72-resume.jsonl', 'q72-save-prelaunch-cont.jsonl', 'q72-save-running.jsonl']);
+    expect(V1_FIXTURES.sort()).toEqual([
+      'q72-cancelled.jsonl',
+      'q72-failed-then-completed.jsonl',
+      'q72-resume.jsonl',
+      'q72-save-prelaunch-cont.jsonl',
+      'q72-save-running.jsonl',
+    ]);
   });
 
   for (const fixture of V1_FIXTURES) {
@@ -81,37 +90,59 @@ function edited(name: string, n: number, edit: (l: V1Line) => void): TraceLine[]
   return parseTrace(formatTrace(lines));
 }
 
-const lineOf = (name: string, match: (l: V1Line) => boolean): number => (load(name).find((l) => l.ev === 'v1' && match(l as V1Line)) as V1Line).line;
+const lineOf = (name: string, match: (l: V1Line) => boolean): number =>
+  (load(name).find((l) => l.ev === 'v1' && match(l as V1Line)) as V1Line).line;
 
 describe('the replay reports where a region answers otherwise, with the line', () => {
   const SAVE = 'q72-save-running.jsonl';
 
   it('a device_state that reads back differently', async () => {
     const n = lineOf(SAVE, (l) => l.op === 'read' && l.field === 'device_state' && l.value === 3n);
-    const r = await replay(edited(SAVE, n, (l) => { l.value = 2n; }), simV2(7));
-    expect(r.divergences).toEqual([{
-      line: n, kind: 'value', access: 'read device_state', recorded: '010b STOP_COPY(SAVING)', replayed: '011b PRE_COPY(RUNNING|SAVING)',
-      message: 'device_state reads 011b PRE_COPY(RUNNING|SAVING), the recording read 010b STOP_COPY(SAVING)',
-    }]);
+    const r = await replay(
+      edited(SAVE, n, (l) => {
+        l.value = 2n;
+      }),
+      simV2(7),
+    );
+    expect(r.divergences).toEqual([
+      {
+        line: n,
+        kind: 'value',
+        access: 'read device_state',
+        recorded: '010b STOP_COPY(SAVING)',
+        replayed: '011b PRE_COPY(RUNNING|SAVING)',
+        message: 'device_state reads 011b PRE_COPY(RUNNING|SAVING), the recording read 010b STOP_COPY(SAVING)',
+      },
+    ]);
   });
 
   it('a different errno', async () => {
     const n = lineOf(SAVE, (l) => l.op === 'write' && l.field === 'device_state' && l.value === 3n);
-    const r = await replay(edited(SAVE, n, (l) => { l.result = 'EINVAL'; }), simV2(7));
+    const r = await replay(
+      edited(SAVE, n, (l) => {
+        l.result = 'EINVAL';
+      }),
+      simV2(7),
+    );
     expect(r.divergences[0]).toMatchObject({ line: n, kind: 'result', access: 'write device_state', recorded: 'EINVAL', replayed: 'ok' });
   });
 
-  it('a region that refuses an arc the recording made: the uAPI comment\'s table has no 011 -> 001 (QEMU\'s failure notifier)', async () => {
+  it("a region that refuses an arc the recording made: the uAPI comment's table has no 011 -> 001 (QEMU's failure notifier)", async () => {
     const FAILED = 'q72-failed-then-completed.jsonl';
     const region = new SimV1Region(new SimDevice({ size: MTTY_SIZED, seed: 7 }), { policy: 'uapi' });
     const n = lineOf(FAILED, (l) => l.op === 'write' && l.field === 'device_state' && l.value === 1n && l.line > 10);
     const r = await replay(load(FAILED), region);
     expect(r.divergences[0]).toMatchObject({ line: n, kind: 'result', access: 'write device_state', recorded: 'ok', replayed: 'EINVAL' });
     // The next read shows the region still in pre-copy where QEMU had it running again.
-    expect(r.divergences[1]).toMatchObject({ line: n + 1, kind: 'value', recorded: '001b RUNNING', replayed: '011b PRE_COPY(RUNNING|SAVING)' });
+    expect(r.divergences[1]).toMatchObject({
+      line: n + 1,
+      kind: 'value',
+      recorded: '001b RUNNING',
+      replayed: '011b PRE_COPY(RUNNING|SAVING)',
+    });
   });
 
-  it('which v1 transition tables real QEMU 7.2 stays inside: the qemu and libvfio-user (as released) ones, not the uAPI comment\'s', async () => {
+  it("which v1 transition tables real QEMU 7.2 stays inside: the qemu and libvfio-user (as released) ones, not the uAPI comment's", async () => {
     const clean: Record<string, string[]> = {};
     for (const policy of V1_POLICIES) {
       clean[policy] = [];
@@ -131,30 +162,53 @@ describe('the replay reports where a region answers otherwise, with the line', (
   });
 
   it('a stream that ends after other bytes: a device not sized like mtty (32 bytes: 104-byte stream)', async () => {
-    const end = load(SAVE).filter((l) => l.ev === 'v1' && (l as V1Line).field === 'pending_bytes').at(-1)!.line;
+    const end = load(SAVE)
+      .filter((l) => l.ev === 'v1' && (l as V1Line).field === 'pending_bytes')
+      .at(-1)!.line;
     for (const region of [simV2(7, 32), simV2(MigFlags.STOP_COPY, 32), simV1(32)]) {
       const r = await replay(load(SAVE), region);
-      expect(r.divergences).toEqual([{
-        line: end, kind: 'stream-end', access: 'read pending_bytes', recorded: '96 bytes', replayed: '104 bytes',
-        message: 'both streams end here, the recorded one after 96 bytes, the replayed one after 104',
-      }]);
+      expect(r.divergences).toEqual([
+        {
+          line: end,
+          kind: 'stream-end',
+          access: 'read pending_bytes',
+          recorded: '96 bytes',
+          replayed: '104 bytes',
+          message: 'both streams end here, the recorded one after 96 bytes, the replayed one after 104',
+        },
+      ]);
     }
   });
 
   it('a stream that goes on where the recorded one ended: a window smaller than the recorded chunk', async () => {
-    const end = load(SAVE).filter((l) => l.ev === 'v1' && (l as V1Line).field === 'pending_bytes').at(-1)!.line;
+    const end = load(SAVE)
+      .filter((l) => l.ev === 'v1' && (l as V1Line).field === 'pending_bytes')
+      .at(-1)!.line;
     const r = await replay(load(SAVE), simV2(MigFlags.STOP_COPY, MTTY_SIZED, 64));
-    expect(r.divergences).toEqual([expect.objectContaining({ line: end, kind: 'stream-end', recorded: '0x0', access: 'read pending_bytes' })]);
+    expect(r.divergences).toEqual([
+      expect.objectContaining({ line: end, kind: 'stream-end', recorded: '0x0', access: 'read pending_bytes' }),
+    ]);
     expect(r.divergences[0].message).toMatch(/the recorded stream ends here \(pending_bytes 0 after 96 bytes\); the replayed one goes on/);
   });
 
   it('a stream that ends early: 0 where the recording read more pending bytes', async () => {
     const end = lineOf(SAVE, (l) => l.field === 'pending_bytes' && l.value === 0n && l.line > lineOf(SAVE, (m) => m.value === 0x48n));
-    const r = await replay(edited(SAVE, end, (l) => { l.value = 0x10n; }), simV2(7));
-    expect(r.divergences).toEqual([{
-      line: end, kind: 'stream-end', access: 'read pending_bytes', recorded: '0x10', replayed: '0x0',
-      message: 'the replayed stream ends here, after 96 bytes; the recorded one goes on',
-    }]);
+    const r = await replay(
+      edited(SAVE, end, (l) => {
+        l.value = 0x10n;
+      }),
+      simV2(7),
+    );
+    expect(r.divergences).toEqual([
+      {
+        line: end,
+        kind: 'stream-end',
+        access: 'read pending_bytes',
+        recorded: '0x10',
+        replayed: '0x0',
+        message: 'the replayed stream ends here, after 96 bytes; the recorded one goes on',
+      },
+    ]);
   });
 
   describe('a resume', () => {
@@ -162,11 +216,20 @@ describe('the replay reports where a region answers otherwise, with the line', (
     const resumeEnd = () => lineOf(RESUME, (l) => l.op === 'write' && l.field === 'device_state' && l.value === 1n);
 
     it('without data: each data_size write says the replay was given none (and the device then refuses the zeros)', async () => {
-      const writes = load(RESUME).filter((l) => l.ev === 'v1' && (l as V1Line).field === 'data_size' && (l as V1Line).op === 'write').map((l) => l.line);
+      const writes = load(RESUME)
+        .filter((l) => l.ev === 'v1' && (l as V1Line).field === 'data_size' && (l as V1Line).op === 'write')
+        .map((l) => l.line);
       const r = await replayV1(load(RESUME), simV2(7));
-      expect(r.divergences.filter((d) => d.kind === 'resume-data')).toEqual(writes.map((line) => expect.objectContaining({
-        line, access: 'write data_size', replayed: 'none', message: 'the recording resumes data here and the replay was given none',
-      })));
+      expect(r.divergences.filter((d) => d.kind === 'resume-data')).toEqual(
+        writes.map((line) =>
+          expect.objectContaining({
+            line,
+            access: 'write data_size',
+            replayed: 'none',
+            message: 'the recording resumes data here and the replay was given none',
+          }),
+        ),
+      );
       expect(r.divergences.at(-1)!.line).toBeGreaterThanOrEqual(resumeEnd());
     });
 
@@ -181,7 +244,11 @@ describe('the replay reports where a region answers otherwise, with the line', (
       const region = simV2(7, 32); // a 104-byte stream, of which the recording resumes 96
       const r = await replay(load(RESUME), region);
       expect(r.divergences[0]).toEqual({
-        line: resumeEnd(), kind: 'stream-end', access: 'write device_state', recorded: '96 bytes', replayed: '104 bytes',
+        line: resumeEnd(),
+        kind: 'stream-end',
+        access: 'write device_state',
+        recorded: '96 bytes',
+        replayed: '104 bytes',
         message: 'the recording leaves RESUMING after 96 resume bytes; the replay data holds 104',
       });
     });
@@ -189,9 +256,15 @@ describe('the replay reports where a region answers otherwise, with the line', (
 
   it('a trace of several devices needs the device named; a trace without v1 accesses is refused', async () => {
     const two = load(SAVE).flatMap((l) => (l.ev === 'v1' ? [l, { ...l, dev: 2 }] : [l]));
-    await expect(replayV1(two, simV2(7))).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringMatching(/devices 1, 2: say which one/) });
+    await expect(replayV1(two, simV2(7))).rejects.toMatchObject({
+      code: 'EINVAL',
+      message: expect.stringMatching(/devices 1, 2: say which one/),
+    });
     expect((await replayV1(two, simV2(7), { dev: 2 })).divergences).toEqual([]);
-    await expect(replayV1(load('q10-save-running.jsonl'), simV2(7))).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringMatching(/no v1 register accesses/) });
+    await expect(replayV1(load('q10-save-running.jsonl'), simV2(7))).rejects.toMatchObject({
+      code: 'EINVAL',
+      message: expect.stringMatching(/no v1 register accesses/),
+    });
     await expect(replayV1(load(SAVE), simV2(7), { dev: 3 })).rejects.toMatchObject({ code: 'EINVAL' });
   });
 });
@@ -199,22 +272,23 @@ describe('the replay reports where a region answers otherwise, with the line', (
 describe('a trace is input: sizes beyond the region get no buffer of that size', () => {
   const v1 = (fields: Record<string, unknown>) => JSON.stringify({ v: 2, t: 0, ev: 'v1', dev: 1, result: 'ok', ...fields });
 
-  it('a window access past the region\'s end is EINVAL, as every v1 region answers it', async () => {
-    const trace = parseTrace([
-      v1({ op: 'read', off: '0x1000', width: 2 ** 40 }),
-      v1({ op: 'write', off: '0x1000', width: 2 ** 40, result: 'EINVAL' }),
-    ].join('\n'));
+  it("a window access past the region's end is EINVAL, as every v1 region answers it", async () => {
+    const trace = parseTrace(
+      [v1({ op: 'read', off: '0x1000', width: 2 ** 40 }), v1({ op: 'write', off: '0x1000', width: 2 ** 40, result: 'EINVAL' })].join('\n'),
+    );
     const r = await replayV1(trace, simV2(7));
     expect(r.divergences).toEqual([expect.objectContaining({ line: 1, kind: 'result', recorded: 'ok', replayed: 'EINVAL' })]);
   });
 
   it('a recorded chunk larger than the window is a resume-data divergence, then the region refuses the data_size', async () => {
-    const trace = parseTrace([
-      v1({ op: 'read', off: '0x0', width: 4, value: '0x1' }),
-      v1({ op: 'write', off: '0x0', width: 4, value: '0x4' }),
-      v1({ op: 'read', off: '0x10', width: 8, value: '0x1000' }),
-      v1({ op: 'write', off: '0x18', width: 8, value: '0x10000000000' }),
-    ].join('\n'));
+    const trace = parseTrace(
+      [
+        v1({ op: 'read', off: '0x0', width: 4, value: '0x1' }),
+        v1({ op: 'write', off: '0x0', width: 4, value: '0x4' }),
+        v1({ op: 'read', off: '0x10', width: 8, value: '0x1000' }),
+        v1({ op: 'write', off: '0x18', width: 8, value: '0x10000000000' }),
+      ].join('\n'),
+    );
     const r = await replayV1(trace, simV2(7), { resumeData: new Uint8Array(96) });
     expect(r.divergences).toEqual([
       expect.objectContaining({ line: 4, kind: 'resume-data', recorded: '1099511627776 bytes', replayed: 'a window of 1048576 bytes' }),

@@ -22,7 +22,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const SIZE = 3 * MiB + 5 * 4096 + 300; // several 1 MiB chunks and a short last page
 
-
 const newDevice = (seed: number) => new SimDevice({ size: SIZE, seed });
 
 /** [source window, destination window]: 4 KiB, 1 MiB, and a destination smaller than one source chunk. */
@@ -103,7 +102,9 @@ describe('across generations', () => {
   it('saved by QEMU 7.2 through LegacyRegionOverV2, loaded by QEMU 8+ through V2DeviceOverLegacy', async () => {
     const srcDev = newDevice(11);
     const dstDev = newDevice(12);
-    const src = new LegacyRegionOverV2(new SimV2Driver(srcDev, { flags: MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY }), { windowSize: 256 * KiB });
+    const src = new LegacyRegionOverV2(new SimV2Driver(srcDev, { flags: MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY }), {
+      windowSize: 256 * KiB,
+    });
     const dst = new V2DeviceOverLegacy(new SimV1Region(dstDev, { windowSize: 8 * KiB }));
     const sink = new Sink();
     await saveV1(src, sink, { precopyRounds: 3, windowAccess: 'mmap', betweenRounds: () => void srcDev.step(10) });
@@ -126,7 +127,9 @@ describe('across generations', () => {
     const srcDev = newDevice(15);
     const dstDev = newDevice(16);
     const wrap = (d: SimDevice, w: number) =>
-      new V2DeviceOverLegacy(new LegacyRegionOverV2(new SimV2Driver(d, { flags: MigFlags.STOP_COPY | MigFlags.PRE_COPY }), { windowSize: w }));
+      new V2DeviceOverLegacy(
+        new LegacyRegionOverV2(new SimV2Driver(d, { flags: MigFlags.STOP_COPY | MigFlags.PRE_COPY }), { windowSize: w }),
+      );
     const sink = new Sink();
     await saveV2(wrap(srcDev, MiB), sink, { precopyRounds: 3, betweenRounds: () => void srcDev.step(20) });
     await loadV2(wrap(dstDev, 4 * KiB), Readable.from([sink.bytes]));

@@ -13,7 +13,9 @@ const sim = () => new pkg.SimDevice({ size: 1000, seed: 1, pageSize: 256 });
 describe('package root: translators', () => {
   it('the constructors take the signatures of issue 4', async () => {
     const region = new pkg.LegacyRegionOverV2(new pkg.SimV2Driver(sim(), { flags: pkg.MigFlags.STOP_COPY }), {
-      windowSize: 128, policy: 'qemu', errorRecovery: 'reset',
+      windowSize: 128,
+      policy: 'qemu',
+      errorRecovery: 'reset',
     });
     expect(region.size).toBe(pkg.LEGACY_OVER_V2_DATA_OFFSET + 128);
     const dev = new pkg.V2DeviceOverLegacy(new pkg.SimV1Region(sim()));
@@ -34,7 +36,10 @@ describe('package root: translators', () => {
   it('TRANSIENT_RETRIES is how many EAGAIN/EINTR retryTransient absorbs before the errno surfaces', async () => {
     expect(pkg.TRANSIENT_RETRIES).toBe(64);
     let calls = 0;
-    const alwaysBusy = () => { calls++; return Promise.reject(new pkg.MigrationError(calls % 2 ? 'EAGAIN' : 'EINTR')); };
+    const alwaysBusy = () => {
+      calls++;
+      return Promise.reject(new pkg.MigrationError(calls % 2 ? 'EAGAIN' : 'EINTR'));
+    };
     await expect(pkg.retryTransient(alwaysBusy)).rejects.toBeInstanceOf(pkg.MigrationError);
     expect(calls).toBe(pkg.TRANSIENT_RETRIES + 1);
     expect(pkg.toMigrationError(new pkg.MigrationError('EBUSY')).code).toBe('EBUSY');

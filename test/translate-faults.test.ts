@@ -24,8 +24,6 @@ const FLAGS = MigFlags.STOP_COPY | MigFlags.PRE_COPY;
 const SIZE = 200_000;
 const PAGE = 4096;
 
-
-
 // ---- v1 face ---------------------------------------------------------------------
 
 function v1Rig(errorRecovery: ErrorRecovery = 'expose', faults: FaultPlan = {}) {

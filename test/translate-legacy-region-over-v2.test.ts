@@ -36,7 +36,11 @@ function referenceStream(seed = 3, steps = 0): Uint8Array {
  * then three more rounds of re-reads (with `between` run before each): the
  * same values and bytes each time, and no call reaches the device.
  */
-async function expectStableIteration(region: LegacyRegion, rec: RecordingDevice, between = () => {}): Promise<{ off: bigint; size: bigint; bytes: Uint8Array }> {
+async function expectStableIteration(
+  region: LegacyRegion,
+  rec: RecordingDevice,
+  between = () => {},
+): Promise<{ off: bigint; size: bigint; bytes: Uint8Array }> {
   await readU64Field(region, 'pending_bytes');
   const off = await readU64Field(region, 'data_offset');
   const size = await readU64Field(region, 'data_size');
@@ -51,8 +55,6 @@ async function expectStableIteration(region: LegacyRegion, rec: RecordingDevice,
   expect(rec.log.starts()).toEqual([]);
   return { off, size, bytes };
 }
-
-
 
 describe('header access', () => {
   it('natural width and alignment only; reserved reads 0 and ignores writes; gap and past-end are EINVAL', async () => {
@@ -119,7 +121,11 @@ describe('device_state writes', () => {
     await writeDeviceState(region, 4);
     expect(driver.currentState).toBe(MigState.RESUMING);
     expect(rec.log.starts().filter((c) => c.startsWith('setState'))).toEqual([
-      'setState(PRE_COPY)', 'setState(STOP_COPY)', 'setState(STOP)', 'setState(RUNNING)', 'setState(RESUMING)',
+      'setState(PRE_COPY)',
+      'setState(STOP_COPY)',
+      'setState(STOP)',
+      'setState(RUNNING)',
+      'setState(RESUMING)',
     ]);
   });
 
@@ -190,7 +196,11 @@ describe('save', () => {
     await readU64Field(region, 'pending_bytes');
     await readU64Field(region, 'data_offset');
     const second = await bytesAt(region, Number(first.off), Number(await readU64Field(region, 'data_size')));
-    expect(Buffer.from(Buffer.concat([first.bytes, second])).equals(Buffer.from(referenceStream()).subarray(0, first.bytes.length + second.length))).toBe(true);
+    expect(
+      Buffer.from(Buffer.concat([first.bytes, second])).equals(
+        Buffer.from(referenceStream()).subarray(0, first.bytes.length + second.length),
+      ),
+    ).toBe(true);
   });
 
   it('pending_bytes reads before data_offset have no visible side effect', async () => {
@@ -307,7 +317,7 @@ describe('resume', () => {
     source.step(7);
     const { region, device, rec } = rig(SC | PC, { windowSize: 333, seed: 77 });
     await writeDeviceState(region, 4);
-    for (let at = 0; at < stream.length; ) {
+    for (let at = 0; at < stream.length;) {
       const off = Number(await readU64Field(region, 'data_offset'));
       const n = Math.min(region.size - off, stream.length - at);
       rec.log.clear();
@@ -478,7 +488,12 @@ describe('serialization', () => {
     rec.setStateGate.open();
     await Promise.all([w1, w2]);
     expect(await r).toBe(2);
-    expect(rec.log.entries.slice(0, 4)).toEqual(['> setState(PRE_COPY)', '< setState(PRE_COPY)', '> setState(STOP_COPY)', '< setState(STOP_COPY)']);
+    expect(rec.log.entries.slice(0, 4)).toEqual([
+      '> setState(PRE_COPY)',
+      '< setState(PRE_COPY)',
+      '> setState(STOP_COPY)',
+      '< setState(STOP_COPY)',
+    ]);
     expect(rec.log.maxConcurrent).toBe(1);
   });
 });

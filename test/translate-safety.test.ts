@@ -81,15 +81,20 @@ describe('V2DeviceOverLegacy and the device rule', () => {
     return { v1, region, dev: new V2DeviceOverLegacy(region) };
   }
 
-  it.each([[4, 'RESUMING', 'reset'], [2, 'STOP_COPY', 'reset'], [3, 'PRE_COPY', 'reset'], [6, 'ERROR', 'reset'], [0, 'STOP', 'kept'], [1, 'RUNNING', 'kept']] as const)(
-    'v1 %i (%s) at first use: %s', async (bits, name, action) => {
-      const { region, dev } = await leftAt(bits);
-      const state = await dev.getState();
-      expect(MigState[state]).toBe(action === 'reset' ? 'RUNNING' : name);
-      expect(region.log.starts().filter((c) => c === 'reset')).toHaveLength(action === 'reset' ? 1 : 0);
-      expect(region.log.starts().filter((c) => c.startsWith('write device_state'))).toEqual([]);
-    },
-  );
+  it.each([
+    [4, 'RESUMING', 'reset'],
+    [2, 'STOP_COPY', 'reset'],
+    [3, 'PRE_COPY', 'reset'],
+    [6, 'ERROR', 'reset'],
+    [0, 'STOP', 'kept'],
+    [1, 'RUNNING', 'kept'],
+  ] as const)('v1 %i (%s) at first use: %s', async (bits, name, action) => {
+    const { region, dev } = await leftAt(bits);
+    const state = await dev.getState();
+    expect(MigState[state]).toBe(action === 'reset' ? 'RUNNING' : name);
+    expect(region.log.starts().filter((c) => c === 'reset')).toHaveLength(action === 'reset' ? 1 : 0);
+    expect(region.log.starts().filter((c) => c.startsWith('write device_state'))).toEqual([]);
+  });
 
   it('a SET out of a RESUMING the face did not enter is refused (EBUSY) with nothing written', async () => {
     const { v1, region, dev } = await leftAt(1);
@@ -124,19 +129,22 @@ describe('the v1 face reaches the v2 state a write maps to', () => {
     return { driver, rec, region: new LegacyRegionOverV2(rec, { windowSize: 700 }) };
   }
 
-  it.each([ALL, SC_F | P2P])('flags %i: 001 -> 000 fails at RUNNING_P2P -> STOP; 001 is shown; the next 001 write SETs RUNNING', async (flags) => {
-    const { driver, rec, region } = rig(flags);
-    await readDeviceState(region);
-    driver.armFaults({ failArc: { from: RP, to: S, errno: 'EBUSY' } });
-    expect((await failure(writeDeviceState(region, 0))).code).toBe('EBUSY');
-    expect(driver.currentState).toBe(RP);
-    expect(await readDeviceState(region)).toBe(1);
-    rec.log.clear();
-    await writeDeviceState(region, 1); // QEMU 7.2's cont (or its failure notifier)
-    expect(sets(rec)).toEqual(['setState(RUNNING)']);
-    expect(driver.currentState).toBe(R);
-    expect(region.inspect().v2State).toBe(R);
-  });
+  it.each([ALL, SC_F | P2P])(
+    'flags %i: 001 -> 000 fails at RUNNING_P2P -> STOP; 001 is shown; the next 001 write SETs RUNNING',
+    async (flags) => {
+      const { driver, rec, region } = rig(flags);
+      await readDeviceState(region);
+      driver.armFaults({ failArc: { from: RP, to: S, errno: 'EBUSY' } });
+      expect((await failure(writeDeviceState(region, 0))).code).toBe('EBUSY');
+      expect(driver.currentState).toBe(RP);
+      expect(await readDeviceState(region)).toBe(1);
+      rec.log.clear();
+      await writeDeviceState(region, 1); // QEMU 7.2's cont (or its failure notifier)
+      expect(sets(rec)).toEqual(['setState(RUNNING)']);
+      expect(driver.currentState).toBe(R);
+      expect(region.inspect().v2State).toBe(R);
+    },
+  );
 
   it('011 -> 010 fails at PRE_COPY_P2P -> STOP_COPY; 011 is shown; the next 011 write SETs PRE_COPY and the stream goes on', async () => {
     const { driver, rec, region } = rig(ALL);
@@ -157,7 +165,12 @@ describe('the v1 face reaches the v2 state a write maps to', () => {
   });
 
   it('a write of the value shown over exactly the state it maps to still reaches nothing (emulated 011 included)', async () => {
-    for (const [flags, value] of [[ALL, 1], [ALL, 3], [SC_F, 3], [SC_F | P2P, 1]] as const) {
+    for (const [flags, value] of [
+      [ALL, 1],
+      [ALL, 3],
+      [SC_F, 3],
+      [SC_F | P2P, 1],
+    ] as const) {
       const { rec, region } = rig(flags);
       await writeDeviceState(region, value);
       rec.log.clear();
@@ -172,12 +185,18 @@ describe('the v1 face reaches the v2 state a write maps to', () => {
 /** A device whose size estimates are huge (a driver may say anything up to 2^64 - 1). */
 function hugeEstimates(inner: MigrationDevice, stopCopy: (staged: number) => bigint, precopy: PrecopyInfo): MigrationDevice {
   const wrap = (s: DataSession): DataSession => ({
-    read: (b) => s.read(b), write: (b) => s.write(b), close: () => s.close(), precopyInfo: async () => precopy,
+    read: (b) => s.read(b),
+    write: (b) => s.write(b),
+    close: () => s.close(),
+    precopyInfo: async () => precopy,
   });
   return {
     migrationFlags: () => inner.migrationFlags(),
     getState: () => inner.getState(),
-    setState: async (t) => { const s = await inner.setState(t); return s && wrap(s); },
+    setState: async (t) => {
+      const s = await inner.setState(t);
+      return s && wrap(s);
+    },
     stopCopySize: async () => stopCopy(700),
     reset: () => inner.reset(),
     close: () => inner.close(),
@@ -187,15 +206,25 @@ function hugeEstimates(inner: MigrationDevice, stopCopy: (staged: number) => big
 describe('pending_bytes saturates at 2^64 - 1', () => {
   it('stop-copy: staged bytes + MIG_DATA_SIZE reaching 2^64 read 2^64 - 1, not 0', async () => {
     const driver = new SimV2Driver(simDevice(), { flags: ALL });
-    const region = new LegacyRegionOverV2(hugeEstimates(driver, (staged) => (1n << 64n) - BigInt(staged), { initialBytes: 0n, dirtyBytes: 0n }), { windowSize: 700 });
+    const region = new LegacyRegionOverV2(
+      hugeEstimates(driver, (staged) => (1n << 64n) - BigInt(staged), { initialBytes: 0n, dirtyBytes: 0n }),
+      { windowSize: 700 },
+    );
     await writeDeviceState(region, 2);
     expect(await readU64Field(region, 'pending_bytes')).toBe(U64_MAX);
     expect(region.inspect().stagedBytes).toBe(700);
   });
 
-  it.each([[U64_MAX, 1n], [1n << 63n, 1n << 63n], [U64_MAX, U64_MAX]])('pre-copy: initial %s + dirty %s reads 2^64 - 1', async (initialBytes, dirtyBytes) => {
+  it.each([
+    [U64_MAX, 1n],
+    [1n << 63n, 1n << 63n],
+    [U64_MAX, U64_MAX],
+  ])('pre-copy: initial %s + dirty %s reads 2^64 - 1', async (initialBytes, dirtyBytes) => {
     const driver = new SimV2Driver(simDevice(), { flags: ALL });
-    const region = new LegacyRegionOverV2(hugeEstimates(driver, () => 0n, { initialBytes, dirtyBytes }), { windowSize: 700 });
+    const region = new LegacyRegionOverV2(
+      hugeEstimates(driver, () => 0n, { initialBytes, dirtyBytes }),
+      { windowSize: 700 },
+    );
     await writeDeviceState(region, 3);
     expect(await readU64Field(region, 'pending_bytes')).toBe(U64_MAX);
   });
@@ -207,12 +236,26 @@ describe('pending_bytes saturates at 2^64 - 1', () => {
 class FlakyRegion implements LegacyRegion {
   accesses = 0;
   failures = 0;
-  constructor(readonly inner: LegacyRegion, private readonly every: number, private readonly always = false) {}
-  get size(): number { return this.inner.size; }
-  readAt(offset: number, buf: Uint8Array): Promise<void> { return this.maybeFail(() => this.inner.readAt(offset, buf)); }
-  writeAt(offset: number, data: Uint8Array): Promise<void> { return this.maybeFail(() => this.inner.writeAt(offset, data)); }
-  reset(): Promise<void> { return this.maybeFail(() => this.inner.reset()); }
-  close(): Promise<void> { return this.inner.close(); }
+  constructor(
+    readonly inner: LegacyRegion,
+    private readonly every: number,
+    private readonly always = false,
+  ) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  readAt(offset: number, buf: Uint8Array): Promise<void> {
+    return this.maybeFail(() => this.inner.readAt(offset, buf));
+  }
+  writeAt(offset: number, data: Uint8Array): Promise<void> {
+    return this.maybeFail(() => this.inner.writeAt(offset, data));
+  }
+  reset(): Promise<void> {
+    return this.maybeFail(() => this.inner.reset());
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
   private async maybeFail(op: () => Promise<void>): Promise<void> {
     if (this.always || ++this.accesses % this.every === 0) {
       this.failures++;
@@ -276,9 +319,16 @@ describe('a VFIO_DEVICE_RESET that fails while sessions are open still releases 
     const inner = new SimV1Region(simDevice(), { windowSize: 300 });
     let failing = true;
     const region: LegacyRegion = {
-      get size() { return inner.size; },
-      readAt: (o, b) => inner.readAt(o, b), writeAt: (o, d) => inner.writeAt(o, d), close: () => inner.close(),
-      reset: async () => { if (failing) throw new MigrationError('EIO', 'reset refused'); return inner.reset(); },
+      get size() {
+        return inner.size;
+      },
+      readAt: (o, b) => inner.readAt(o, b),
+      writeAt: (o, d) => inner.writeAt(o, d),
+      close: () => inner.close(),
+      reset: async () => {
+        if (failing) throw new MigrationError('EIO', 'reset refused');
+        return inner.reset();
+      },
     };
     const dev = new V2DeviceOverLegacy(region);
     const saving = (await dev.setState(PC))!;
@@ -312,30 +362,33 @@ describe('a VFIO_DEVICE_RESET that fails while sessions are open still releases 
 });
 
 describe('cancelling an emulated pre-copy (a device without PRE_COPY)', () => {
-  it.each([SC_F, SC_F | P2P])('flags %i: 001 -> 011 -> 001 leaves nothing behind; a stop-and-copy then gives the whole stream', async (flags) => {
-    const driver = new SimV2Driver(simDevice(), { flags });
-    const rec = new RecordingDevice(driver);
-    const region = new LegacyRegionOverV2(rec, { windowSize: 700 });
-    await writeDeviceState(region, 3);
-    expect(region.inspect()).toMatchObject({ emulatedPrecopy: true, v2State: R });
-    // QEMU 7.2's pre-copy iterations: nothing to send early.
-    for (let i = 0; i < 2; i++) {
+  it.each([SC_F, SC_F | P2P])(
+    'flags %i: 001 -> 011 -> 001 leaves nothing behind; a stop-and-copy then gives the whole stream',
+    async (flags) => {
+      const driver = new SimV2Driver(simDevice(), { flags });
+      const rec = new RecordingDevice(driver);
+      const region = new LegacyRegionOverV2(rec, { windowSize: 700 });
+      await writeDeviceState(region, 3);
+      expect(region.inspect()).toMatchObject({ emulatedPrecopy: true, v2State: R });
+      // QEMU 7.2's pre-copy iterations: nothing to send early.
+      for (let i = 0; i < 2; i++) {
+        expect(await readU64Field(region, 'pending_bytes')).toBe(0n);
+        expect(await readU64Field(region, 'data_offset')).toBe(BigInt(region.dataOffset));
+        expect(await readU64Field(region, 'data_size')).toBe(0n);
+      }
+      await writeDeviceState(region, 1); // the migration is cancelled: the notifier's 001
+      expect(region.inspect()).toMatchObject({ emulatedPrecopy: false, v2State: R, session: null, stagedBytes: 0, deviceState: 1 });
+      expect(sets(rec)).toEqual([]); // RUNNING all along: no SET
       expect(await readU64Field(region, 'pending_bytes')).toBe(0n);
-      expect(await readU64Field(region, 'data_offset')).toBe(BigInt(region.dataOffset));
       expect(await readU64Field(region, 'data_size')).toBe(0n);
-    }
-    await writeDeviceState(region, 1); // the migration is cancelled: the notifier's 001
-    expect(region.inspect()).toMatchObject({ emulatedPrecopy: false, v2State: R, session: null, stagedBytes: 0, deviceState: 1 });
-    expect(sets(rec)).toEqual([]); // RUNNING all along: no SET
-    expect(await readU64Field(region, 'pending_bytes')).toBe(0n);
-    expect(await readU64Field(region, 'data_size')).toBe(0n);
-    await writeDeviceState(region, 2); // savevm later
-    expect(sets(rec)).toEqual(['setState(STOP_COPY)']);
-    expect(Buffer.from(await drainStopCopy(region)).equals(reference())).toBe(true);
-    await writeDeviceState(region, 0);
-    expect(driver.openSessions).toBe(0);
-    expect(driver.openHandles).toBe(0);
-  });
+      await writeDeviceState(region, 2); // savevm later
+      expect(sets(rec)).toEqual(['setState(STOP_COPY)']);
+      expect(Buffer.from(await drainStopCopy(region)).equals(reference())).toBe(true);
+      await writeDeviceState(region, 0);
+      expect(driver.openSessions).toBe(0);
+      expect(driver.openHandles).toBe(0);
+    },
+  );
 });
 
 /** `inner` with a reset that always fails with `code`. */
@@ -345,7 +398,9 @@ function withFailingReset(inner: MigrationDevice, code: ErrnoName): MigrationDev
     getState: () => inner.getState(),
     setState: (t) => inner.setState(t),
     stopCopySize: () => inner.stopCopySize(),
-    reset: async () => { throw new MigrationError(code, 'reset refused'); },
+    reset: async () => {
+      throw new MigrationError(code, 'reset refused');
+    },
     close: () => inner.close(),
   };
 }

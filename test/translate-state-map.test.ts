@@ -8,7 +8,16 @@ const { ERROR: E, STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P:
 
 describe('state map', () => {
   it('v1 -> v2: 000 STOP, 001 RUNNING, 010 STOP_COPY, 011 PRE_COPY, 100 RESUMING, 110 ERROR; 101/111 EINVAL', () => {
-    const table: [number, MigState | 'EINVAL'][] = [[0, S], [1, R], [2, SC], [3, PC], [4, RS], [5, 'EINVAL'], [6, E], [7, 'EINVAL']];
+    const table: [number, MigState | 'EINVAL'][] = [
+      [0, S],
+      [1, R],
+      [2, SC],
+      [3, PC],
+      [4, RS],
+      [5, 'EINVAL'],
+      [6, E],
+      [7, 'EINVAL'],
+    ];
     for (const [bits, want] of table) {
       for (const reserved of [0, 0x8, 0xfffffff8]) {
         const v = (bits | reserved) >>> 0;
@@ -24,7 +33,16 @@ describe('state map', () => {
   });
 
   it('v2 -> v1: the P2P states show as their non-P2P twin, ERROR as 110', () => {
-    const table: [MigState, number][] = [[E, 6], [S, 0], [R, 1], [SC, 2], [RS, 4], [RP, 1], [PC, 3], [PCP, 3]];
+    const table: [MigState, number][] = [
+      [E, 6],
+      [S, 0],
+      [R, 1],
+      [SC, 2],
+      [RS, 4],
+      [RP, 1],
+      [PC, 3],
+      [PCP, 3],
+    ];
     for (const [s, bits] of table) expect(v2ToV1State(s)).toBe(bits);
     expect(() => v2ToV1State(8 as MigState)).toThrow(MigrationError);
   });

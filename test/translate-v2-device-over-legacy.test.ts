@@ -19,7 +19,13 @@ import { RecordingRegion } from './support/recording.js';
 const { STOP_COPY: SC, PRE_COPY: PC } = MigFlags;
 const SIZE = 6000;
 const PAGE = 512;
-const V1_BITS: Record<number, number> = { [MigState.STOP]: 0, [MigState.RUNNING]: 1, [MigState.STOP_COPY]: 2, [MigState.PRE_COPY]: 3, [MigState.RESUMING]: 4 };
+const V1_BITS: Record<number, number> = {
+  [MigState.STOP]: 0,
+  [MigState.RUNNING]: 1,
+  [MigState.STOP_COPY]: 2,
+  [MigState.PRE_COPY]: 3,
+  [MigState.RESUMING]: 4,
+};
 
 function rig(opts: { windowSize?: number; seed?: number; precopy?: boolean; policy?: V1Policy } = {}) {
   const device = new SimDevice({ size: SIZE, seed: opts.seed ?? 3, pageSize: PAGE });
@@ -32,7 +38,6 @@ function rig(opts: { windowSize?: number; seed?: number; precopy?: boolean; poli
 function referenceStream(seed = 3, steps = 0): Buffer {
   return stopCopyStream({ size: SIZE, seed, pageSize: PAGE }, steps);
 }
-
 
 async function readAll(s: DataSession, chunk = 1000): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -62,7 +67,10 @@ describe('flags and arcs', () => {
     let cur = from;
     for (let i = 0; i < path.length; i++) {
       for (let k = path.length - 1; k > i; k--) {
-        if (DOCUMENTED_V1.has(`${V1_BITS[cur]}>${V1_BITS[path[k]]}`)) { i = k; break; }
+        if (DOCUMENTED_V1.has(`${V1_BITS[cur]}>${V1_BITS[path[k]]}`)) {
+          i = k;
+          break;
+        }
       }
       writes.push(V1_BITS[path[i]]);
       cur = path[i];
@@ -95,7 +103,9 @@ describe('flags and arcs', () => {
           continue;
         }
         expect(`${from}->${to} ${outcome}`).toBe(`${from}->${to} ok`);
-        expect(stateWrites(region), `${MigState[from]}->${MigState[to]}`).toEqual(expectedV1Writes(from, expected).map((b) => `write device_state=0x${(0x40000000 | b).toString(16)}`));
+        expect(stateWrites(region), `${MigState[from]}->${MigState[to]}`).toEqual(
+          expectedV1Writes(from, expected).map((b) => `write device_state=0x${(0x40000000 | b).toString(16)}`),
+        );
         expect(await dev.getState()).toBe(to);
       }
     }
@@ -196,11 +206,17 @@ describe('resuming session', () => {
           expect(await s.write(stream.subarray(at, at + piece))).toBe(Math.min(piece, stream.length - at));
         }
         await s.close(); // QEMU closes the fd before the VM start leaves RESUMING
-        const sizes = region.log.starts().filter((c) => c.startsWith('write data_size')).map((c) => Number(c.split('=')[1]));
+        const sizes = region.log
+          .starts()
+          .filter((c) => c.startsWith('write data_size'))
+          .map((c) => Number(c.split('=')[1]));
         const full = Math.floor(stream.length / window);
         expect(sizes).toEqual(Array(full).fill(window));
         await dev.setState(MigState.RUNNING);
-        const after = region.log.starts().filter((c) => c.startsWith('write data_size')).map((c) => Number(c.split('=')[1]));
+        const after = region.log
+          .starts()
+          .filter((c) => c.startsWith('write data_size'))
+          .map((c) => Number(c.split('=')[1]));
         expect(after.slice(full)).toEqual(stream.length % window ? [stream.length % window] : []);
         expect(device.fingerprint(), `window ${window} piece ${piece}`).toBe(source.fingerprint());
       }

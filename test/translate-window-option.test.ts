@@ -17,18 +17,34 @@ import { readRegion, stopCopyStream } from './support/sim-helpers.js';
 class BufferSpy implements MigrationDevice {
   readonly buffers: Uint8Array[] = [];
   constructor(private readonly inner: MigrationDevice) {}
-  migrationFlags() { return this.inner.migrationFlags(); }
-  getState() { return this.inner.getState(); }
-  stopCopySize() { return this.inner.stopCopySize(); }
-  reset() { return this.inner.reset(); }
-  close() { return this.inner.close(); }
+  migrationFlags() {
+    return this.inner.migrationFlags();
+  }
+  getState() {
+    return this.inner.getState();
+  }
+  stopCopySize() {
+    return this.inner.stopCopySize();
+  }
+  reset() {
+    return this.inner.reset();
+  }
+  close() {
+    return this.inner.close();
+  }
   async setState(target: MigState): Promise<DataSession | null> {
     const s = await this.inner.setState(target);
     if (!s) return s;
     const spy = this.buffers;
     return {
-      read(buf) { spy.push(buf); return s.read(buf); },
-      write(buf) { spy.push(buf); return s.write(buf); },
+      read(buf) {
+        spy.push(buf);
+        return s.read(buf);
+      },
+      write(buf) {
+        spy.push(buf);
+        return s.write(buf);
+      },
       precopyInfo: () => s.precopyInfo(),
       close: () => s.close(),
     };

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
-  decodeRegionInfo, encodeRegionInfo, MigrationError, parseCapChain, vfio_device_feature_mig_state,
-  vfio_info_cap_header, vfio_precopy_info, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_READ,
+  decodeRegionInfo,
+  encodeRegionInfo,
+  MigrationError,
+  parseCapChain,
+  vfio_device_feature_mig_state,
+  vfio_info_cap_header,
+  vfio_precopy_info,
+  VFIO_REGION_INFO_FLAG_CAPS,
+  VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
 } from '../index.js';
 
@@ -22,7 +29,10 @@ describe('struct codecs', () => {
 
 describe('region info with a capability chain', () => {
   const region = {
-    index: 9, flags: VFIO_REGION_INFO_FLAG_READ, size: 0x2000n, offset: 9n << 40n,
+    index: 9,
+    flags: VFIO_REGION_INFO_FLAG_READ,
+    size: 0x2000n,
+    offset: 9n << 40n,
     type: { type: VFIO_REGION_TYPE_MIGRATION_DEPRECATED, subtype: 1 },
     sparseAreas: [{ offset: 0x1000n, size: 0x1000n }],
   };

@@ -8,9 +8,34 @@ import { describe, expect, it } from 'vitest';
 import { failure } from './support/errno.js';
 import { Sink } from './support/sim-helpers.js';
 import {
-  FLAG_SETS, MigFlags, MigrationError, QEMU72_SET_STATE, SimDevice, SimV1Region, SimV2Driver, V1FatalError, V1_MASK, V1_RESUMING,
-  V1_RUNNING, V1_SAVING, VfioMigFlag, MIG_STREAM_MAGIC, isV1Fatal, loadV1, loadV2, readDeviceState, saveV1, saveV2,
-  recoveryOf, v1MigrationFailed, v1SetState, writeDeviceState, type FaultPlan, type LegacyRegion, type MigrationProgress, type V1WindowAccess,
+  FLAG_SETS,
+  MigFlags,
+  MigrationError,
+  QEMU72_SET_STATE,
+  SimDevice,
+  SimV1Region,
+  SimV2Driver,
+  V1FatalError,
+  V1_MASK,
+  V1_RESUMING,
+  V1_RUNNING,
+  V1_SAVING,
+  VfioMigFlag,
+  MIG_STREAM_MAGIC,
+  isV1Fatal,
+  loadV1,
+  loadV2,
+  readDeviceState,
+  saveV1,
+  saveV2,
+  recoveryOf,
+  v1MigrationFailed,
+  v1SetState,
+  writeDeviceState,
+  type FaultPlan,
+  type LegacyRegion,
+  type MigrationProgress,
+  type V1WindowAccess,
 } from '../index.js';
 
 const DATA_OFFSET = 4096;
@@ -58,7 +83,6 @@ class Recorder implements LegacyRegion {
   }
 }
 
-
 function be64(...words: bigint[]): Buffer {
   const b = Buffer.alloc(words.length * 8);
   words.forEach((w, i) => b.writeBigUInt64BE(w, i * 8));
@@ -71,7 +95,6 @@ function dribble(bytes: Uint8Array, piece = 7): Readable {
   for (let at = 0; at < bytes.length; at += piece) parts.push(Buffer.from(bytes.subarray(at, at + piece)));
   return Readable.from(parts);
 }
-
 
 function workingDevice(seed: number, size: number, steps: number, pageSize = 4096): SimDevice {
   const d = new SimDevice({ size, seed, pageSize });
@@ -101,14 +124,18 @@ describe('v1SetState (vfio_migration_set_state)', () => {
   });
 
   it('failed write, re-read valid: the write error is thrown, not fatal', async () => {
-    const r = new Recorder(new SimV1Region(new SimDevice({ size: 1000, seed: 1 }), { faults: { failArc: { from: 1, to: 3, errno: 'EBUSY' } } }));
+    const r = new Recorder(
+      new SimV1Region(new SimDevice({ size: 1000, seed: 1 }), { faults: { failArc: { from: 1, to: 3, errno: 'EBUSY' } } }),
+    );
     const e = await failure(v1SetState(r, V1_MASK, V1_SAVING));
     expect([e.code, isV1Fatal(e), e instanceof V1FatalError]).toEqual(['EBUSY', false, false]);
     expect(r.log).toEqual(['r device_state=1', 'w device_state !EBUSY', 'r device_state=1']);
   });
 
   it('failed write, re-read 110b: fatal (QEMU hw_error), the write errno kept', async () => {
-    const r = new Recorder(new SimV1Region(new SimDevice({ size: 1000, seed: 1 }), { faults: { failArc: { from: 1, to: 3, errno: 'ENODEV', toError: true } } }));
+    const r = new Recorder(
+      new SimV1Region(new SimDevice({ size: 1000, seed: 1 }), { faults: { failArc: { from: 1, to: 3, errno: 'ENODEV', toError: true } } }),
+    );
     const e = await failure(v1SetState(r, V1_MASK, V1_SAVING));
     expect(e).toBeInstanceOf(V1FatalError);
     expect([e.code, e.errno, (e as V1FatalError).fatal, (e as V1FatalError).deviceState]).toEqual(['ENODEV', 19, true, 6]);
@@ -155,26 +182,61 @@ describe('saveV1 / loadV1: exact QEMU 7.2 order', () => {
     const result = await saveV1(src, sink, { precopyRounds: 2, windowAccess: 'mmap' });
     expect(src.log).toEqual([
       // vfio_save_setup
-      'r device_state=1', 'w device_state=3',
+      'r device_state=1',
+      'w device_state=3',
       // round 0: save_pending, then iterate takes one chunk
-      'r pending_bytes=1048', 'r data_offset=4096', 'r data_size=1048', 'r win+0:1048',
+      'r pending_bytes=1048',
+      'r data_offset=4096',
+      'r data_size=1048',
+      'r win+0:1048',
       // round 1: save_pending reads 0; iterate re-reads, still 0: empty record
-      'r pending_bytes=0', 'r pending_bytes=0',
+      'r pending_bytes=0',
+      'r pending_bytes=0',
       // VM stop
-      'r device_state=3', 'w device_state=2',
+      'r device_state=3',
+      'w device_state=2',
       // vfio_save_complete_precopy
-      'r device_state=2', 'w device_state=2',
-      'r pending_bytes=32', 'r data_offset=4096', 'r data_size=32', 'r win+0:32', 'r pending_bytes=0',
-      'r device_state=2', 'w device_state=0',
+      'r device_state=2',
+      'w device_state=2',
+      'r pending_bytes=32',
+      'r data_offset=4096',
+      'r data_size=32',
+      'r win+0:32',
+      'r pending_bytes=0',
+      'r device_state=2',
+      'w device_state=0',
     ]);
-    const { MAGIC, END, SETUP, DATA, CONFIG } = { MAGIC: MIG_STREAM_MAGIC, END: VfioMigFlag.END_OF_STATE, SETUP: VfioMigFlag.DEV_SETUP_STATE, DATA: VfioMigFlag.DEV_DATA_STATE, CONFIG: VfioMigFlag.DEV_CONFIG_STATE };
+    const { MAGIC, END, SETUP, DATA, CONFIG } = {
+      MAGIC: MIG_STREAM_MAGIC,
+      END: VfioMigFlag.END_OF_STATE,
+      SETUP: VfioMigFlag.DEV_SETUP_STATE,
+      DATA: VfioMigFlag.DEV_DATA_STATE,
+      CONFIG: VfioMigFlag.DEV_CONFIG_STATE,
+    };
     const file = sink.bytes;
     const payload = Buffer.from(file.subarray(24 + 16, 24 + 16 + 1048));
     const trailer = Buffer.from(file.subarray(file.length - 24 - 32, file.length - 24));
-    expect(file).toEqual(Buffer.concat([
-      be64(MAGIC, SETUP, END), be64(DATA, 1048n), payload, be64(END), be64(DATA, 0n, END), be64(DATA, 32n), trailer, be64(END), be64(CONFIG, END),
-    ]));
-    expect(result).toEqual({ precopyBytes: 1048, stopCopyBytes: 32, precopyChunks: 1, stopCopyChunks: 1, fileBytes: file.length, usedPrecopy: true });
+    expect(file).toEqual(
+      Buffer.concat([
+        be64(MAGIC, SETUP, END),
+        be64(DATA, 1048n),
+        payload,
+        be64(END),
+        be64(DATA, 0n, END),
+        be64(DATA, 32n),
+        trailer,
+        be64(END),
+        be64(CONFIG, END),
+      ]),
+    );
+    expect(result).toEqual({
+      precopyBytes: 1048,
+      stopCopyBytes: 32,
+      precopyChunks: 1,
+      stopCopyChunks: 1,
+      fileBytes: file.length,
+      usedPrecopy: true,
+    });
     expect(src.inner.inspect()).toMatchObject({ deviceState: 0, saving: false, stagedBytes: 0 });
   });
 
@@ -187,10 +249,15 @@ describe('saveV1 / loadV1: exact QEMU 7.2 order', () => {
       const result = await loadV1(dst, input(), { windowAccess: 'mmap' });
       const chunk = (n: number) => ['r data_offset=4096', `w win+0:${n}`, `w data_size=${n}`];
       expect(dst.log).toEqual([
-        'r device_state=1', 'w device_state=4',
-        ...chunk(300), ...chunk(300), ...chunk(300), ...chunk(148), // record of 1048
+        'r device_state=1',
+        'w device_state=4',
+        ...chunk(300),
+        ...chunk(300),
+        ...chunk(300),
+        ...chunk(148), // record of 1048
         ...chunk(32), // record of 32 (the empty record makes no access)
-        'r device_state=4', 'w device_state=1',
+        'r device_state=4',
+        'w device_state=1',
       ]);
       expect(result).toEqual({ deviceBytes: 1080, chunks: 5 });
       expect(dstDevice.fingerprint()).toBe(device().fingerprint());
@@ -229,7 +296,12 @@ describe('saveV1 / loadV1: exact QEMU 7.2 order', () => {
 
 describe('round trips (fingerprints equal, the device working during pre-copy)', () => {
   const cases: [number, number, V1WindowAccess][] = [
-    [4 * KiB, 4 * KiB, 'pieces'], [MiB, MiB, 'mmap'], [4 * KiB, MiB, 'mmap'], [MiB, 4 * KiB, 'pieces'], [64 * KiB, 100, 'mmap'], [MiB, 4 * KiB + 5, 'mmap'],
+    [4 * KiB, 4 * KiB, 'pieces'],
+    [MiB, MiB, 'mmap'],
+    [4 * KiB, MiB, 'mmap'],
+    [MiB, 4 * KiB, 'pieces'],
+    [64 * KiB, 100, 'mmap'],
+    [MiB, 4 * KiB + 5, 'mmap'],
   ];
   for (const [srcWindow, dstWindow, access] of cases) {
     it(`source window ${srcWindow}, destination window ${dstWindow}, ${access}`, async () => {
@@ -238,7 +310,10 @@ describe('round trips (fingerprints equal, the device working during pre-copy)',
       const sink = new Sink();
       const progress: MigrationProgress[] = [];
       const saved = await saveV1(src, sink, {
-        precopyRounds: 6, windowAccess: access, betweenRounds: () => void srcDev.step(15), onProgress: (p) => progress.push(p),
+        precopyRounds: 6,
+        windowAccess: access,
+        betweenRounds: () => void srcDev.step(15),
+        onProgress: (p) => progress.push(p),
       });
       expect(saved.usedPrecopy).toBe(true);
       expect(saved.precopyChunks).toBe(6);
@@ -265,7 +340,11 @@ describe('round trips (fingerprints equal, the device working during pre-copy)',
   it('dirty pages are re-sent: pre-copy + stop-copy bytes exceed one full pass', async () => {
     const srcDev = workingDevice(2, 100_000, 0);
     const sink = new Sink();
-    const saved = await saveV1(new SimV1Region(srcDev, { windowSize: 8 * KiB }), sink, { precopyRounds: 20, windowAccess: 'mmap', betweenRounds: () => void srcDev.step(5) });
+    const saved = await saveV1(new SimV1Region(srcDev, { windowSize: 8 * KiB }), sink, {
+      precopyRounds: 20,
+      windowAccess: 'mmap',
+      betweenRounds: () => void srcDev.step(5),
+    });
     expect(saved.precopyBytes + saved.stopCopyBytes).toBeGreaterThan(Number(srcDev.fullStreamBytes()));
     const dstDev = new SimDevice({ size: 100_000, seed: 3 });
     await loadV1(new SimV1Region(dstDev, { windowSize: 8 * KiB }), Readable.from([sink.bytes]), { windowAccess: 'mmap' });
@@ -341,7 +420,12 @@ describe('faults through the client: the documented error, then reset recovers',
   it('complete-end arc fails (EIO): VM start then notifier, device at 001', async () => {
     const { region, error } = await saveWith({ failArc: { from: 2, to: 0 } });
     expect([error.code, isV1Fatal(error), await readDeviceState(region)]).toEqual(['EIO', false, 1]);
-    expect(region.registers().filter((l) => l.startsWith('w')).slice(-3)).toEqual(['w device_state !EIO', 'w device_state=1', 'w device_state=1']);
+    expect(
+      region
+        .registers()
+        .filter((l) => l.startsWith('w'))
+        .slice(-3),
+    ).toEqual(['w device_state !EIO', 'w device_state=1', 'w device_state=1']);
     await recovers(region);
   });
 
@@ -391,7 +475,10 @@ describe('faults through the client: the documented error, then reset recovers',
     const srcDev = workingDevice(21, SIZE, 5);
     const sink = new Sink();
     await saveV1(new SimV1Region(srcDev), sink, { windowAccess: 'mmap' });
-    const dst = new SimV1Region(new SimDevice({ size: SIZE, seed: 1 }), { windowSize: 4 * KiB, faults: { failIo: { op: 'write', nth: 3, errno: 'EIO' } } });
+    const dst = new SimV1Region(new SimDevice({ size: SIZE, seed: 1 }), {
+      windowSize: 4 * KiB,
+      faults: { failIo: { op: 'write', nth: 3, errno: 'EIO' } },
+    });
     const e = await failure(loadV1(dst, Readable.from([sink.bytes]), { windowAccess: 'mmap' }));
     expect([e.code, await readDeviceState(dst)]).toEqual(['EIO', 1]);
     await loadV1(dst, Readable.from([sink.bytes]), { windowAccess: 'mmap' });
@@ -405,7 +492,9 @@ describe('faults through the client: the documented error, then reset recovers',
     const a = new SimV1Region(new SimDevice({ size: SIZE, seed: 1 }), { faults: { failArc: { from: 1, to: 4, errno: 'EBUSY' } } });
     const e1 = await failure(loadV1(a, Readable.from([sink.bytes])));
     expect([e1.code, isV1Fatal(e1), await readDeviceState(a), recoveryOf(e1)]).toEqual(['EBUSY', false, 1, undefined]);
-    const b = new SimV1Region(new SimDevice({ size: SIZE, seed: 1 }), { faults: { failArc: { from: 4, to: 1, errno: 'EIO', toError: true } } });
+    const b = new SimV1Region(new SimDevice({ size: SIZE, seed: 1 }), {
+      faults: { failArc: { from: 4, to: 1, errno: 'EIO', toError: true } },
+    });
     const e2 = await failure(loadV1(b, Readable.from([sink.bytes]), { windowAccess: 'mmap' }));
     // QEMU 7.2 aborts here (hw_error) and leaves 110b; the client resets instead.
     expect([e2.code, isV1Fatal(e2), (e2 as V1FatalError).deviceState, await readDeviceState(b)]).toEqual(['EIO', true, 6, 1]);
@@ -418,7 +507,11 @@ describe('faults through the client: the documented error, then reset recovers',
     await saveV1(new SimV1Region(workingDevice(21, 5000, 0)), sink, { windowAccess: 'mmap' });
     const good = sink.bytes;
     const ack = Buffer.concat([good.subarray(0, 24), be64(VfioMigFlag.DEV_INIT_DATA_SENT), good.subarray(24)]);
-    const cases: [Buffer, string][] = [[Buffer.from('definitely not a stream'), 'EINVAL'], [good.subarray(0, good.length - 9), 'EIO'], [ack, 'EINVAL']];
+    const cases: [Buffer, string][] = [
+      [Buffer.from('definitely not a stream'), 'EINVAL'],
+      [good.subarray(0, good.length - 9), 'EIO'],
+      [ack, 'EINVAL'],
+    ];
     for (const [bytes, want] of cases) {
       const dst = new SimV1Region(new SimDevice({ size: 5000, seed: 1 }));
       const e = await failure(loadV1(dst, Readable.from([bytes])));
@@ -441,7 +534,11 @@ describe('across protocols (the same file format, the same opaque device bytes)'
     it(`saved over v1, resumed over v2 (SimV2Driver flags ${flags})`, async () => {
       const srcDev = workingDevice(31, 200_000, 10);
       const sink = new Sink();
-      await saveV1(new SimV1Region(srcDev, { windowSize: 16 * KiB }), sink, { precopyRounds: 4, windowAccess: 'mmap', betweenRounds: () => void srcDev.step(12) });
+      await saveV1(new SimV1Region(srcDev, { windowSize: 16 * KiB }), sink, {
+        precopyRounds: 4,
+        windowAccess: 'mmap',
+        betweenRounds: () => void srcDev.step(12),
+      });
       const dstDev = new SimDevice({ size: 200_000, seed: 32 });
       const driver = new SimV2Driver(dstDev, { flags });
       await loadV2(driver, Readable.from([sink.bytes]));
@@ -470,7 +567,9 @@ describe('across protocols (the same file format, the same opaque device bytes)'
     const a = workingDevice(51, 120_000, 7);
     const file1 = new PassThrough();
     await Promise.all([
-      saveV1(new SimV1Region(a, { windowSize: 4 * KiB }), file1, { precopyRounds: 2, betweenRounds: () => void a.step(3) }).then(() => file1.end()),
+      saveV1(new SimV1Region(a, { windowSize: 4 * KiB }), file1, { precopyRounds: 2, betweenRounds: () => void a.step(3) }).then(() =>
+        file1.end(),
+      ),
       (async () => {
         const b = new SimDevice({ size: 120_000, seed: 52 });
         const bDriver = new SimV2Driver(b, { flags: MigFlags.STOP_COPY | MigFlags.PRE_COPY });
@@ -478,10 +577,7 @@ describe('across protocols (the same file format, the same opaque device bytes)'
         expect(b.fingerprint()).toBe(a.fingerprint());
         const file2 = new PassThrough();
         const c = new SimDevice({ size: 120_000, seed: 53 });
-        await Promise.all([
-          saveV2(bDriver, file2).then(() => file2.end()),
-          loadV1(new SimV1Region(c, { windowSize: 3 * KiB }), file2),
-        ]);
+        await Promise.all([saveV2(bDriver, file2).then(() => file2.end()), loadV1(new SimV1Region(c, { windowSize: 3 * KiB }), file2)]);
         expect(c.fingerprint()).toBe(a.fingerprint());
       })(),
     ]);

@@ -9,8 +9,18 @@ import { lvuAllowed, type LvuForm } from './support/libvfio-user-oracle.js';
 import { errnoOf } from './support/errno.js';
 import { stopCopyStream, readRegion as raw } from './support/sim-helpers.js';
 import {
-  MigrationError, SimDevice, SimV1Region, V1_POLICIES, parseV1Policy, readDeviceState, readU64Field, v1AllowedTargets,
-  v1TransitionAllowed, writeDeviceState, writeU64Field, type V1Policy,
+  MigrationError,
+  SimDevice,
+  SimV1Region,
+  V1_POLICIES,
+  parseV1Policy,
+  readDeviceState,
+  readU64Field,
+  v1AllowedTargets,
+  v1TransitionAllowed,
+  writeDeviceState,
+  writeU64Field,
+  type V1Policy,
 } from '../index.js';
 
 const SIZE = 10_000;
@@ -23,8 +33,6 @@ const newDevice = (seed = 1, size = SIZE) => new SimDevice({ size, seed, pageSiz
 function referenceStream(seed = 1, steps = 0, size = SIZE): Uint8Array {
   return stopCopyStream({ size, seed, pageSize: PAGE }, steps);
 }
-
-
 
 /** One save iteration by the registers: pending, then (if > 0) data_offset, data_size, window. */
 async function iteration(r: SimV1Region): Promise<{ pending: bigint; bytes: Uint8Array | null }> {
@@ -51,7 +59,7 @@ async function drain(r: SimV1Region): Promise<{ bytes: Uint8Array; chunks: numbe
 
 /** Resume loop of docs/PROTOCOL.md §1.6: data_offset, window, data_size, in window-sized chunks. */
 async function feed(r: SimV1Region, stream: Uint8Array): Promise<void> {
-  for (let at = 0; at < stream.length; ) {
+  for (let at = 0; at < stream.length;) {
     const off = Number(await readU64Field(r, 'data_offset'));
     const n = Math.min(r.size - off, stream.length - at);
     await r.writeAt(off, stream.subarray(at, at + n));
@@ -130,8 +138,22 @@ describe('register access: native width and alignment only (docs/PROTOCOL.md §1
   it('the gap between header and window, straddles and the end are EINVAL; the window takes any size', async () => {
     const r = new SimV1Region(newDevice(), { windowSize: 64 });
     const end = r.size;
-    const bad: [number, number][] = [[32, 1], [33, 8], [100, 4], [4095, 1], [4095, 2], [4088, 16], [end - 1, 2], [end, 1], [end + 8, 8], [-8, 8], [0.5, 4], [Number.MAX_SAFE_INTEGER, 8]];
-    for (const [off, width] of bad) expect(`${off}/${width}: ${await errnoOf(r.readAt(off, new Uint8Array(width)))}`).toBe(`${off}/${width}: EINVAL`);
+    const bad: [number, number][] = [
+      [32, 1],
+      [33, 8],
+      [100, 4],
+      [4095, 1],
+      [4095, 2],
+      [4088, 16],
+      [end - 1, 2],
+      [end, 1],
+      [end + 8, 8],
+      [-8, 8],
+      [0.5, 4],
+      [Number.MAX_SAFE_INTEGER, 8],
+    ];
+    for (const [off, width] of bad)
+      expect(`${off}/${width}: ${await errnoOf(r.readAt(off, new Uint8Array(width)))}`).toBe(`${off}/${width}: EINVAL`);
     for (let off = DATA_OFFSET; off < DATA_OFFSET + 17; off++) {
       for (let width = 1; width <= 16; width++) expect(await errnoOf(r.readAt(off, new Uint8Array(width)))).toBe('ok');
     }
@@ -224,10 +246,20 @@ describe('transition policies: full 8x8 tables', () => {
   // (test/fixtures); 110 is a target there but fails VALID() here first.
   const lvu = (form: LvuForm) => {
     const allowed = lvuAllowed(form);
-    return new Set([0, 1, 2, 3, 4].flatMap((from) => [0, 1, 2, 3, 4].filter((to) => allowed[from][to]).map((to) => `${bits(from)}>${bits(to)}`)));
+    return new Set(
+      [0, 1, 2, 3, 4].flatMap((from) => [0, 1, 2, 3, 4].filter((to) => allowed[from][to]).map((to) => `${bits(from)}>${bits(to)}`)),
+    );
   };
   // docs/PROTOCOL.md §2.4: QEMU 7.2's (mask, value) pairs, applied to every valid state; plus 'uapi', plus 100>000.
-  const QEMU_PAIRS: [number, number][] = [[7, 2], [~1, 0], [~1, 2], [~2, 0], [~7, 4], [~7, 1], [~6, 1]];
+  const QEMU_PAIRS: [number, number][] = [
+    [7, 2],
+    [~1, 0],
+    [~1, 2],
+    [~2, 0],
+    [~7, 4],
+    [~7, 1],
+    [~6, 1],
+  ];
   const QEMU = new Set(UAPI);
   for (const from of [0, 1, 2, 3, 4]) {
     for (const [mask, value] of QEMU_PAIRS) {
@@ -237,7 +269,10 @@ describe('transition policies: full 8x8 tables', () => {
   }
   QEMU.add('100>000');
   const EXPECTED: Record<V1Policy, Set<string>> = {
-    qemu: QEMU, uapi: UAPI, 'libvfio-user': lvu('compiled'), 'libvfio-user-as-written': lvu('as-written'),
+    qemu: QEMU,
+    uapi: UAPI,
+    'libvfio-user': lvu('compiled'),
+    'libvfio-user-as-written': lvu('as-written'),
   };
 
   it('an unknown policy name is EINVAL naming the policies, also through the table lookups (no prototype keys)', () => {
@@ -249,7 +284,9 @@ describe('transition policies: full 8x8 tables', () => {
         return e instanceof MigrationError ? e.message : `not a MigrationError: ${String(e)}`;
       }
     };
-    expect(failure(() => parseV1Policy('strict'))).toBe("EINVAL: unknown v1 transition policy 'strict' (use qemu, uapi, libvfio-user, libvfio-user-as-written)");
+    expect(failure(() => parseV1Policy('strict'))).toBe(
+      "EINVAL: unknown v1 transition policy 'strict' (use qemu, uapi, libvfio-user, libvfio-user-as-written)",
+    );
     for (const name of ['strict', 'toString', '__proto__']) {
       expect(failure(() => v1TransitionAllowed(name as V1Policy, 1, 0))).toBe(`EINVAL: unknown v1 transition policy '${name}'`);
       expect(failure(() => v1AllowedTargets(name as V1Policy, 1))).toBe(`EINVAL: unknown v1 transition policy '${name}'`);
@@ -257,7 +294,20 @@ describe('transition policies: full 8x8 tables', () => {
   });
 
   it('the qemu table holds every arc docs/PROTOCOL.md §2.4 lists as a typical result', () => {
-    for (const a of ['001>011', '000>010', '011>010', '001>000', '001>010', '010>010', '010>000', '001>100', '100>001', '000>001', '010>001', '011>001']) {
+    for (const a of [
+      '001>011',
+      '000>010',
+      '011>010',
+      '001>000',
+      '001>010',
+      '010>010',
+      '010>000',
+      '001>100',
+      '100>001',
+      '000>001',
+      '010>001',
+      '011>001',
+    ]) {
       expect(QEMU.has(a), a).toBe(true);
     }
     expect(QEMU.has('010>011')).toBe(false);
@@ -286,8 +336,9 @@ describe('transition policies: full 8x8 tables', () => {
           expect(`${key} -> ${await readDeviceState(r)}`).toBe(`${key} -> ${now}`);
           if (now !== 6) {
             const snap = r.inspect();
-            expect(`${key} running=${r.device.running} saving=${snap.saving} resuming=${snap.resuming}`)
-              .toBe(`${key} running=${(now & 1) === 1} saving=${(now & 2) === 2} resuming=${now === 4}`);
+            expect(`${key} running=${r.device.running} saving=${snap.saving} resuming=${snap.resuming}`).toBe(
+              `${key} running=${(now & 1) === 1} saving=${(now & 2) === 2} resuming=${now === 4}`,
+            );
           }
           if (ok && from === 4 && to !== 4) expect(r.device.fingerprint()).toBe(newDevice(7).fingerprint());
         }
@@ -605,7 +656,11 @@ describe('fault plans on the data path and the stream', () => {
 
   it('failIo write counts window writes and data_size writes', async () => {
     const stream = referenceStream();
-    for (const [nth, failing] of [[1, 'window'], [2, 'data_size'], [4, 'data_size']] as const) {
+    for (const [nth, failing] of [
+      [1, 'window'],
+      [2, 'data_size'],
+      [4, 'data_size'],
+    ] as const) {
       const r = new SimV1Region(newDevice(), { windowSize: 1000, faults: { failIo: { op: 'write', nth, errno: 'EIO' } } });
       await writeDeviceState(r, 4);
       let failed = '';

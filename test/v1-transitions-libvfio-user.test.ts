@@ -5,11 +5,22 @@
 import { describe, expect, it } from 'vitest';
 import { errnoOf } from './support/errno.js';
 import { lvuAllowed, lvuSource, type LvuForm } from './support/libvfio-user-oracle.js';
-import { SimDevice, SimV1Region, readDeviceState, v1AllowedTargets, v1TransitionAllowed, writeDeviceState, type V1Policy } from '../index.js';
+import {
+  SimDevice,
+  SimV1Region,
+  readDeviceState,
+  v1AllowedTargets,
+  v1TransitionAllowed,
+  writeDeviceState,
+  type V1Policy,
+} from '../index.js';
 
 const bits = (n: number) => n.toString(2).padStart(3, '0');
 const ERROR_STATE = 0b110;
-const FORMS: [V1Policy, LvuForm][] = [['libvfio-user', 'compiled'], ['libvfio-user-as-written', 'as-written']];
+const FORMS: [V1Policy, LvuForm][] = [
+  ['libvfio-user', 'compiled'],
+  ['libvfio-user-as-written', 'as-written'],
+];
 const oracle = { compiled: lvuAllowed('compiled'), 'as-written': lvuAllowed('as-written') };
 
 describe('the oracle itself', () => {
@@ -21,7 +32,8 @@ describe('the oracle itself', () => {
     const diffs: string[] = [];
     for (let from = 0; from < 8; from++) {
       for (let to = 0; to < 8; to++) {
-        if (oracle.compiled[from][to] !== oracle['as-written'][from][to]) diffs.push(`${bits(from)}>${bits(to)} compiled=${oracle.compiled[from][to]}`);
+        if (oracle.compiled[from][to] !== oracle['as-written'][from][to])
+          diffs.push(`${bits(from)}>${bits(to)} compiled=${oracle.compiled[from][to]}`);
       }
     }
     expect(diffs).toEqual(['011>001 compiled=true', '011>011 compiled=false']);

@@ -19,7 +19,6 @@ const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_C
 const ALL = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY;
 const SIZE = 3 * 1024 * 1024 + 4096 * 5 + 100; // several 1 MiB reads, short last page
 
-
 function pair(flags: number, size = SIZE) {
   const srcDev = new SimDevice({ size, seed: 1234 });
   const dstDev = new SimDevice({ size, seed: 99 });
@@ -182,8 +181,11 @@ describe('what QEMU issues', () => {
   it('QEMU RS -> RUNNING: the validation arc runs inside the first SET after load (P2P: RUNNING_P2P)', async () => {
     const t = await roundTrip(ALL);
     expect(t.dstArcs).toEqual([
-      'RUNNING>RUNNING_P2P', 'RUNNING_P2P>STOP', 'STOP>RESUMING', // load_setup
-      'RESUMING>STOP', 'STOP>RUNNING_P2P', // VM start, prepare handler
+      'RUNNING>RUNNING_P2P',
+      'RUNNING_P2P>STOP',
+      'STOP>RESUMING', // load_setup
+      'RESUMING>STOP',
+      'STOP>RUNNING_P2P', // VM start, prepare handler
       'RUNNING_P2P>RUNNING', // VM start, main handler
     ]);
   });
@@ -237,12 +239,20 @@ describe('streaming', () => {
     const p = pair(ALL);
     const events: MigrationProgress[] = [];
     const sink = new Sink();
-    const saved = await saveV2(p.src, sink, { onProgress: (e) => events.push(e), precopyRounds: 2, betweenRounds: () => void p.srcDev.step(10) });
+    const saved = await saveV2(p.src, sink, {
+      onProgress: (e) => events.push(e),
+      precopyRounds: 2,
+      betweenRounds: () => void p.srcDev.step(10),
+    });
     const phases = [...new Set(events.map((e) => e.phase))];
     expect(phases).toEqual(['setup', 'precopy', 'stopcopy', 'done']);
     for (let i = 1; i < events.length; i++) expect(events[i].bytes).toBeGreaterThanOrEqual(events[i - 1].bytes);
     for (const e of events) expect(e.estimate!).toBeGreaterThanOrEqual(e.bytes);
-    expect(events.at(-1)).toEqual({ phase: 'done', bytes: saved.precopyBytes + saved.stopCopyBytes, estimate: saved.precopyBytes + saved.stopCopyBytes });
+    expect(events.at(-1)).toEqual({
+      phase: 'done',
+      bytes: saved.precopyBytes + saved.stopCopyBytes,
+      estimate: saved.precopyBytes + saved.stopCopyBytes,
+    });
     const loadEvents: MigrationProgress[] = [];
     await loadV2(p.dst, Readable.from([sink.bytes]), { onProgress: (e) => loadEvents.push(e) });
     expect(loadEvents.at(-1)).toEqual({ phase: 'done', bytes: saved.precopyBytes + saved.stopCopyBytes });
@@ -274,7 +284,13 @@ describe('faults surface as the documented error; the device recovers; no sessio
     ['PRE_COPY_P2P -> STOP_COPY fails', ALL, { failArc: { from: PCP, to: SC, errno: 'ENOMEM' } }, 'ENOMEM', R],
     ['PRE_COPY -> STOP_COPY fails (no P2P)', MigFlags.STOP_COPY | MigFlags.PRE_COPY, { failArc: { from: PC, to: SC } }, 'EIO', R],
     ['RUNNING -> STOP fails (no pre-copy)', MigFlags.STOP_COPY, { failArc: { from: R, to: S, errno: 'ETIMEDOUT' } }, 'ETIMEDOUT', R],
-    ['STOP -> STOP_COPY fails (recover STOP, then the failure notifier runs it)', MigFlags.STOP_COPY | MigFlags.P2P, { failArc: { from: S, to: SC, toError: true } }, 'EIO', R],
+    [
+      'STOP -> STOP_COPY fails (recover STOP, then the failure notifier runs it)',
+      MigFlags.STOP_COPY | MigFlags.P2P,
+      { failArc: { from: S, to: SC, toError: true } },
+      'EIO',
+      R,
+    ],
     ['the Nth read fails', ALL, { failIo: { op: 'read', nth: 3, errno: 'EIO' } }, 'EIO', R],
     ['the first read fails (no pre-copy)', MigFlags.STOP_COPY, { failIo: { op: 'read', nth: 1, errno: 'EFAULT' } }, 'EFAULT', R],
   ];
@@ -322,7 +338,13 @@ describe('faults surface as the documented error; the device recovers; no sessio
     ['source stream truncated: RESUMING -> STOP refuses it', ALL, { truncateStreamAt: 200_000 }, {}, 'EINVAL'],
     ['source stream truncated (no P2P: the RUNNING SET fails)', MigFlags.STOP_COPY, { truncateStreamAt: 33 }, {}, 'EINVAL'],
     ['source stream corrupted: a page does not match (write fails)', ALL, { corruptStreamAt: 1_000_000 }, {}, 'EINVAL'],
-    ['source stream corrupted in the trailer checksum', MigFlags.STOP_COPY, { corruptStreamAt: Number(new SimDevice({ size: SIZE, seed: 1 }).fullStreamBytes()) - 1 }, {}, 'EINVAL'],
+    [
+      'source stream corrupted in the trailer checksum',
+      MigFlags.STOP_COPY,
+      { corruptStreamAt: Number(new SimDevice({ size: SIZE, seed: 1 }).fullStreamBytes()) - 1 },
+      {},
+      'EINVAL',
+    ],
     ['the Nth write fails', ALL, {}, { failIo: { op: 'write', nth: 4, errno: 'EIO' } }, 'EIO'],
     ['STOP -> RESUMING fails', ALL, {}, { failArc: { from: S, to: RS, errno: 'EBUSY' } }, 'EBUSY'],
     ['RESUMING -> STOP fails into ERROR', MigFlags.STOP_COPY | MigFlags.P2P, {}, { failArc: { from: RS, to: S, toError: true } }, 'EIO'],

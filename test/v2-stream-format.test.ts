@@ -6,7 +6,13 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { MigrationError } from '../src/uapi/errors.js';
 import {
-  encodeDataHeader, encodeMarker, encodeStreamEnd, encodeStreamStart, MigStreamDecoder, type MigStreamEvent, VfioMigFlag,
+  encodeDataHeader,
+  encodeMarker,
+  encodeStreamEnd,
+  encodeStreamStart,
+  MigStreamDecoder,
+  type MigStreamEvent,
+  VfioMigFlag,
 } from '../legacy/qemu/stream-format.js';
 import { readMigStream } from '../legacy/qemu/stream-reader.js';
 import { MigStreamWriter } from '../legacy/qemu/stream-writer.js';
@@ -53,10 +59,16 @@ describe('encoding: exact bytes', () => {
   it('a small file, word by word', () => {
     const f = file([[Uint8Array.of(0xaa, 0xbb, 0xcc)], []]);
     expect(hex(f)).toBe(
-      '5646494f4d494731' + 'ffffffffef100003' + 'ffffffffef100001' +
-      'ffffffffef100004' + '0000000000000003' + 'aabbcc' + 'ffffffffef100001' +
-      'ffffffffef100001' +
-      'ffffffffef100002' + 'ffffffffef100001',
+      '5646494f4d494731' +
+        'ffffffffef100003' +
+        'ffffffffef100001' +
+        'ffffffffef100004' +
+        '0000000000000003' +
+        'aabbcc' +
+        'ffffffffef100001' +
+        'ffffffffef100001' +
+        'ffffffffef100002' +
+        'ffffffffef100001',
     );
   });
 
@@ -75,7 +87,10 @@ describe('decoding', () => {
   it('accepts size-0 records (v1 QEMU writes them) and DEV_INIT_DATA_SENT as a section end', () => {
     const f = concat(
       encodeStreamStart(),
-      encodeDataHeader(0), encodeDataHeader(2), Uint8Array.of(9, 8), encodeMarker(VfioMigFlag.DEV_INIT_DATA_SENT),
+      encodeDataHeader(0),
+      encodeDataHeader(2),
+      Uint8Array.of(9, 8),
+      encodeMarker(VfioMigFlag.DEV_INIT_DATA_SENT),
       encodeStreamEnd(),
     );
     expect(decode(f)).toEqual({ data: '0908', kinds: ['setup', 'end-of-state', 'init-data-sent', 'complete'] });
@@ -99,7 +114,12 @@ describe('decoding', () => {
 
   it('byte-at-a-time decoding equals whole-file decoding', () => {
     const f = file([[new Uint8Array(100).fill(7)], [Uint8Array.of(1)]]);
-    expect(decode(f, Array.from({ length: f.length }, (_, i) => i))).toEqual(decode(f));
+    expect(
+      decode(
+        f,
+        Array.from({ length: f.length }, (_, i) => i),
+      ),
+    ).toEqual(decode(f));
   });
 
   it('data pieces are views into the pushed chunk, not copies', () => {
@@ -180,23 +200,29 @@ describe('MigStreamWriter and readMigStream over Node streams', () => {
 
   it('a Readable in string mode is refused with EINVAL', async () => {
     const r = Readable.from(['not bytes']);
-    await expect((async () => {
-      for await (const _ of readMigStream(r)) void _;
-    })()).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(
+      (async () => {
+        for await (const _ of readMigStream(r)) void _;
+      })(),
+    ).rejects.toMatchObject({ code: 'EINVAL' });
   });
 
   it('an input that ends early is EIO, and a failing input keeps its errno', async () => {
     const short = Readable.from([Buffer.from(file([[Uint8Array.of(1)]]).subarray(0, 30))]);
-    await expect((async () => {
-      for await (const _ of readMigStream(short)) void _;
-    })()).rejects.toMatchObject({ code: 'EIO' });
+    await expect(
+      (async () => {
+        for await (const _ of readMigStream(short)) void _;
+      })(),
+    ).rejects.toMatchObject({ code: 'EIO' });
     const failing = new Readable({
       read() {
         this.destroy(Object.assign(new Error('gone'), { code: 'ECONNRESET' }));
       },
     });
-    await expect((async () => {
-      for await (const _ of readMigStream(failing)) void _;
-    })()).rejects.toBeInstanceOf(MigrationError);
+    await expect(
+      (async () => {
+        for await (const _ of readMigStream(failing)) void _;
+      })(),
+    ).rejects.toBeInstanceOf(MigrationError);
   });
 });

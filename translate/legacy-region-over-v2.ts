@@ -80,7 +80,10 @@ export class LegacyRegionOverV2 extends V1RegionCore {
   private emulatedPrecopy = false;
   private session: DataSession | null = null;
 
-  constructor(private readonly device: MigrationDevice, options: LegacyRegionOverV2Options = {}) {
+  constructor(
+    private readonly device: MigrationDevice,
+    options: LegacyRegionOverV2Options = {},
+  ) {
     super(options);
     const recovery = options.errorRecovery ?? 'expose';
     if (recovery !== 'expose' && recovery !== 'reset') {
@@ -138,10 +141,14 @@ export class LegacyRegionOverV2 extends V1RegionCore {
   protected override async prepare(): Promise<void> {
     if (this.ready) return;
     const flags = await retryTransient(() => this.device.migrationFlags());
-    this.taken = await takeOver('the v2 device', {
-      getState: () => retryTransient(() => this.device.getState()),
-      reset: () => retryTransient(() => this.device.reset()),
-    }, [MigState.RUNNING]);
+    this.taken = await takeOver(
+      'the v2 device',
+      {
+        getState: () => retryTransient(() => this.device.getState()),
+        reset: () => retryTransient(() => this.device.reset()),
+      },
+      [MigState.RUNNING],
+    );
     this.flags = flags;
     this.enterRunningAfterReset();
     this.ready = true;

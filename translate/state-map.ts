@@ -13,13 +13,20 @@ import { V1_ERROR, V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP, v1State
  */
 export function v1ToV2State(v1: number): MigState {
   switch (v1 & V1_MASK) {
-    case V1_STOP: return MigState.STOP;
-    case V1_RUNNING: return MigState.RUNNING;
-    case V1_SAVING: return MigState.STOP_COPY;
-    case V1_RUNNING | V1_SAVING: return MigState.PRE_COPY;
-    case V1_RESUMING: return MigState.RESUMING;
-    case V1_ERROR: return MigState.ERROR;
-    default: throw new MigrationError('EINVAL', `v1 device_state ${v1StateName(v1)} has no v2 equivalent`);
+    case V1_STOP:
+      return MigState.STOP;
+    case V1_RUNNING:
+      return MigState.RUNNING;
+    case V1_SAVING:
+      return MigState.STOP_COPY;
+    case V1_RUNNING | V1_SAVING:
+      return MigState.PRE_COPY;
+    case V1_RESUMING:
+      return MigState.RESUMING;
+    case V1_ERROR:
+      return MigState.ERROR;
+    default:
+      throw new MigrationError('EINVAL', `v1 device_state ${v1StateName(v1)} has no v2 equivalent`);
   }
 }
 
@@ -30,14 +37,23 @@ export function v1ToV2State(v1: number): MigState {
  */
 export function v2ToV1State(s: MigState): number {
   switch (s) {
-    case MigState.STOP: return V1_STOP;
-    case MigState.RUNNING: return V1_RUNNING;
-    case MigState.RUNNING_P2P: return V1_RUNNING;
-    case MigState.STOP_COPY: return V1_SAVING;
-    case MigState.PRE_COPY: return V1_RUNNING | V1_SAVING;
-    case MigState.PRE_COPY_P2P: return V1_RUNNING | V1_SAVING;
-    case MigState.RESUMING: return V1_RESUMING;
-    case MigState.ERROR: return V1_ERROR;
-    default: throw new MigrationError('EINVAL', `not a v2 state: ${String(s)}`);
+    case MigState.STOP:
+      return V1_STOP;
+    case MigState.RUNNING:
+      return V1_RUNNING;
+    case MigState.RUNNING_P2P:
+      return V1_RUNNING;
+    case MigState.STOP_COPY:
+      return V1_SAVING;
+    case MigState.PRE_COPY:
+      return V1_RUNNING | V1_SAVING;
+    case MigState.PRE_COPY_P2P:
+      return V1_RUNNING | V1_SAVING;
+    case MigState.RESUMING:
+      return V1_RESUMING;
+    case MigState.ERROR:
+      return V1_ERROR;
+    default:
+      throw new MigrationError('EINVAL', `not a v2 state: ${String(s)}`);
   }
 }

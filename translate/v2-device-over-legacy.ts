@@ -72,7 +72,10 @@ export class V2DeviceOverLegacy implements MigrationDevice {
   /** The last data_offset seen, to size the window outside a saving iteration. */
   private lastDataOffset: number | null = null;
 
-  constructor(private readonly region: LegacyRegion, options: V2DeviceOverLegacyOptions = {}) {
+  constructor(
+    private readonly region: LegacyRegion,
+    options: V2DeviceOverLegacyOptions = {},
+  ) {
     this.flags = MigFlags.STOP_COPY | (options.precopy === false ? 0 : MigFlags.PRE_COPY);
     this.host = {
       region,

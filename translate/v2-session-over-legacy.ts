@@ -48,7 +48,8 @@ export abstract class SessionOverLegacy implements DataSession {
    */
   protected check(op: 'read' | 'write'): void {
     if (this.closedFd) throw new MigrationError('EBADF', 'data session is closed');
-    if (op !== this.direction) throw new MigrationError('EBADF', `${op} on the ${this.direction === 'read' ? 'saving' : 'resuming'} data session`);
+    if (op !== this.direction)
+      throw new MigrationError('EBADF', `${op} on the ${this.direction === 'read' ? 'saving' : 'resuming'} data session`);
     if (this.ended) throw new MigrationError('ENODEV', `data session ended: ${this.ended}`);
     const d = this.deferred;
     if (d) {

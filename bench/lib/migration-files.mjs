@@ -16,7 +16,12 @@ export function nullSink() {
 /** A Writable that keeps every chunk it is given (the writer must not reuse them). */
 export function memoryRecorder() {
   const chunks = [];
-  const sink = new Writable({ write: (chunk, _enc, done) => { chunks.push(chunk); done(); } });
+  const sink = new Writable({
+    write: (chunk, _enc, done) => {
+      chunks.push(chunk);
+      done();
+    },
+  });
   return { sink, replay: () => replayChunks(chunks) };
 }
 

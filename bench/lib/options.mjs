@@ -10,7 +10,12 @@ export function parseSize(text) {
 }
 
 export function sizeName(bytes) {
-  for (const [unit, n] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]]) if (bytes % n === 0) return `${bytes / n}${unit}`;
+  for (const [unit, n] of [
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 2 ** 10],
+  ])
+    if (bytes % n === 0) return `${bytes / n}${unit}`;
   return `${bytes}B`;
 }
 
@@ -34,7 +39,11 @@ export function parseOptions(argv, defaults, usage) {
     }
     const value = argv[++i];
     if (value === undefined) fail(`'${argv[i - 1]}' needs a value`);
-    if (Array.isArray(d)) opts[key] = value.split(',').filter(Boolean).map((v) => (/size|window/i.test(key) ? parseSize(v) : v));
+    if (Array.isArray(d))
+      opts[key] = value
+        .split(',')
+        .filter(Boolean)
+        .map((v) => (/size|window/i.test(key) ? parseSize(v) : v));
     else if (typeof d === 'number') opts[key] = /size|window/i.test(key) ? parseSize(value) : Number(value);
     else opts[key] = value;
   }

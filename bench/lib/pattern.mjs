@@ -21,7 +21,7 @@ export function patternBytes(length, from = 0) {
     for (let i = 0; i < PATTERN_PERIOD; i++) period[i] = patternByte(i);
   }
   const out = Buffer.allocUnsafe(length);
-  for (let at = 0; at < length; ) at += period.copy(out, at, (from + at) % PATTERN_PERIOD);
+  for (let at = 0; at < length;) at += period.copy(out, at, (from + at) % PATTERN_PERIOD);
   return out;
 }
 

@@ -33,10 +33,16 @@ export async function preparePipeStreams(direction, streamBytes) {
   const fifo = join(dir, 'fifo');
   execFileSync('mkfifo', [fifo]);
   const fd = sys.open(fifo, O_RDWR);
-  const child = spawn(helperBinary(), [direction === 'save' ? 'feed' : 'drain', fifo, String(streamBytes)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(helperBinary(), [direction === 'save' ? 'feed' : 'drain', fifo, String(streamBytes)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let report = '';
   child.stdout.on('data', (d) => (report += d));
-  const done = new Promise((resolve, reject) => child.on('close', (code) => (code === 0 ? resolve(report.trim().split(' ').map(Number)) : reject(new Error(`pipe helper exit ${code}`)))));
+  const done = new Promise((resolve, reject) =>
+    child.on('close', (code) =>
+      code === 0 ? resolve(report.trim().split(' ').map(Number)) : reject(new Error(`pipe helper exit ${code}`)),
+    ),
+  );
   let open = true;
   const closeFd = () => {
     if (open) sys.close(fd);
@@ -48,27 +54,34 @@ export async function preparePipeStreams(direction, streamBytes) {
   let at = 0;
   return {
     streamBytes,
-    saving: direction === 'save' ? () => ({
-      read(buf) {
-        const want = Math.min(buf.length, streamBytes - at);
-        const n = want === 0 ? 0 : sys.read(fd, want === buf.length ? buf : buf.subarray(0, want));
-        at += n;
-        return n;
-      },
-      remaining: () => streamBytes - at,
-    }) : noSession,
-    resuming: direction === 'resume' ? () => ({
-      write(buf) {
-        const n = sys.write(fd, buf);
-        at += n;
-        return n;
-      },
-      async finish() {
-        closeFd(); // the helper sees the end of the stream
-        const [moved, bad] = await done;
-        if (moved !== streamBytes || bad) throw new MigrationError('EINVAL', `pipe helper got ${moved} of ${streamBytes} bytes${bad ? ', altered' : ''}`);
-      },
-    }) : noSession,
+    saving:
+      direction === 'save'
+        ? () => ({
+            read(buf) {
+              const want = Math.min(buf.length, streamBytes - at);
+              const n = want === 0 ? 0 : sys.read(fd, want === buf.length ? buf : buf.subarray(0, want));
+              at += n;
+              return n;
+            },
+            remaining: () => streamBytes - at,
+          })
+        : noSession,
+    resuming:
+      direction === 'resume'
+        ? () => ({
+            write(buf) {
+              const n = sys.write(fd, buf);
+              at += n;
+              return n;
+            },
+            async finish() {
+              closeFd(); // the helper sees the end of the stream
+              const [moved, bad] = await done;
+              if (moved !== streamBytes || bad)
+                throw new MigrationError('EINVAL', `pipe helper got ${moved} of ${streamBytes} bytes${bad ? ', altered' : ''}`);
+            },
+          })
+        : noSession,
     /** After the run: the helper's report [bytes, bad, pipe capacity]; everything closed and removed. */
     async dispose() {
       closeFd();

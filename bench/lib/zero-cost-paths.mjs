@@ -16,8 +16,11 @@ const v2Opts = (window) => ({ precopyRounds: 0, maxReadBytes: window, reuseBuffe
 
 export const ZERO_COST_PATHS = {
   'v1-face': {
-    save: async (size, w) => (await saveV1(new LegacyRegionOverV2(new BenchV2Device(zeroCostStreams(size)), { windowSize: w }), nullSink(), v1Opts)).stopCopyBytes,
-    resume: async (size, w) => (await loadV1(new LegacyRegionOverV2(new BenchV2Device(zeroCostStreams(size)), { windowSize: w }), zeroCostFile(size, w), v1Opts)).deviceBytes,
+    save: async (size, w) =>
+      (await saveV1(new LegacyRegionOverV2(new BenchV2Device(zeroCostStreams(size)), { windowSize: w }), nullSink(), v1Opts)).stopCopyBytes,
+    resume: async (size, w) =>
+      (await loadV1(new LegacyRegionOverV2(new BenchV2Device(zeroCostStreams(size)), { windowSize: w }), zeroCostFile(size, w), v1Opts))
+        .deviceBytes,
   },
   'v2-face': {
     save: async (size, w) => (await saveV2(new V2DeviceOverLegacy(new ZeroCostV1Region(size, w)), nullSink(), v2Opts(w))).stopCopyBytes,
@@ -32,4 +35,3 @@ export const ZERO_COST_PATHS = {
     resume: async (size, w) => (await loadV1(new ZeroCostV1Region(size, w), zeroCostFile(size, w), v1Opts)).deviceBytes,
   },
 };
-

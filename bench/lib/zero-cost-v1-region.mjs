@@ -8,9 +8,7 @@
 // iteration, pending_bytes 0 only at the end of stop-and-copy, the window
 // writable only in RESUMING, leaving RESUMING fails (EINVAL) on an incomplete
 // or altered stream. No calls are queued: a real driver's lock costs more.
-import {
-  classifyV1Access, MigrationError, V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsValid,
-} from '../../dist/index.js';
+import { classifyV1Access, MigrationError, V1_MASK, V1_RESUMING, V1_RUNNING, V1_SAVING, v1IsValid } from '../../dist/index.js';
 import { looksLikePattern, PATTERN_PERIOD, patternBytes } from './pattern.mjs';
 
 const DATA_OFFSET = 4096;
@@ -21,7 +19,8 @@ export class ZeroCostV1Region {
    * @param {number} windowSize a multiple of the pattern period (64 KiB)
    */
   constructor(streamBytes, windowSize) {
-    if (windowSize % PATTERN_PERIOD !== 0) throw new MigrationError('EINVAL', `window ${windowSize} is not a multiple of ${PATTERN_PERIOD}`);
+    if (windowSize % PATTERN_PERIOD !== 0)
+      throw new MigrationError('EINVAL', `window ${windowSize} is not a multiple of ${PATTERN_PERIOD}`);
     this.streamBytes = streamBytes;
     this.windowSize = windowSize;
     this.size = DATA_OFFSET + windowSize;
@@ -41,11 +40,17 @@ export class ZeroCostV1Region {
     }
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     switch (at.field) {
-      case 'device_state': return view.setUint32(0, this.state, true);
-      case 'reserved': return view.setUint32(0, 0, true);
-      case 'pending_bytes': return view.setBigUint64(0, BigInt(this.pendingBytes()), true);
-      case 'data_offset': this.trigger(); return view.setBigUint64(0, BigInt(DATA_OFFSET), true);
-      case 'data_size': return view.setBigUint64(0, BigInt(this.resuming ? this.resumeSize : this.chunk), true);
+      case 'device_state':
+        return view.setUint32(0, this.state, true);
+      case 'reserved':
+        return view.setUint32(0, 0, true);
+      case 'pending_bytes':
+        return view.setBigUint64(0, BigInt(this.pendingBytes()), true);
+      case 'data_offset':
+        this.trigger();
+        return view.setBigUint64(0, BigInt(DATA_OFFSET), true);
+      case 'data_size':
+        return view.setBigUint64(0, BigInt(this.resuming ? this.resumeSize : this.chunk), true);
     }
   }
 
@@ -59,10 +64,14 @@ export class ZeroCostV1Region {
     }
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     switch (at.field) {
-      case 'device_state': return this.writeState(view.getUint32(0, true));
-      case 'data_size': return this.handOver(Number(view.getBigUint64(0, true)));
-      case 'reserved': return;
-      default: throw new MigrationError('EINVAL', `${at.field} is read-only`);
+      case 'device_state':
+        return this.writeState(view.getUint32(0, true));
+      case 'data_size':
+        return this.handOver(Number(view.getBigUint64(0, true)));
+      case 'reserved':
+        return;
+      default:
+        throw new MigrationError('EINVAL', `${at.field} is read-only`);
     }
   }
 
@@ -114,7 +123,10 @@ export class ZeroCostV1Region {
     if (!v1IsValid(to) || t === (V1_SAVING | V1_RESUMING)) throw new MigrationError('EINVAL', `device_state ${t} is not a state to write`);
     if (from === V1_RESUMING && t !== V1_RESUMING) {
       if (!this.intact || this.received !== this.streamBytes) {
-        throw new MigrationError('EINVAL', `resume data rejected: ${this.received} of ${this.streamBytes} bytes${this.intact ? '' : ', altered'}`);
+        throw new MigrationError(
+          'EINVAL',
+          `resume data rejected: ${this.received} of ${this.streamBytes} bytes${this.intact ? '' : ', altered'}`,
+        );
       }
       this.dropStreams();
     }

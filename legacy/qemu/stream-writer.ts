@@ -8,7 +8,14 @@ import { WriteStream } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { MigrationError, asMigrationError } from '../../src/uapi/errors.js';
-import { encodeDataHeader, encodeMarker, encodeStreamEnd, encodeStreamStart, MIG_STREAM_DATA_HEADER_BYTES, VfioMigFlag } from './stream-format.js';
+import {
+  encodeDataHeader,
+  encodeMarker,
+  encodeStreamEnd,
+  encodeStreamStart,
+  MIG_STREAM_DATA_HEADER_BYTES,
+  VfioMigFlag,
+} from './stream-format.js';
 
 export class MigStreamWriter {
   private failure: MigrationError | null = null;

@@ -28,9 +28,7 @@ import { V1Save, type V1SaveResult } from './v1-save.js';
 import { QEMU72_SET_STATE, isV1Fatal, v1SetState, v1VmStart } from './v1-set-state.js';
 import type { V1WindowAccess } from './v1-window-io.js';
 
-export {
-  V1FatalError, isV1Fatal, QEMU72_SET_STATE, v1SetState, v1VmStart, v1VmStop, v1MigrationFailed,
-} from './v1-set-state.js';
+export { V1FatalError, isV1Fatal, QEMU72_SET_STATE, v1SetState, v1VmStart, v1VmStop, v1MigrationFailed } from './v1-set-state.js';
 
 export interface SaveV1Options {
   /** Pre-copy rounds: each is one vfio_save_pending + one vfio_save_iterate (default 1). */
@@ -82,7 +80,11 @@ export async function saveV1(region: LegacyRegion, out: Writable, options: SaveV
 }
 
 /** Load a state from `input` into the device behind `region` as QEMU 7.2 does. */
-export async function loadV1(region: LegacyRegion, input: Readable | AsyncIterable<Uint8Array>, options: LoadV1Options = {}): Promise<LoadV1Result> {
+export async function loadV1(
+  region: LegacyRegion,
+  input: Readable | AsyncIterable<Uint8Array>,
+  options: LoadV1Options = {},
+): Promise<LoadV1Result> {
   const access = options.windowAccess ?? 'pieces';
   checkAccess(access);
   const report = (phase: MigrationPhase) => options.onProgress?.({ phase, bytes: load.result.deviceBytes });
@@ -111,5 +113,6 @@ function afterFailedLoad(region: LegacyRegion, first: MigrationError): Promise<M
 }
 
 function checkAccess(access: string): void {
-  if (access !== 'pieces' && access !== 'mmap') throw new MigrationError('EINVAL', `windowAccess must be 'pieces' or 'mmap', got '${access}'`);
+  if (access !== 'pieces' && access !== 'mmap')
+    throw new MigrationError('EINVAL', `windowAccess must be 'pieces' or 'mmap', got '${access}'`);
 }

@@ -42,7 +42,8 @@ export class V1Load {
     const decoder = new MigStreamDecoder();
     let recordEnd = -1; // input offset just past the last data piece taken
     for await (const chunk of input) {
-      if (!(chunk instanceof Uint8Array)) throw new MigrationError('EINVAL', 'migration input must be a byte stream (no encoding, not object mode)');
+      if (!(chunk instanceof Uint8Array))
+        throw new MigrationError('EINVAL', 'migration input must be a byte stream (no encoding, not object mode)');
       for (const event of decoder.push(chunk)) {
         if (event.kind === 'data') {
           const sameRecord = decoder.bytesConsumed - event.bytes.length === recordEnd;
@@ -61,7 +62,7 @@ export class V1Load {
 
   /** vfio_load_buffer, one window at a time: the bytes fill windows, each handed over when full. */
   private async vfioLoadBuffer(bytes: Uint8Array): Promise<void> {
-    for (let at = 0; at < bytes.length; ) {
+    for (let at = 0; at < bytes.length;) {
       if (!this.open) await this.openWindow();
       const buf = this.staging as Uint8Array;
       const n = Math.min(buf.length - this.fill, bytes.length - at);

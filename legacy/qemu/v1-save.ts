@@ -28,7 +28,14 @@ export interface V1SaveResult {
 }
 
 export class V1Save {
-  readonly result: V1SaveResult = { precopyBytes: 0, stopCopyBytes: 0, precopyChunks: 0, stopCopyChunks: 0, fileBytes: 0, usedPrecopy: false };
+  readonly result: V1SaveResult = {
+    precopyBytes: 0,
+    stopCopyBytes: 0,
+    precopyChunks: 0,
+    stopCopyChunks: 0,
+    fileBytes: 0,
+    usedPrecopy: false,
+  };
   private phase: MigrationPhase = 'setup';
   /** migration->pending_bytes, QEMU's cached copy. */
   private pending = 0n;
@@ -164,7 +171,10 @@ export class V1Save {
  */
 function checkChunk(region: LegacyRegion, dataOffset: bigint, dataSize: bigint): number {
   if (dataOffset < BigInt(HEADER_SIZE) || dataOffset + dataSize > BigInt(region.size)) {
-    throw new MigrationError('EINVAL', `chunk [${dataOffset}, ${dataOffset + dataSize}) outside the data section of a ${region.size}-byte region`);
+    throw new MigrationError(
+      'EINVAL',
+      `chunk [${dataOffset}, ${dataOffset + dataSize}) outside the data section of a ${region.size}-byte region`,
+    );
   }
   return Number(dataSize);
 }

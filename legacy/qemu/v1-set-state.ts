@@ -66,10 +66,17 @@ export async function v1SetState(region: LegacyRegion, mask: number, value: numb
     try {
       after = await readDeviceState(region);
     } catch (reread) {
-      throw new V1FatalError(first.code as ErrnoName, `device_state write ${v1StateName(cur)} -> ${v1StateName(next)} failed (${first.message}) and the re-read failed (${asMigrationError(reread).message}): QEMU 7.2 aborts (hw_error)`);
+      throw new V1FatalError(
+        first.code as ErrnoName,
+        `device_state write ${v1StateName(cur)} -> ${v1StateName(next)} failed (${first.message}) and the re-read failed (${asMigrationError(reread).message}): QEMU 7.2 aborts (hw_error)`,
+      );
     }
     if (v1IsError(after)) {
-      throw new V1FatalError(first.code as ErrnoName, `device in error state ${v1StateName(after)} after a failed write to ${v1StateName(next)} (${first.message}): QEMU 7.2 aborts (hw_error)`, after);
+      throw new V1FatalError(
+        first.code as ErrnoName,
+        `device in error state ${v1StateName(after)} after a failed write to ${v1StateName(next)} (${first.message}): QEMU 7.2 aborts (hw_error)`,
+        after,
+      );
     }
     throw first;
   }
@@ -91,7 +98,6 @@ export function v1VmStop(region: LegacyRegion, forSavevm = false): Promise<numbe
 export function v1MigrationFailed(region: LegacyRegion): Promise<number> {
   return v1SetState(region, QEMU72_SET_STATE.migrationFailed.mask, QEMU72_SET_STATE.migrationFailed.value);
 }
-
 
 /** A recovery step after a failure: its own errors are only reported by QEMU, except an abort. */
 export async function onlyFatal(step: () => Promise<unknown>): Promise<void> {

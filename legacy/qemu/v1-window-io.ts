@@ -24,10 +24,15 @@ export function writeV1Window(region: LegacyRegion, offset: number, data: Uint8A
 }
 
 /** `bytes` at region offset `offset` as one access ('mmap') or vfio_mig_rw's pieces; nothing for no bytes. */
-async function inPieces(offset: number, bytes: Uint8Array, mode: V1WindowAccess, access: (at: number, piece: Uint8Array) => Promise<void>): Promise<void> {
+async function inPieces(
+  offset: number,
+  bytes: Uint8Array,
+  mode: V1WindowAccess,
+  access: (at: number, piece: Uint8Array) => Promise<void>,
+): Promise<void> {
   if (bytes.length === 0) return;
   if (mode === 'mmap') return access(offset, bytes);
-  for (let done = 0; done < bytes.length; ) {
+  for (let done = 0; done < bytes.length;) {
     const n = v1PieceSize(offset + done, bytes.length - done);
     await access(offset + done, bytes.subarray(done, done + n));
     done += n;

@@ -104,14 +104,21 @@ export async function saveV2(device: MigrationDevice, out: Writable, options: Sa
 }
 
 /** Load a state from `input` into `device` as QEMU 8-10 does; the device ends RUNNING. */
-export async function loadV2(device: MigrationDevice, input: Readable | AsyncIterable<Uint8Array>, options: LoadV2Options = {}): Promise<LoadV2Result> {
+export async function loadV2(
+  device: MigrationDevice,
+  input: Readable | AsyncIterable<Uint8Array>,
+  options: LoadV2Options = {},
+): Promise<LoadV2Result> {
   const flags = await migrationFlagsOf(device);
   const mig = new QemuMigrationState(device, await device.getState());
   const result: LoadV2Result = { deviceBytes: 0 };
   const report = (phase: MigrationPhase) => options.onProgress?.({ phase, bytes: result.deviceBytes });
   if (mig.state === MigState.RESUMING) {
     // Someone else's RESUMING: joining it would mix our data into theirs; leaving it is theirs to do.
-    throw new MigrationError('EBUSY', 'the device is already in RESUMING, entered by another user: reset it (VFIO_DEVICE_RESET) before loading');
+    throw new MigrationError(
+      'EBUSY',
+      'the device is already in RESUMING, entered by another user: reset it (VFIO_DEVICE_RESET) before loading',
+    );
   }
   const session = await vfioLoadSetup(mig);
   try {
@@ -140,7 +147,11 @@ async function vfioLoadSetup(mig: QemuMigrationState): Promise<DataSession> {
 }
 
 /** vfio_load_state: each data record written straight into the session, in the input's own segmentation. */
-async function vfioLoadState(session: DataSession, input: Readable | AsyncIterable<Uint8Array>, loaded: (n: number) => void): Promise<void> {
+async function vfioLoadState(
+  session: DataSession,
+  input: Readable | AsyncIterable<Uint8Array>,
+  loaded: (n: number) => void,
+): Promise<void> {
   for await (const event of readMigStream(input)) {
     if (event.kind === 'data') {
       await writeAll(session, event.bytes);

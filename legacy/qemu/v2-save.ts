@@ -66,7 +66,7 @@ export class V2Save {
     if (this.bufferSize < 1) throw new MigrationError('ENOMEM', 'MIG_DATA_SIZE is 0: no data buffer (QEMU g_try_malloc0(0) fails)');
     this.pending = stopCopySize;
     this.report();
-    if ((this.flags & MigFlags.PRE_COPY) && this.startState === MigState.RUNNING) {
+    if (this.flags & MigFlags.PRE_COPY && this.startState === MigState.RUNNING) {
       await this.mig.set(MigState.PRE_COPY, MigState.RUNNING);
       await this.vfioQueryPrecopySize();
       this.result.usedPrecopy = true;

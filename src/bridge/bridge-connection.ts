@@ -10,8 +10,14 @@ import type { PeerCredentials } from '../kernel/syscalls.js';
 import { ERRNO } from '../uapi/errors.js';
 import type { BridgedDevice } from './bridged-device.js';
 import {
-  ProtocolViolation, RequestReader, encodeAnswer, encodeRegisterAnswer, type Answer, type RegisterAnswer,
-  type RegisterRequest, type Request,
+  ProtocolViolation,
+  RequestReader,
+  encodeAnswer,
+  encodeRegisterAnswer,
+  type Answer,
+  type RegisterAnswer,
+  type RegisterRequest,
+  type Request,
 } from './wire-protocol.js';
 
 export interface ConnectionHost {
@@ -37,7 +43,11 @@ export class BridgeConnection {
   /** Settles once the connection is gone and its device released. */
   readonly closed = new Promise<void>((resolve) => (this.resolveClosed = resolve));
 
-  constructor(private readonly socket: Socket, private readonly peer: PeerCredentials, private readonly host: ConnectionHost) {
+  constructor(
+    private readonly socket: Socket,
+    private readonly peer: PeerCredentials,
+    private readonly host: ConnectionHost,
+  ) {
     socket.on('data', (chunk: Buffer) => {
       this.reader.push(chunk);
       socket.pause();
@@ -47,7 +57,9 @@ export class BridgeConnection {
       this.peerEnded = true;
       this.enqueue(() => this.drain());
     });
-    socket.on('error', () => { /* 'close' follows */ });
+    socket.on('error', () => {
+      /* 'close' follows */
+    });
     socket.on('close', () => this.end('connection closed'));
   }
 
@@ -95,7 +107,8 @@ export class BridgeConnection {
       this.device = device;
       return { result: 0, status: device?.status ?? 0, payload: encodeRegisterAnswer(answer) };
     }
-    if (!this.device) throw new ProtocolViolation(this.registered ? `${request.op} for a device that is not bridged` : `${request.op} before REGISTER`);
+    if (!this.device)
+      throw new ProtocolViolation(this.registered ? `${request.op} for a device that is not bridged` : `${request.op} before REGISTER`);
     return this.device.serve(request);
   }
 

@@ -27,7 +27,14 @@ const SUN_PATH_MAX = 107;
 
 export type BridgeEvent =
   | { kind: 'bridged'; device: BridgedDeviceInfo }
-  | { kind: 'not-bridged'; pid: number; fd: number; name: string; reason: string; /** false: something failed, not just "not for us" */ expected: boolean }
+  | {
+      kind: 'not-bridged';
+      pid: number;
+      fd: number;
+      name: string;
+      reason: string;
+      /** false: something failed, not just "not for us" */ expected: boolean;
+    }
   | { kind: 'refused'; pid?: number; reason: string }
   | { kind: 'error-recovery'; device: BridgedDeviceInfo; recovery: ErrorRecovery }
   | { kind: 'released'; device: BridgedDeviceInfo; stats: DeviceStats; reason: string; problems: string[] }
@@ -58,7 +65,14 @@ export interface BridgedRecord {
 }
 
 const NOT_BRIDGED: RegisterAnswer = {
-  bridged: false, index: 0, flags: 0, offset: 0n, size: 0n, windowOffset: 0n, windowSize: 0n, windowPath: '',
+  bridged: false,
+  index: 0,
+  flags: 0,
+  offset: 0n,
+  size: 0n,
+  windowOffset: 0n,
+  windowSize: 0n,
+  windowPath: '',
 };
 
 export class BridgeServer implements ConnectionHost {
@@ -74,7 +88,10 @@ export class BridgeServer implements ConnectionHost {
   private readonly sys: Syscalls & ProcessSyscalls;
   private readonly uid: number;
 
-  private constructor(private readonly server: Server, private readonly options: BridgeServerOptions) {
+  private constructor(
+    private readonly server: Server,
+    private readonly options: BridgeServerOptions,
+  ) {
     this.socketPath = join(options.dir, SOCKET_NAME);
     this.sys = options.sys ?? koffiSyscalls();
     this.uid = options.uid ?? process.getuid!();
@@ -86,7 +103,10 @@ export class BridgeServer implements ConnectionHost {
     }
     const socketPath = join(options.dir, SOCKET_NAME);
     if (Buffer.byteLength(socketPath) > SUN_PATH_MAX) {
-      throw new MigrationError('EINVAL', `socket path ${socketPath} is longer than a Unix socket address allows (${SUN_PATH_MAX} bytes): set XDG_RUNTIME_DIR to a shorter directory`);
+      throw new MigrationError(
+        'EINVAL',
+        `socket path ${socketPath} is longer than a Unix socket address allows (${SUN_PATH_MAX} bytes): set XDG_RUNTIME_DIR to a shorter directory`,
+      );
     }
     if (Buffer.byteLength(join(options.dir, 'window-4294967295')) >= WINDOW_PATH_BYTES) {
       throw new MigrationError('EINVAL', `directory ${options.dir} is too long for window file paths (${WINDOW_PATH_BYTES - 1} bytes)`);
@@ -159,7 +179,8 @@ export class BridgeServer implements ConnectionHost {
     let device: BridgedDevice;
     try {
       device = await BridgedDevice.open(info, sourced.device, {
-        trace: this.options.trace, sys: this.sys,
+        trace: this.options.trace,
+        sys: this.sys,
         onErrorRecovery: (recovery) => this.emit({ kind: 'error-recovery', device: info, recovery }),
         onFault: (e) => this.fault(e),
       });
@@ -169,7 +190,16 @@ export class BridgeServer implements ConnectionHost {
     this.keys.set(device, sourced.key);
     this.records.push({ info, stats: device.stats, live: true });
     this.options.trace?.write('register', {
-      dev: id, name, label: sourced.label, pid, fd, index: layout.index, offset: layout.offset, size: layout.size, mmap, window: info.windowPath,
+      dev: id,
+      name,
+      label: sourced.label,
+      pid,
+      fd,
+      index: layout.index,
+      offset: layout.offset,
+      size: layout.size,
+      mmap,
+      window: info.windowPath,
     });
     this.traceIdentity(id, name || sourced.label, sourced.identity, pid);
     this.emit({ kind: 'bridged', device: info });
@@ -212,7 +242,7 @@ export class BridgeServer implements ConnectionHost {
   }
 
   fault(e: unknown): void {
-    this.emit({ kind: 'fault', message: e instanceof Error ? e.stack ?? e.message : String(e) });
+    this.emit({ kind: 'fault', message: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   }
 
   // ---- connections -------------------------------------------------------

@@ -100,7 +100,7 @@ export class BridgedDevice {
       this.count(access, payload);
     } catch (e) {
       if (!(e instanceof MigrationError)) this.options.onFault(e);
-      result = -(e instanceof MigrationError ? e.errno : 5 /* EIO */);
+      result = -((e instanceof MigrationError ? e.errno : 5) /* EIO */);
       payload = new Uint8Array(0);
       this.stats.failedAccesses++;
       this.traceAccess(access, e instanceof MigrationError ? e.code : 'EIO');
@@ -137,7 +137,10 @@ export class BridgedDevice {
   /** The region offset as a number; EINVAL past the region's end (as a v1 driver answers). */
   private inRegion(offset: bigint, length: number): number {
     if (offset + BigInt(length) > this.info.layout.size) {
-      throw new MigrationError('EINVAL', `access [0x${offset.toString(16)}, +${length}) past the end of the ${this.info.layout.size}-byte region`);
+      throw new MigrationError(
+        'EINVAL',
+        `access [0x${offset.toString(16)}, +${length}) past the end of the ${this.info.layout.size}-byte region`,
+      );
     }
     return Number(offset);
   }
@@ -173,7 +176,13 @@ export class BridgedDevice {
     const value = bytes && access.offset < BigInt(HEADER_BYTES) && width <= 8 ? littleEndian(bytes) : undefined;
     const field = access.offset < BigInt(HEADER_BYTES) ? fieldAt(Number(access.offset), width) : undefined;
     trace.write('v1', {
-      dev: this.info.id, op: access.op, off: access.offset, width, ...(field ? { field } : {}), ...(value === undefined ? {} : { value }), result,
+      dev: this.info.id,
+      op: access.op,
+      off: access.offset,
+      width,
+      ...(field ? { field } : {}),
+      ...(value === undefined ? {} : { value }),
+      result,
     });
   }
 }

@@ -68,7 +68,9 @@ export function kernelDeviceSource(sys: Syscalls & ProcessSyscalls = koffiSyscal
     try {
       vfio = adoptVfioDevice(copy, name, sys);
     } catch (e) {
-      throw e instanceof MigrationError && e.code === 'ENOTTY' ? new NotBridgeable('ENOTTY', `fd ${fd} of pid ${pid}: ${e.message.replace(/^E\w+: /, '')}`) : e;
+      throw e instanceof MigrationError && e.code === 'ENOTTY'
+        ? new NotBridgeable('ENOTTY', `fd ${fd} of pid ${pid}: ${e.message.replace(/^E\w+: /, '')}`)
+        : e;
     }
     const device = new KernelMigrationDevice(vfio);
     const label = name || `fd ${fd} of pid ${pid}`;

@@ -31,8 +31,13 @@ export class DeviceStats {
 
   toJSON(): Record<string, number> {
     return {
-      chunksSaved: this.chunksSaved, bytesSaved: this.bytesSaved, chunksResumed: this.chunksResumed, bytesResumed: this.bytesResumed,
-      stopCopyMs: Math.round(this.stopCopyMs() * 1000) / 1000, failedAccesses: this.failedAccesses, errorResets: this.errorResets,
+      chunksSaved: this.chunksSaved,
+      bytesSaved: this.bytesSaved,
+      chunksResumed: this.chunksResumed,
+      bytesResumed: this.bytesResumed,
+      stopCopyMs: Math.round(this.stopCopyMs() * 1000) / 1000,
+      failedAccesses: this.failedAccesses,
+      errorResets: this.errorResets,
     };
   }
 }

@@ -72,14 +72,23 @@ export async function locateInterposer(options: LocateOptions = {}): Promise<str
   try {
     result = script.compileInterposer(source, cached, options.cc ?? (process.env.CC || 'cc'));
   } catch (e) {
-    throw new MigrationError('EACCES', `cannot build the bridge's interposer in ${cacheDir}: ${(e as Error).message}; set XDG_CACHE_HOME to a writable directory`);
+    throw new MigrationError(
+      'EACCES',
+      `cannot build the bridge's interposer in ${cacheDir}: ${(e as Error).message}; set XDG_CACHE_HOME to a writable directory`,
+    );
   }
   if (!result.ok) {
     if (result.missingCompiler) {
-      throw new MigrationError('ENOENT', `vfio-mig bridge builds its LD_PRELOAD interposer (${source}) with the machine's C compiler once, and there is none (${result.message.split('\n')[0]}): install one with ${INSTALL_HINT}, then run the command again`);
+      throw new MigrationError(
+        'ENOENT',
+        `vfio-mig bridge builds its LD_PRELOAD interposer (${source}) with the machine's C compiler once, and there is none (${result.message.split('\n')[0]}): install one with ${INSTALL_HINT}, then run the command again`,
+      );
     }
     const lines = result.message.split('\n').slice(0, 6).join(' / ');
-    throw new MigrationError('EIO', `building the bridge's interposer failed: ${lines}; it needs a C compiler and the C library headers: ${INSTALL_HINT}`);
+    throw new MigrationError(
+      'EIO',
+      `building the bridge's interposer failed: ${lines}; it needs a C compiler and the C library headers: ${INSTALL_HINT}`,
+    );
   }
   return cached;
 }

@@ -32,7 +32,11 @@ export function isSelfOrDescendant(pid: number, ancestor: number, parent: (pid: 
 }
 
 /** Why a peer is refused, or undefined when it may talk to the bridge. */
-export function peerRefusal(peer: PeerCredentials, expect: { uid: number; commandPid: number | undefined }, parent = parentOf): string | undefined {
+export function peerRefusal(
+  peer: PeerCredentials,
+  expect: { uid: number; commandPid: number | undefined },
+  parent = parentOf,
+): string | undefined {
   if (peer.uid !== expect.uid) return `pid ${peer.pid} runs as uid ${peer.uid}, the bridge as uid ${expect.uid}`;
   if (expect.commandPid === undefined) return `pid ${peer.pid} connected before the command was started`;
   if (!isSelfOrDescendant(peer.pid, expect.commandPid, parent)) {

@@ -38,5 +38,8 @@ export function makePrivateDir(bases: string[] = privateDirBases()): PrivateDir 
     }
     return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
   }
-  throw new MigrationError('EACCES', `cannot make the bridge's private directory (${tried.join('; ')}): set XDG_RUNTIME_DIR to a writable directory`);
+  throw new MigrationError(
+    'EACCES',
+    `cannot make the bridge's private directory (${tried.join('; ')}): set XDG_RUNTIME_DIR to a writable directory`,
+  );
 }

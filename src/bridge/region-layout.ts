@@ -9,7 +9,10 @@
 //             window can be mmapped.
 import { LEGACY_OVER_V2_DATA_OFFSET } from '../../translate/legacy-region-over-v2.js';
 import {
-  VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+  VFIO_REGION_INFO_FLAG_CAPS,
+  VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE,
 } from '../uapi/constants.js';
 import { NotBridgeable } from './device-source.js';
 import type { RegisterAnswer } from './wire-protocol.js';
@@ -26,8 +29,12 @@ export function synthesizedRegion(numRegions: number, regionsEnd: bigint, window
   const windowOffset = BigInt(LEGACY_OVER_V2_DATA_OFFSET);
   const size = windowOffset + BigInt(windowSize);
   if (offset + size > OFF_T_LIMIT) {
-    throw new NotBridgeable('EOVERFLOW', `the device's regions end at 0x${regionsEnd.toString(16)}: no room for a migration region below 2^63`);
+    throw new NotBridgeable(
+      'EOVERFLOW',
+      `the device's regions end at 0x${regionsEnd.toString(16)}: no room for a migration region below 2^63`,
+    );
   }
-  const flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_CAPS | (mmap ? VFIO_REGION_INFO_FLAG_MMAP : 0);
+  const flags =
+    VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_CAPS | (mmap ? VFIO_REGION_INFO_FLAG_MMAP : 0);
   return { index: numRegions, flags, offset, size, windowOffset, windowSize: BigInt(windowSize) };
 }

@@ -76,8 +76,13 @@ export async function runBridge(o: RunBridgeOptions): Promise<BridgeRun> {
     }
     const child: { process?: ChildProcess } = {};
     server = await BridgeServer.listen({
-      dir: dir.path, windowSize: o.windowSize, mmap: o.mmap, devices: o.devices ?? kernelDeviceSource(),
-      commandPid: () => child.process?.pid, trace, onEvent: emit,
+      dir: dir.path,
+      windowSize: o.windowSize,
+      mmap: o.mmap,
+      devices: o.devices ?? kernelDeviceSource(),
+      commandPid: () => child.process?.pid,
+      trace,
+      onEvent: emit,
     });
     const env = commandEnv(o.env ?? process.env, o.interposer, server.socketPath, o.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const started = spawn(o.command[0], o.command.slice(1), { stdio: 'inherit', env });

@@ -34,7 +34,12 @@ export class TracedDevice implements MigrationDevice {
   ) {}
 
   migrationFlags(): Promise<number> {
-    return this.call('migrationFlags', undefined, () => this.inner.migrationFlags(), (f) => f);
+    return this.call(
+      'migrationFlags',
+      undefined,
+      () => this.inner.migrationFlags(),
+      (f) => f,
+    );
   }
 
   async getState(): Promise<MigState> {
@@ -47,7 +52,12 @@ export class TracedDevice implements MigrationDevice {
   async setState(target: MigState): Promise<DataSession | null> {
     let session: DataSession | null;
     try {
-      session = await this.call('setState', stateName(target), () => this.inner.setState(target), (s) => (s ? 'session' : null));
+      session = await this.call(
+        'setState',
+        stateName(target),
+        () => this.inner.setState(target),
+        (s) => (s ? 'session' : null),
+      );
     } catch (e) {
       this.failedSet = e instanceof Error ? e.message : String(e);
       throw e;
@@ -59,7 +69,12 @@ export class TracedDevice implements MigrationDevice {
   }
 
   stopCopySize(): Promise<bigint> {
-    return this.call('stopCopySize', undefined, () => this.inner.stopCopySize(), (n) => n);
+    return this.call(
+      'stopCopySize',
+      undefined,
+      () => this.inner.stopCopySize(),
+      (n) => n,
+    );
   }
 
   async reset(): Promise<void> {
@@ -68,7 +83,12 @@ export class TracedDevice implements MigrationDevice {
     this.inError = undefined;
     this.stats.leaveStopCopy();
     try {
-      await this.call('reset', undefined, () => this.inner.reset(), () => null);
+      await this.call(
+        'reset',
+        undefined,
+        () => this.inner.reset(),
+        () => null,
+      );
     } catch (e) {
       if (recovering !== undefined) this.onErrorRecovery({ cause: recovering, reset: resultOf(e) });
       throw e;
@@ -81,7 +101,12 @@ export class TracedDevice implements MigrationDevice {
 
   close(): Promise<void> {
     this.stats.leaveStopCopy();
-    return this.call('close', undefined, () => this.inner.close(), () => null);
+    return this.call(
+      'close',
+      undefined,
+      () => this.inner.close(),
+      () => null,
+    );
   }
 
   private call<T>(call: string, arg: string | undefined, f: () => Promise<T>, show: (r: T) => unknown): Promise<T> {
@@ -90,32 +115,65 @@ export class TracedDevice implements MigrationDevice {
 }
 
 class TracedSession implements DataSession {
-  constructor(private readonly inner: DataSession, private readonly dev: number, private readonly trace: TraceWriter | undefined) {}
+  constructor(
+    private readonly inner: DataSession,
+    private readonly dev: number,
+    private readonly trace: TraceWriter | undefined,
+  ) {}
 
   get fd(): number | undefined {
     return this.inner.fd;
   }
 
   read(buf: Uint8Array): Promise<number> {
-    return traced(this.trace, 'data', { dev: this.dev, op: 'read', size: buf.length }, () => this.inner.read(buf), (n) => n);
+    return traced(
+      this.trace,
+      'data',
+      { dev: this.dev, op: 'read', size: buf.length },
+      () => this.inner.read(buf),
+      (n) => n,
+    );
   }
 
   write(buf: Uint8Array): Promise<number> {
-    return traced(this.trace, 'data', { dev: this.dev, op: 'write', size: buf.length }, () => this.inner.write(buf), (n) => n);
+    return traced(
+      this.trace,
+      'data',
+      { dev: this.dev, op: 'write', size: buf.length },
+      () => this.inner.write(buf),
+      (n) => n,
+    );
   }
 
   precopyInfo(): Promise<PrecopyInfo> {
-    return traced(this.trace, 'v2', { dev: this.dev, call: 'precopyInfo' }, () => this.inner.precopyInfo(),
-      (i) => ({ initial: i.initialBytes, dirty: i.dirtyBytes }));
+    return traced(
+      this.trace,
+      'v2',
+      { dev: this.dev, call: 'precopyInfo' },
+      () => this.inner.precopyInfo(),
+      (i) => ({ initial: i.initialBytes, dirty: i.dirtyBytes }),
+    );
   }
 
   close(): Promise<void> {
-    return traced(this.trace, 'data', { dev: this.dev, op: 'close' }, () => this.inner.close(), () => null);
+    return traced(
+      this.trace,
+      'data',
+      { dev: this.dev, op: 'close' },
+      () => this.inner.close(),
+      () => null,
+    );
   }
 }
 
 /** Run `f`; trace one line with its result ('ok' + ret, or the errno name) and its duration in µs. */
-async function traced<T>(trace: TraceWriter | undefined, ev: string, fields: Record<string, unknown>, f: () => Promise<T>, show: (r: T) => unknown): Promise<T> {
+async function traced<T>(
+  trace: TraceWriter | undefined,
+  ev: string,
+  fields: Record<string, unknown>,
+  f: () => Promise<T>,
+  show: (r: T) => unknown,
+): Promise<T> {
   if (!trace) return f();
   const start = performance.now();
   const us = () => Math.round((performance.now() - start) * 1000);

@@ -7,7 +7,11 @@ import { koffiSyscalls } from '../kernel/koffi-syscalls.js';
 import { PROT_READ, PROT_WRITE, type Mapping, type Syscalls } from '../kernel/syscalls.js';
 
 export class WindowFile {
-  private constructor(readonly path: string, private readonly mapping: Mapping, private readonly sys: Syscalls) {}
+  private constructor(
+    readonly path: string,
+    private readonly mapping: Mapping,
+    private readonly sys: Syscalls,
+  ) {}
 
   /** Create `path` (must not exist; mode 0600), `size` bytes, mapped shared. The fd is closed again: the mapping stays. */
   static create(path: string, size: number, sys: Syscalls = koffiSyscalls()): WindowFile {

@@ -20,17 +20,37 @@ export const WINDOW_PATH_BYTES = 256;
 export const OP = { REGISTER: 1, READ: 2, WRITE: 3, RESET: 4 } as const;
 
 export const requestHeader = new CStruct('bridge_request', 24, {
-  magic: ['u32', 0], op: ['u16', 4], reserved: ['u16', 6], length: ['u32', 8], count: ['u32', 12], offset: ['u64', 16],
+  magic: ['u32', 0],
+  op: ['u16', 4],
+  reserved: ['u16', 6],
+  length: ['u32', 8],
+  count: ['u32', 12],
+  offset: ['u64', 16],
 });
 export const answerHeader = new CStruct('bridge_answer', 16, {
-  magic: ['u32', 0], result: ['s32', 4], length: ['u32', 8], status: ['u32', 12],
+  magic: ['u32', 0],
+  result: ['s32', 4],
+  length: ['u32', 8],
+  status: ['u32', 12],
 });
 export const registerRequest = new CStruct('bridge_register', 24 + DEVICE_NAME_BYTES, {
-  version: ['u32', 0], pid: ['s32', 4], fd: ['s32', 8], num_regions: ['u32', 12], regions_end: ['u64', 16], name: ['nested', 24],
+  version: ['u32', 0],
+  pid: ['s32', 4],
+  fd: ['s32', 8],
+  num_regions: ['u32', 12],
+  regions_end: ['u64', 16],
+  name: ['nested', 24],
 });
 export const registerAnswer = new CStruct('bridge_register_answer', 48 + WINDOW_PATH_BYTES, {
-  bridged: ['u32', 0], index: ['u32', 4], flags: ['u32', 8], reserved: ['u32', 12], offset: ['u64', 16], size: ['u64', 24],
-  window_offset: ['u64', 32], window_size: ['u64', 40], path: ['nested', 48],
+  bridged: ['u32', 0],
+  index: ['u32', 4],
+  flags: ['u32', 8],
+  reserved: ['u32', 12],
+  offset: ['u64', 16],
+  size: ['u64', 24],
+  window_offset: ['u64', 32],
+  window_size: ['u64', 40],
+  path: ['nested', 48],
 });
 
 export interface RegisterRequest {
@@ -48,10 +68,7 @@ export interface RegisterRequest {
   name: string;
 }
 export type Request =
-  | RegisterRequest
-  | { op: 'read'; offset: bigint; count: number }
-  | { op: 'write'; offset: bigint; data: Uint8Array }
-  | { op: 'reset' };
+  RegisterRequest | { op: 'read'; offset: bigint; count: number } | { op: 'write'; offset: bigint; data: Uint8Array } | { op: 'reset' };
 
 export interface RegisterAnswer {
   bridged: boolean;
@@ -95,7 +112,8 @@ export function checkRequestHeader(bytes: Uint8Array): { op: Request['op']; leng
   const bad = (what: string) => new ProtocolViolation(`${op}: ${what} (length ${h.length}, count ${h.count}, offset ${h.offset})`);
   switch (op) {
     case 'register':
-      if (h.length !== registerRequest.size || h.count !== 0 || h.offset !== 0n) throw bad(`needs length ${registerRequest.size}, count 0, offset 0`);
+      if (h.length !== registerRequest.size || h.count !== 0 || h.offset !== 0n)
+        throw bad(`needs length ${registerRequest.size}, count 0, offset 0`);
       break;
     case 'read':
       if (h.length !== 0 || h.count < 1 || h.count > MAX_ACCESS_BYTES) throw bad(`needs length 0 and count 1..${MAX_ACCESS_BYTES}`);
@@ -117,7 +135,12 @@ function decodeRegister(payload: Uint8Array): RegisterRequest {
   if (r.fd < 0) throw new ProtocolViolation(`register: fd ${r.fd}`);
   if (r.num_regions === 0xffffffff) throw new ProtocolViolation('register: num_regions leaves no index for the migration region');
   return {
-    op: 'register', version: r.version, pid: r.pid, fd: r.fd, numRegions: r.num_regions, regionsEnd: r.regions_end,
+    op: 'register',
+    version: r.version,
+    pid: r.pid,
+    fd: r.fd,
+    numRegions: r.num_regions,
+    regionsEnd: r.regions_end,
     name: decodeName(payload.subarray(24, 24 + DEVICE_NAME_BYTES)),
   };
 }
@@ -125,7 +148,7 @@ function decodeRegister(payload: Uint8Array): RegisterRequest {
 /** The NUL-padded name: printable text, then only NULs. */
 function decodeName(field: Uint8Array): string {
   const end = field.indexOf(0) < 0 ? field.length : field.indexOf(0);
-  if (field.subarray(end).some((b) => b !== 0)) throw new ProtocolViolation('register: bytes after the device name\'s NUL');
+  if (field.subarray(end).some((b) => b !== 0)) throw new ProtocolViolation("register: bytes after the device name's NUL");
   const name = new TextDecoder('utf-8', { fatal: false }).decode(field.subarray(0, end));
   // The name goes into log lines and the trace: no control characters (a forged line break).
   // eslint-disable-next-line no-control-regex -- matching control characters is the point
@@ -190,10 +213,14 @@ export class RequestReader {
     this.queue.take(requestHeader.size);
     const payload = this.queue.take(h.length);
     switch (h.op) {
-      case 'register': return decodeRegister(payload);
-      case 'read': return { op: 'read', offset: h.offset, count: h.count };
-      case 'write': return { op: 'write', offset: h.offset, data: payload };
-      case 'reset': return { op: 'reset' };
+      case 'register':
+        return decodeRegister(payload);
+      case 'read':
+        return { op: 'read', offset: h.offset, count: h.count };
+      case 'write':
+        return { op: 'write', offset: h.offset, data: payload };
+      case 'reset':
+        return { op: 'reset' };
     }
   }
 }
@@ -220,17 +247,28 @@ export class AnswerReader {
 export function encodeRequest(r: Request): Uint8Array {
   const payload = r.op === 'write' ? r.data : r.op === 'register' ? encodeRegister(r) : new Uint8Array(0);
   const out = new Uint8Array(requestHeader.size + payload.length);
-  requestHeader.encode({
-    magic: BRIDGE_MAGIC, op: OP[r.op.toUpperCase() as keyof typeof OP], reserved: 0, length: payload.length,
-    count: r.op === 'read' ? r.count : 0, offset: r.op === 'read' || r.op === 'write' ? r.offset : 0n,
-  }, out);
+  requestHeader.encode(
+    {
+      magic: BRIDGE_MAGIC,
+      op: OP[r.op.toUpperCase() as keyof typeof OP],
+      reserved: 0,
+      length: payload.length,
+      count: r.op === 'read' ? r.count : 0,
+      offset: r.op === 'read' || r.op === 'write' ? r.offset : 0n,
+    },
+    out,
+  );
   out.set(payload, requestHeader.size);
   return out;
 }
 
 function encodeRegister(r: RegisterRequest): Uint8Array {
   const out = registerRequest.encode({
-    version: r.version, pid: r.pid, fd: r.fd, num_regions: r.numRegions, regions_end: r.regionsEnd,
+    version: r.version,
+    pid: r.pid,
+    fd: r.fd,
+    num_regions: r.numRegions,
+    regions_end: r.regionsEnd,
   });
   putString(out, 24, DEVICE_NAME_BYTES, r.name);
   return out;
@@ -245,8 +283,14 @@ export function encodeAnswer(a: Answer): Uint8Array {
 
 export function encodeRegisterAnswer(a: RegisterAnswer): Uint8Array {
   const out = registerAnswer.encode({
-    bridged: a.bridged ? 1 : 0, index: a.index, flags: a.flags, reserved: 0, offset: a.offset, size: a.size,
-    window_offset: a.windowOffset, window_size: a.windowSize,
+    bridged: a.bridged ? 1 : 0,
+    index: a.index,
+    flags: a.flags,
+    reserved: 0,
+    offset: a.offset,
+    size: a.size,
+    window_offset: a.windowOffset,
+    window_size: a.windowSize,
   });
   putString(out, 48, WINDOW_PATH_BYTES - 1, a.windowPath); // NUL-terminated: the last byte stays 0
   return out;
@@ -259,8 +303,14 @@ export function decodeRegisterAnswer(payload: Uint8Array): RegisterAnswer {
   const end = path.indexOf(0);
   if (end < 0) throw new ProtocolViolation('register answer: window path is not NUL-terminated');
   return {
-    bridged: a.bridged === 1, index: a.index, flags: a.flags, offset: a.offset, size: a.size,
-    windowOffset: a.window_offset, windowSize: a.window_size, windowPath: new TextDecoder().decode(path.subarray(0, end)),
+    bridged: a.bridged === 1,
+    index: a.index,
+    flags: a.flags,
+    offset: a.offset,
+    size: a.size,
+    windowOffset: a.window_offset,
+    windowSize: a.window_size,
+    windowPath: new TextDecoder().decode(path.subarray(0, end)),
   };
 }
 

@@ -23,7 +23,8 @@ export type DeviceAddress =
   | { kind: 'group'; groupPath: string; deviceName: string }
   | { kind: 'cdev'; path: string };
 
-const EXAMPLES = "e.g. 'sim:v2?size=256MiB&flags=7', 'sim:v1?size=64MiB&window=1MiB', '/dev/vfio/12:0000:3b:00.1' or '/dev/vfio/devices/vfio0'";
+const EXAMPLES =
+  "e.g. 'sim:v2?size=256MiB&flags=7', 'sim:v1?size=64MiB&window=1MiB', '/dev/vfio/12:0000:3b:00.1' or '/dev/vfio/devices/vfio0'";
 
 export function parseAddress(text: string): DeviceAddress {
   if (text.startsWith('sim:')) return parseSim(text);
@@ -32,7 +33,9 @@ export function parseAddress(text: string): DeviceAddress {
   const group = /^(\/dev\/vfio\/(?:noiommu-)?\d+):(.+)$/.exec(text);
   if (group) return { kind: 'group', groupPath: group[1], deviceName: group[2] };
   if (/^\/dev\/vfio\/(?:noiommu-)?\d+$/.test(text)) {
-    throw new UsageError(`'${text}' names a group, not a device: add ':<device-name>' (the PCI address or mdev UUID, see ls /sys/kernel/iommu_groups/N/devices)`);
+    throw new UsageError(
+      `'${text}' names a group, not a device: add ':<device-name>' (the PCI address or mdev UUID, see ls /sys/kernel/iommu_groups/N/devices)`,
+    );
   }
   throw new UsageError(`bad device address '${text}': ${EXAMPLES}`);
 }
@@ -50,7 +53,8 @@ function parseSim(text: string): DeviceAddress {
   const size = parseSize(params.get('size') ?? '64MiB', 'size', SIM_SIZE_LIMIT, where);
   const seedText = params.get('seed') ?? '1';
   const seed = Number(seedText);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`bad seed '${seedText}': use an integer 0..4294967295`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new UsageError(`bad seed '${seedText}': use an integer 0..4294967295`);
   if (head === 'v2') {
     const flags = parseFlags(params.get('flags') ?? '7');
     if (!(flags & 1)) throw new UsageError(`bad flags in '${text}': STOP_COPY (1) is mandatory for a v2 driver`);

@@ -5,5 +5,8 @@
 import { main } from './main.js';
 
 process.exitCode = await main(process.argv.slice(2), {
-  stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, exit: (status) => process.exit(status),
+  stdout: process.stdout,
+  stderr: process.stderr,
+  stdin: process.stdin,
+  exit: (status) => process.exit(status),
 });

@@ -44,7 +44,10 @@ export interface Command {
  * that differ): exit status 1, and --json still carries `result`.
  */
 export class CommandFailed extends Error {
-  constructor(message: string, readonly result: unknown) {
+  constructor(
+    message: string,
+    readonly result: unknown,
+  ) {
     super(message);
     this.name = 'CommandFailed';
   }
@@ -55,5 +58,8 @@ export class CommandFailed extends Error {
  * it ran) rather than 0; `result` is what --json would print.
  */
 export class ExitWith {
-  constructor(readonly status: number, readonly result: unknown) {}
+  constructor(
+    readonly status: number,
+    readonly result: unknown,
+  ) {}
 }

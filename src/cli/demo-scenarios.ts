@@ -40,27 +40,37 @@ function devices(o: DemoOptions): { source: SimDevice; destination: SimDevice } 
 /** QEMU 7.2 takes one window-sized chunk per iterate call; a "round" is one pass over the state. */
 function v1Save(region: LegacyRegionOverV2, source: SimDevice, o: DemoOptions) {
   const chunksPerRound = Math.max(1, Math.ceil(o.size / o.window));
-  return (out: PassThrough, onProgress: Progress) => saveV1(region, out, {
-    precopyRounds: o.rounds * chunksPerRound,
-    betweenRounds: (i) => { if ((i + 1) % chunksPerRound === 0) source.step(o.work); },
-    windowAccess: 'mmap',
-    onProgress,
-  });
+  return (out: PassThrough, onProgress: Progress) =>
+    saveV1(region, out, {
+      precopyRounds: o.rounds * chunksPerRound,
+      betweenRounds: (i) => {
+        if ((i + 1) % chunksPerRound === 0) source.step(o.work);
+      },
+      windowAccess: 'mmap',
+      onProgress,
+    });
 }
 
 export function demoScenarios(o: DemoOptions): Scenario[] {
   const v1OverV2 = devices(o);
   const v2OverV1 = devices(o);
   const cross = devices(o);
-  const v2Save = (device: V2DeviceOverLegacy | SimV2Driver, source: SimDevice) =>
-    (out: PassThrough, onProgress: Progress) => saveV2(device, out, { precopyRounds: o.rounds, betweenRounds: () => void source.step(o.work), onProgress });
+  const v2Save = (device: V2DeviceOverLegacy | SimV2Driver, source: SimDevice) => (out: PassThrough, onProgress: Progress) =>
+    saveV2(device, out, { precopyRounds: o.rounds, betweenRounds: () => void source.step(o.work), onProgress });
   return [
     {
       direction: 'QEMU 7.2 (v1) -> v2 device',
       ...v1OverV2,
       sides: {
-        save: v1Save(new LegacyRegionOverV2(new SimV2Driver(v1OverV2.source, { flags: o.flags }), { windowSize: o.window }), v1OverV2.source, o),
-        load: (input) => loadV1(new LegacyRegionOverV2(new SimV2Driver(v1OverV2.destination, { flags: o.flags }), { windowSize: o.window }), input, { windowAccess: 'mmap' }),
+        save: v1Save(
+          new LegacyRegionOverV2(new SimV2Driver(v1OverV2.source, { flags: o.flags }), { windowSize: o.window }),
+          v1OverV2.source,
+          o,
+        ),
+        load: (input) =>
+          loadV1(new LegacyRegionOverV2(new SimV2Driver(v1OverV2.destination, { flags: o.flags }), { windowSize: o.window }), input, {
+            windowAccess: 'mmap',
+          }),
       },
     },
     {

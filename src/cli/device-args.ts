@@ -7,8 +7,12 @@ import type { CliContext } from './command.js';
 import { UsageError } from './usage-error.js';
 
 export function oneAddress(positionals: string[], command: string): { text: string; address: DeviceAddress } {
-  if (positionals.length === 0) throw new UsageError(`${command} needs a device address, e.g. 'sim:v2?size=64MiB' or '/dev/vfio/12:0000:3b:00.1' (see vfio-mig ${command} --help)`);
-  if (positionals.length > 1) throw new UsageError(`${command} takes one device address, got ${positionals.length}: ${positionals.map((p) => `'${p}'`).join(' ')}`);
+  if (positionals.length === 0)
+    throw new UsageError(
+      `${command} needs a device address, e.g. 'sim:v2?size=64MiB' or '/dev/vfio/12:0000:3b:00.1' (see vfio-mig ${command} --help)`,
+    );
+  if (positionals.length > 1)
+    throw new UsageError(`${command} takes one device address, got ${positionals.length}: ${positionals.map((p) => `'${p}'`).join(' ')}`);
   return { text: positionals[0], address: parseAddress(positionals[0]) };
 }
 
@@ -31,12 +35,19 @@ export function requireOption(value: string | boolean | undefined, option: strin
 
 /** "STOP_COPY|P2P|PRE_COPY" for 7. */
 export function flagNames(flags: number): string {
-  const names = Object.entries(MigFlags).filter(([, bit]) => flags & bit).map(([name]) => name);
+  const names = Object.entries(MigFlags)
+    .filter(([, bit]) => flags & bit)
+    .map(([name]) => name);
   return names.length ? names.join('|') : 'none';
 }
 
 /** Open `text`, run `body`, close the device whatever happens; the first error wins. */
-export async function withDevice<T>(ctx: CliContext, text: string, address: DeviceAddress, body: (dev: OpenedDevice) => Promise<T>): Promise<T> {
+export async function withDevice<T>(
+  ctx: CliContext,
+  text: string,
+  address: DeviceAddress,
+  body: (dev: OpenedDevice) => Promise<T>,
+): Promise<T> {
   const dev = await openDevice(text, address, { syscalls: ctx.syscalls });
   let result: T;
   try {

@@ -11,8 +11,14 @@ import { UsageError } from './usage-error.js';
 
 /** A save or load that failed on the device (the file was fine). */
 export class DeviceOperationError extends MigrationError {
-  constructor(readonly operation: 'save' | 'load', readonly address: string, readonly via: string, cause: unknown) {
-    const inner = cause instanceof MigrationError ? cause : new MigrationError('EIO', cause instanceof Error ? cause.message : String(cause));
+  constructor(
+    readonly operation: 'save' | 'load',
+    readonly address: string,
+    readonly via: string,
+    cause: unknown,
+  ) {
+    const inner =
+      cause instanceof MigrationError ? cause : new MigrationError('EIO', cause instanceof Error ? cause.message : String(cause));
     super(inner.errno, inner.message.replace(/^E\w+: /, ''));
     this.name = 'DeviceOperationError';
     (this as { cause?: unknown }).cause = cause;
@@ -50,7 +56,8 @@ export function explainError(e: unknown): Explanation {
   if (e instanceof DeviceOperationError) return { message: oneLine(operationMessage(e)), code: e.code, usage: false };
   if (e instanceof MigrationError) return { message: oneLine(e.message), code: e.code, usage: false };
   // TypeError, RangeError, ...: a bug, not a condition a user can fix. A plain Error is a command's own verdict.
-  const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError || !(e instanceof Error);
+  const bug =
+    e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError || !(e instanceof Error);
   const message = e instanceof Error ? e.message : String(e);
   return { message: oneLine(bug ? `internal error: ${message} (run with --debug for the stack trace)` : message), usage: false };
 }
@@ -62,8 +69,17 @@ function groupOf(address: string): { node: string; number: string; name: string 
 
 /** What kept a device from opening. */
 export type DeviceProblem =
-  | 'no-vfio' | 'no-group' | 'no-cdev' | 'no-device' | 'stale-node' | 'permission' | 'busy' | 'not-viable'
-  | 'no-migration' | 'no-ffi' | 'other';
+  | 'no-vfio'
+  | 'no-group'
+  | 'no-cdev'
+  | 'no-device'
+  | 'stale-node'
+  | 'permission'
+  | 'busy'
+  | 'not-viable'
+  | 'no-migration'
+  | 'no-ffi'
+  | 'other';
 
 /** The errno of a failed open, read with the facts open-device gathered. */
 export function deviceProblem(e: DeviceOpenError): DeviceProblem {
@@ -127,14 +143,18 @@ function fileMessage(e: MigrationFileError): string {
   switch (e.problem) {
     case 'unreadable':
       if (e.code === 'ENOENT') return `cannot read ${p}: no such file (check the path)`;
-      if (e.code === 'EACCES' || e.code === 'EPERM') return `cannot read ${p}: permission denied (run as a user who may read it, or fix its permissions with chmod/chown)`;
+      if (e.code === 'EACCES' || e.code === 'EPERM')
+        return `cannot read ${p}: permission denied (run as a user who may read it, or fix its permissions with chmod/chown)`;
       return `cannot read ${p}: ${e.code} (${strip(e.detail)})`;
     case 'unwritable':
-      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return `cannot write ${p}: its directory does not exist (create it or choose another path)`;
-      if (e.code === 'EACCES' || e.code === 'EPERM') return `cannot write ${p}: permission denied (choose a directory you may write to, or run as a user who may)`;
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR')
+        return `cannot write ${p}: its directory does not exist (create it or choose another path)`;
+      if (e.code === 'EACCES' || e.code === 'EPERM')
+        return `cannot write ${p}: permission denied (choose a directory you may write to, or run as a user who may)`;
       if (e.code === 'ENOSPC') return `cannot write ${p}: no space left on the device (free some space or save elsewhere)`;
       if (e.code === 'EROFS') return `cannot write ${p}: read-only file system (save elsewhere)`;
-      if (e.code === 'EPIPE') return `cannot write ${p}: the reader went away (EPIPE) before the whole file was written; what it got has no end marker and any load refuses it`;
+      if (e.code === 'EPIPE')
+        return `cannot write ${p}: the reader went away (EPIPE) before the whole file was written; what it got has no end marker and any load refuses it`;
       return `cannot write ${p}: ${e.code} (${strip(e.detail)})`;
     case 'not-a-file':
       return `${p} is a directory or special file, not a migration file: give a file path`;
@@ -160,7 +180,8 @@ function fileMessage(e: MigrationFileError): string {
 function operationMessage(e: DeviceOperationError): string {
   const what = e.operation === 'save' ? `saving ${e.address} (over ${e.via})` : `loading into ${e.address} (over ${e.via})`;
   let hint = '';
-  if (e.operation === 'load' && e.code === 'EINVAL') hint = ': the device refused the state; was the file saved from this kind of device (same type, same size)?';
+  if (e.operation === 'load' && e.code === 'EINVAL')
+    hint = ': the device refused the state; was the file saved from this kind of device (same type, same size)?';
   if (e.code === 'EOPNOTSUPP') hint = ': the device cannot do this';
   if ((e.code === 'ENOSPC' || e.code === 'ENOMEM') && e.operation === 'load') {
     hint = ': the device took no more data; the file holds more state than this device has (was it saved from this kind of device?)';
@@ -178,11 +199,15 @@ function recoveryMessage(cause: unknown): string {
 
 /** One line per face that reset a device an earlier user left behind (the device rule), for stderr. */
 export function takeoverNotes(dev: OpenedDevice): string[] {
-  return dev.takeovers().filter((t) => t.action === 'reset').map((t) => takeoverNote(dev.text, t));
+  return dev
+    .takeovers()
+    .filter((t) => t.action === 'reset')
+    .map((t) => takeoverNote(dev.text, t));
 }
 
 function takeoverNote(address: string, t: FaceTakeover): string {
   const reset = 'it was reset (VFIO_DEVICE_RESET) to RUNNING before use';
-  if (t.face === 'v1') return `${address} was in ${t.found}; the v1 face (LegacyRegionOverV2) starts from RUNNING, as QEMU 7.2 assumes 001: ${reset}`;
+  if (t.face === 'v1')
+    return `${address} was in ${t.found}; the v1 face (LegacyRegionOverV2) starts from RUNNING, as QEMU 7.2 assumes 001: ${reset}`;
   return `${address} was left in ${t.found} by an earlier user; ${reset}`;
 }

@@ -4,7 +4,11 @@
 import { nextState, stateSupported } from '../v2/fsm.js';
 import { isSavingState, MIG_STATE_COUNT, MigState, stateName } from '../v2/states.js';
 
-export interface Arc { from: MigState; to: MigState; opensSession: boolean }
+export interface Arc {
+  from: MigState;
+  to: MigState;
+  opensSession: boolean;
+}
 
 export function supportedStates(flags: number): MigState[] {
   return [...Array(MIG_STATE_COUNT).keys()].filter((s) => stateSupported(s, flags));
@@ -23,7 +27,11 @@ export function driverArcs(flags: number): Arc[] {
     for (const target of states) {
       if (from === target) continue;
       let to: MigState;
-      try { to = nextState(from, target, flags); } catch { continue; }
+      try {
+        to = nextState(from, target, flags);
+      } catch {
+        continue;
+      }
       const key = `${from}>${to}`;
       if (!seen.has(key)) {
         seen.add(key);
@@ -37,9 +45,15 @@ export function driverArcs(flags: number): Arc[] {
 /** Rows: current state; columns: target; cells: next single step or '-' (EINVAL). */
 export function nextStepTable(flags: number): { states: MigState[]; cells: (MigState | null)[][] } {
   const states = supportedStates(flags);
-  const cells = states.map((cur) => states.map((target) => {
-    try { return nextState(cur, target, flags); } catch { return null; }
-  }));
+  const cells = states.map((cur) =>
+    states.map((target) => {
+      try {
+        return nextState(cur, target, flags);
+      } catch {
+        return null;
+      }
+    }),
+  );
   return { states, cells };
 }
 

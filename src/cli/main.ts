@@ -72,28 +72,41 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   });
   io.stderr.on('error', () => undefined); // nowhere left to report it
   const ctx: CliContext = {
-    json, debug,
+    json,
+    debug,
     print: (text) => {
       if (json || stdoutFailed) return;
       (stdoutCarriesState ? io.stderr : io.stdout).write(`${text}\n`);
     },
-    note: (text) => { io.stderr.write(`${text}\n`); },
-    warn: (text) => { io.stderr.write(`vfio-mig: warning: ${text}\n`); },
+    note: (text) => {
+      io.stderr.write(`${text}\n`);
+    },
+    warn: (text) => {
+      io.stderr.write(`vfio-mig: warning: ${text}\n`);
+    },
     progress: {
       mode: progressMode({ quiet, json, stderrIsTerminal: isTerminal(io.stderr), term: process.env.TERM }),
       columns: (io.stderr as { columns?: number }).columns ?? 80,
-      write: (text) => { io.stderr.write(text); },
+      write: (text) => {
+        io.stderr.write(text);
+      },
     },
     columns: isTerminal(io.stdout) ? (io.stdout as { columns?: number }).columns : undefined,
     syscalls: io.syscalls,
     stateOut: () => {
-      if (isTerminal(io.stdout)) throw new UsageError("standard output is a terminal, not a place for binary state: redirect it ('> state.vmig', '| ssh host vfio-mig load ... --in -') or give --out FILE");
+      if (isTerminal(io.stdout))
+        throw new UsageError(
+          "standard output is a terminal, not a place for binary state: redirect it ('> state.vmig', '| ssh host vfio-mig load ... --in -') or give --out FILE",
+        );
       stdoutCarriesState = true;
       return io.stdout;
     },
     stateIn: () => {
       const stdin = io.stdin ?? process.stdin;
-      if (isTerminal(stdin)) throw new UsageError("standard input is a terminal: pipe the state in ('< state.vmig', 'ssh host vfio-mig save ... --out - |') or give --in FILE");
+      if (isTerminal(stdin))
+        throw new UsageError(
+          "standard input is a terminal: pipe the state in ('< state.vmig', 'ssh host vfio-mig save ... --out - |') or give --in FILE",
+        );
       return stdin;
     },
   };
@@ -120,7 +133,10 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     try {
       parsed = parseArgs({ args: withNegativeValues(rest, options), allowPositionals: true, strict: true, options });
     } catch (e) {
-      const first = (e as Error).message.replace(/\. To specify a positional.*$/s, '').split('\n').join(' ');
+      const first = (e as Error).message
+        .replace(/\. To specify a positional.*$/s, '')
+        .split('\n')
+        .join(' ');
       throw new UsageError(`${first} (see vfio-mig ${name} --help)`);
     }
     const result = await command.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, ctx);
@@ -134,7 +150,9 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     const { message, code, problem, usage, result } = explainError(e);
     if (json) {
       const error = { message, ...(code ? { code } : {}), ...(problem ? { problem } : {}), usage };
-      io.stdout.write(`${JSON.stringify({ ok: false, command: name, ...(result === undefined ? {} : { result }), error }, jsonBigint, 2)}\n`);
+      io.stdout.write(
+        `${JSON.stringify({ ok: false, command: name, ...(result === undefined ? {} : { result }), error }, jsonBigint, 2)}\n`,
+      );
     }
     io.stderr.write(`vfio-mig: ${message}\n`);
     if (debug) writeStacks(io.stderr, e);

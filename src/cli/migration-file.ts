@@ -70,20 +70,48 @@ export interface MigrationFileInfo {
 }
 
 export type FileProblem =
-  | 'unreadable' | 'unwritable' | 'not-a-file' | 'bad-magic' | 'bad-version' | 'incomplete'
-  | 'truncated' | 'trailing-bytes' | 'damaged' | 'checksum' | 'bad-stream' | 'bad-info' | 'changed';
+  | 'unreadable'
+  | 'unwritable'
+  | 'not-a-file'
+  | 'bad-magic'
+  | 'bad-version'
+  | 'incomplete'
+  | 'truncated'
+  | 'trailing-bytes'
+  | 'damaged'
+  | 'checksum'
+  | 'bad-stream'
+  | 'bad-info'
+  | 'changed';
 
 /** A migration file that cannot be used; `problem` says why (explain-error.ts words it). */
 export class MigrationFileError extends MigrationError {
-  constructor(readonly path: string, readonly problem: FileProblem, code: ErrnoName, readonly detail: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly path: string,
+    readonly problem: FileProblem,
+    code: ErrnoName,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
     super(code, `${path}: ${detail}`);
     this.name = 'MigrationFileError';
     if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
   }
 }
 
-interface Header { version: number; headerBytes: number; fileBytes: number; payloadBytes: number; streamed: boolean }
-interface Footer { payloadBytes: number; infoBytes: number; fileBytes: number; digest: Buffer }
+interface Header {
+  version: number;
+  headerBytes: number;
+  fileBytes: number;
+  payloadBytes: number;
+  streamed: boolean;
+}
+interface Footer {
+  payloadBytes: number;
+  infoBytes: number;
+  fileBytes: number;
+  digest: Buffer;
+}
 
 /** The header; 'streamed' for a file written to a pipe (sizes in the footer only). */
 export function encodeHeader(fileBytes: number | 'streamed', payloadBytes = 0): Buffer {
@@ -122,7 +150,12 @@ function decodeHeader(path: string, b: Buffer): Header {
 
 function decodeFooter(b: Buffer): Footer | null {
   if (!b.subarray(0, 8).equals(Buffer.from(FILE_END_MAGIC, 'latin1'))) return null;
-  return { payloadBytes: u64(b, 8), infoBytes: u64(b, 16), fileBytes: u64(b, 24), digest: Buffer.from(b.subarray(FOOTER_HASHED, FILE_FOOTER_BYTES)) };
+  return {
+    payloadBytes: u64(b, 8),
+    infoBytes: u64(b, 16),
+    fileBytes: u64(b, 24),
+    digest: Buffer.from(b.subarray(FOOTER_HASHED, FILE_FOOTER_BYTES)),
+  };
 }
 
 /** Node's fs errors (code 'ENOENT', ...) as the file problem they are. */
@@ -161,7 +194,11 @@ class FileSink implements ByteSink {
   private at = 0;
   private closed = false;
 
-  constructor(private readonly path: string, private readonly tmpPath: string, private readonly fh: FileHandle) {}
+  constructor(
+    private readonly path: string,
+    private readonly tmpPath: string,
+    private readonly fh: FileHandle,
+  ) {}
 
   async append(b: Uint8Array): Promise<void> {
     await this.writeAt(b, this.at);
@@ -170,7 +207,7 @@ class FileSink implements ByteSink {
 
   /** pwrite all of `b` at `position` (a short write continues). */
   private async writeAt(b: Uint8Array, position: number): Promise<void> {
-    for (let done = 0; done < b.length; ) {
+    for (let done = 0; done < b.length;) {
       const { bytesWritten } = await this.fh.write(b, done, b.length - done, position + done);
       if (bytesWritten <= 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
       done += bytesWritten;
@@ -230,16 +267,22 @@ export class MigrationFileWriter {
   private readonly hash = createHash('sha256');
   private settled = false;
 
-  private constructor(readonly path: string, private readonly sink: ByteSink) {
+  private constructor(
+    readonly path: string,
+    private readonly sink: ByteSink,
+  ) {
     this.stream = new Writable({
       highWaterMark: 0,
       write: (chunk: Buffer, _enc, done) => {
         // Writable runs one write at a time: appends follow each other.
         this.hash.update(chunk);
-        this.sink.append(chunk).then(() => {
-          this.payloadBytes += chunk.length;
-          done();
-        }, (e: unknown) => done(fsProblem(this.path, e, true)));
+        this.sink.append(chunk).then(
+          () => {
+            this.payloadBytes += chunk.length;
+            done();
+          },
+          (e: unknown) => done(fsProblem(this.path, e, true)),
+        );
       },
     });
     // A failed write reaches the client through its write callback; the event would only crash the process.
@@ -251,7 +294,8 @@ export class MigrationFileWriter {
     if (path === '' || path.endsWith('/')) throw new MigrationFileError(path, 'not-a-file', 'EISDIR', 'names a directory, not a file');
     // Refuse a directory now, not at the final rename after the whole save.
     const existing = await stat(path).catch(() => null);
-    if (existing && !existing.isFile()) throw new MigrationFileError(path, 'not-a-file', existing.isDirectory() ? 'EISDIR' : 'EINVAL', 'exists and is not a regular file');
+    if (existing && !existing.isFile())
+      throw new MigrationFileError(path, 'not-a-file', existing.isDirectory() ? 'EISDIR' : 'EINVAL', 'exists and is not a regular file');
     const tmpPath = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.partial`);
     let fh: FileHandle;
     try {
@@ -356,7 +400,9 @@ function checkInfo(path: string, bytes: Buffer, streamDeviceBytes: number): Migr
     savedAt: field(value, 'savedAt', (v): v is string => typeof v === 'string', 'a string'),
   };
   if (info.precopyBytes + info.stopCopyBytes !== info.deviceBytes) {
-    throw bad(`info field 'precopyBytes' + 'stopCopyBytes' is ${info.precopyBytes + info.stopCopyBytes}, but 'deviceBytes' is ${info.deviceBytes}`);
+    throw bad(
+      `info field 'precopyBytes' + 'stopCopyBytes' is ${info.precopyBytes + info.stopCopyBytes}, but 'deviceBytes' is ${info.deviceBytes}`,
+    );
   }
   if (info.deviceBytes !== streamDeviceBytes) {
     throw bad(`info field 'deviceBytes' is ${info.deviceBytes}, but the stream carries ${streamDeviceBytes} device bytes`);
@@ -410,7 +456,11 @@ async function readExactly(path: string, fh: FileHandle, length: number, positio
  * far; `path` names the file in errors (a private copy of standard input is
  * read from `source` but named 'standard input').
  */
-export async function verifyMigrationFile(source: string, onProgress?: (bytes: number, total: number) => void, path = source): Promise<VerifiedFile> {
+export async function verifyMigrationFile(
+  source: string,
+  onProgress?: (bytes: number, total: number) => void,
+  path = source,
+): Promise<VerifiedFile> {
   let fh: FileHandle;
   try {
     fh = await open(source, 'r');
@@ -437,29 +487,59 @@ export async function verifyMigrationFile(source: string, onProgress?: (bytes: n
     }
     const header = decodeHeader(path, headerBytes);
     if (header.version !== FILE_VERSION) {
-      throw new MigrationFileError(path, 'bad-version', 'EINVAL', `container version ${header.version}, this vfio-mig reads version ${FILE_VERSION}`);
+      throw new MigrationFileError(
+        path,
+        'bad-version',
+        'EINVAL',
+        `container version ${header.version}, this vfio-mig reads version ${FILE_VERSION}`,
+      );
     }
     if (header.headerBytes !== FILE_HEADER_BYTES) {
       throw new MigrationFileError(path, 'damaged', 'EBADMSG', `header length ${header.headerBytes}, expected ${FILE_HEADER_BYTES}`);
     }
     if (!header.streamed) {
-      if (header.fileBytes === 0) throw new MigrationFileError(path, 'incomplete', 'EIO', 'the header is still blank: the save that wrote it did not finish');
+      if (header.fileBytes === 0)
+        throw new MigrationFileError(path, 'incomplete', 'EIO', 'the header is still blank: the save that wrote it did not finish');
       if (size < header.fileBytes) throw new MigrationFileError(path, 'truncated', 'EIO', `${size} of ${header.fileBytes} bytes`);
-      if (size > header.fileBytes) throw new MigrationFileError(path, 'trailing-bytes', 'EBADMSG', `${size - header.fileBytes} bytes after the end of the ${header.fileBytes}-byte file`);
+      if (size > header.fileBytes)
+        throw new MigrationFileError(
+          path,
+          'trailing-bytes',
+          'EBADMSG',
+          `${size - header.fileBytes} bytes after the end of the ${header.fileBytes}-byte file`,
+        );
     }
-    const footer = size >= FILE_HEADER_BYTES + FILE_FOOTER_BYTES ? decodeFooter(await readExactly(path, fh, FILE_FOOTER_BYTES, size - FILE_FOOTER_BYTES)) : null;
+    const footer =
+      size >= FILE_HEADER_BYTES + FILE_FOOTER_BYTES
+        ? decodeFooter(await readExactly(path, fh, FILE_FOOTER_BYTES, size - FILE_FOOTER_BYTES))
+        : null;
     if (!footer && header.streamed) {
-      throw new MigrationFileError(path, 'truncated', 'EIO', `a streamed file of ${size} bytes without its end marker "${FILE_END_MAGIC}": the stream was cut short`);
+      throw new MigrationFileError(
+        path,
+        'truncated',
+        'EIO',
+        `a streamed file of ${size} bytes without its end marker "${FILE_END_MAGIC}": the stream was cut short`,
+      );
     }
-    if (!footer) throw new MigrationFileError(path, 'damaged', 'EBADMSG', `no end marker "${FILE_END_MAGIC}" in the last ${FILE_FOOTER_BYTES} bytes`);
+    if (!footer)
+      throw new MigrationFileError(path, 'damaged', 'EBADMSG', `no end marker "${FILE_END_MAGIC}" in the last ${FILE_FOOTER_BYTES} bytes`);
     // A streamed header says nothing about the sizes: the footer and the real size must agree alone.
     const expected = header.streamed ? { fileBytes: size, payloadBytes: footer.payloadBytes } : header;
     const infoAt = FILE_HEADER_BYTES + expected.payloadBytes;
-    if (footer.fileBytes !== expected.fileBytes || footer.payloadBytes !== expected.payloadBytes
-      || infoAt + footer.infoBytes + FILE_FOOTER_BYTES !== size || footer.infoBytes > MAX_INFO_BYTES) {
-      throw new MigrationFileError(path, 'damaged', 'EBADMSG', header.streamed
-        ? `footer (file ${footer.fileBytes}, payload ${footer.payloadBytes}, info ${footer.infoBytes}) does not add up to the ${size}-byte file`
-        : `header (file ${header.fileBytes}, payload ${header.payloadBytes}) and footer (file ${footer.fileBytes}, payload ${footer.payloadBytes}, info ${footer.infoBytes}) disagree`);
+    if (
+      footer.fileBytes !== expected.fileBytes ||
+      footer.payloadBytes !== expected.payloadBytes ||
+      infoAt + footer.infoBytes + FILE_FOOTER_BYTES !== size ||
+      footer.infoBytes > MAX_INFO_BYTES
+    ) {
+      throw new MigrationFileError(
+        path,
+        'damaged',
+        'EBADMSG',
+        header.streamed
+          ? `footer (file ${footer.fileBytes}, payload ${footer.payloadBytes}, info ${footer.infoBytes}) does not add up to the ${size}-byte file`
+          : `header (file ${header.fileBytes}, payload ${header.payloadBytes}) and footer (file ${footer.fileBytes}, payload ${footer.payloadBytes}, info ${footer.infoBytes}) disagree`,
+      );
     }
     const payloadBytes = expected.payloadBytes;
 
@@ -470,7 +550,7 @@ export async function verifyMigrationFile(source: string, onProgress?: (bytes: n
     let deviceBytes = 0;
     let hashed = 0;
     const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(1, payloadBytes)));
-    for (let at = FILE_HEADER_BYTES; at < infoAt; ) {
+    for (let at = FILE_HEADER_BYTES; at < infoAt;) {
       const want = Math.min(buf.length, infoAt - at);
       let n: number;
       try {
@@ -489,7 +569,10 @@ export async function verifyMigrationFile(source: string, onProgress?: (bytes: n
             // is negotiated (and the device has PRE_COPY), else -EINVAL; QEMU 7.2 knows no such tag.
             // vfio-mig never negotiates switchover-ack: both its loaders refuse the marker, so verify does.
             if (event.kind === 'init-data-sent') {
-              throw new MigrationError('EINVAL', `a DEV_INIT_DATA_SENT marker at byte ${decoder.bytesConsumed - 8}: only a QEMU 8.1+ with switchover-ack negotiated takes it, and vfio-mig never negotiates switchover-ack`);
+              throw new MigrationError(
+                'EINVAL',
+                `a DEV_INIT_DATA_SENT marker at byte ${decoder.bytesConsumed - 8}: only a QEMU 8.1+ with switchover-ack negotiated takes it, and vfio-mig never negotiates switchover-ack`,
+              );
             }
           }
         } catch (e) {
@@ -509,16 +592,36 @@ export async function verifyMigrationFile(source: string, onProgress?: (bytes: n
     }
     const payloadHash = hash.copy();
     const infoBytes = await readExactly(path, fh, footer.infoBytes, infoAt);
-    const digest = hash.update(infoBytes).update(encodeFooterPrefix(footer.payloadBytes, footer.infoBytes, footer.fileBytes)).digest();
+    const digest = hash
+      .update(infoBytes)
+      .update(encodeFooterPrefix(footer.payloadBytes, footer.infoBytes, footer.fileBytes))
+      .digest();
     if (!digest.equals(footer.digest)) {
-      throw new MigrationFileError(path, 'checksum', 'EBADMSG', `SHA-256 mismatch: the footer says ${footer.digest.toString('hex').slice(0, 16)}..., the contents hash to ${digest.toString('hex').slice(0, 16)}...`);
+      throw new MigrationFileError(
+        path,
+        'checksum',
+        'EBADMSG',
+        `SHA-256 mismatch: the footer says ${footer.digest.toString('hex').slice(0, 16)}..., the contents hash to ${digest.toString('hex').slice(0, 16)}...`,
+      );
     }
     if (streamError) {
-      throw new MigrationFileError(path, 'bad-stream', 'EINVAL', `checksum is right but the migration stream inside is malformed (${streamError.message})`, { cause: streamError });
+      throw new MigrationFileError(
+        path,
+        'bad-stream',
+        'EINVAL',
+        `checksum is right but the migration stream inside is malformed (${streamError.message})`,
+        { cause: streamError },
+      );
     }
     const info = checkInfo(path, infoBytes, deviceBytes);
     return {
-      path, source, fileBytes: size, payloadBytes, deviceBytes, sha256: digest.toString('hex'), info,
+      path,
+      source,
+      fileBytes: size,
+      payloadBytes,
+      deviceBytes,
+      sha256: digest.toString('hex'),
+      info,
       payloadDigest: payloadHash.digest('hex'),
     };
   } finally {
@@ -533,7 +636,11 @@ export async function verifyMigrationFile(source: string, onProgress?: (bytes: n
  */
 export async function* readPayload(file: VerifiedFile): AsyncGenerator<Uint8Array> {
   if (file.payloadBytes === 0) return;
-  const input = createReadStream(file.source, { start: FILE_HEADER_BYTES, end: FILE_HEADER_BYTES + file.payloadBytes - 1, highWaterMark: READ_CHUNK });
+  const input = createReadStream(file.source, {
+    start: FILE_HEADER_BYTES,
+    end: FILE_HEADER_BYTES + file.payloadBytes - 1,
+    highWaterMark: READ_CHUNK,
+  });
   const hash = createHash('sha256');
   let held: Buffer | null = null;
   let bytes = 0;

@@ -53,11 +53,24 @@ export class DeviceOpenError extends MigrationError {
  * for the face that applied it: 'v2' the kernel device (or V2DeviceOverLegacy),
  * 'v1' LegacyRegionOverV2 (which keeps only RUNNING).
  */
-export interface FaceTakeover { face: Protocol; found: string; action: Takeover['action'] }
+export interface FaceTakeover {
+  face: Protocol;
+  found: string;
+  action: Takeover['action'];
+}
 
 /** The face a client talks to. */
-export interface V2Face { protocol: 'v2'; device: MigrationDevice; translator?: 'V2DeviceOverLegacy' }
-export interface V1Face { protocol: 'v1'; region: LegacyRegion; translator?: 'LegacyRegionOverV2'; windowAccess: 'pieces' | 'mmap' }
+export interface V2Face {
+  protocol: 'v2';
+  device: MigrationDevice;
+  translator?: 'V2DeviceOverLegacy';
+}
+export interface V1Face {
+  protocol: 'v1';
+  region: LegacyRegion;
+  translator?: 'LegacyRegionOverV2';
+  windowAccess: 'pieces' | 'mmap';
+}
 export type Face = V2Face | V1Face;
 
 export interface OpenedDevice {
@@ -135,8 +148,12 @@ async function openKernel(text: string, address: DeviceAddress, spec: DeviceSpec
     const region = vfio.migrationRegion();
     if (region && region.size > 0n) v1 = new KernelLegacyRegion(vfio, region);
     if (v2Unavailable !== undefined && !v1) {
-      throw new DeviceOpenError(text, address.kind, 'ENOTTY',
-        `device ${vfio.name} has no migration support: VFIO_DEVICE_FEATURE_MIGRATION answers ENOTTY and it has no v1 migration region`);
+      throw new DeviceOpenError(
+        text,
+        address.kind,
+        'ENOTTY',
+        `device ${vfio.name} has no migration support: VFIO_DEVICE_FEATURE_MIGRATION answers ENOTTY and it has no v1 migration region`,
+      );
     }
   } catch (e) {
     // Both faces share the VfioDevice; closing it once closes every fd.
@@ -145,7 +162,10 @@ async function openKernel(text: string, address: DeviceAddress, spec: DeviceSpec
   }
   const faces = v2Unavailable === undefined ? { v2, v1 } : { v1 };
   return new Opened(text, address, v2Unavailable === undefined ? 'v2' : 'v1', {
-    ...faces, vfio, v2Unavailable, extraClose: v2Unavailable === undefined ? undefined : v2,
+    ...faces,
+    vfio,
+    v2Unavailable,
+    extraClose: v2Unavailable === undefined ? undefined : v2,
   });
 }
 
@@ -188,7 +208,12 @@ class Opened implements OpenedDevice {
   private readonly faces = new Map<Protocol, Face>();
   private closed = false;
 
-  constructor(readonly text: string, readonly address: DeviceAddress, readonly native: Protocol, parts: Parts) {
+  constructor(
+    readonly text: string,
+    readonly address: DeviceAddress,
+    readonly native: Protocol,
+    parts: Parts,
+  ) {
     Object.assign(this, parts);
     this.extraClose = parts.extraClose;
   }
@@ -221,7 +246,8 @@ class Opened implements OpenedDevice {
       if (f.protocol === 'v2' && f.device instanceof V2DeviceOverLegacy) found.push(['v2', f.device.inspect().takeover]);
       if (f.protocol === 'v1' && f.region instanceof LegacyRegionOverV2) found.push(['v1', f.region.inspect().takeover]);
     }
-    return found.filter((x): x is [Protocol, Takeover] => x[1] !== undefined)
+    return found
+      .filter((x): x is [Protocol, Takeover] => x[1] !== undefined)
       .map(([face, t]) => ({ face, found: stateName(t.found), action: t.action }));
   }
 
@@ -243,8 +269,14 @@ class Opened implements OpenedDevice {
     let v2Taken = false;
     let v1Taken = false;
     for (const f of this.faces.values()) {
-      if (f.protocol === 'v2' && f.translator) { toClose.push(f.device); v1Taken = true; }
-      if (f.protocol === 'v1' && f.translator) { toClose.push(f.region); v2Taken = true; }
+      if (f.protocol === 'v2' && f.translator) {
+        toClose.push(f.device);
+        v1Taken = true;
+      }
+      if (f.protocol === 'v1' && f.translator) {
+        toClose.push(f.region);
+        v2Taken = true;
+      }
     }
     if (this.v2 && !v2Taken) toClose.push(this.v2);
     if (this.v1 && !v1Taken) toClose.push(this.v1);

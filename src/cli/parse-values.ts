@@ -4,7 +4,18 @@ import { MigFlags, parseState, type MigState } from '../v2/states.js';
 import { UsageError } from './usage-error.js';
 
 const UNITS: Record<string, number> = {
-  '': 1, b: 1, k: 2 ** 10, kib: 2 ** 10, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30, t: 2 ** 40, tib: 2 ** 40, p: 2 ** 50, pib: 2 ** 50,
+  '': 1,
+  b: 1,
+  k: 2 ** 10,
+  kib: 2 ** 10,
+  m: 2 ** 20,
+  mib: 2 ** 20,
+  g: 2 ** 30,
+  gib: 2 ** 30,
+  t: 2 ** 40,
+  tib: 2 ** 40,
+  p: 2 ** 50,
+  pib: 2 ** 50,
 };
 
 export interface SizeLimit {
@@ -34,7 +45,11 @@ export function parseSize(text: string, what = 'size', limit?: SizeLimit, contex
 
 export function formatSize(bytes: number | bigint): string {
   const n = Number(bytes);
-  for (const [unit, scale] of [['GiB', 1 << 30], ['MiB', 1 << 20], ['KiB', 1024]] as const) {
+  for (const [unit, scale] of [
+    ['GiB', 1 << 30],
+    ['MiB', 1 << 20],
+    ['KiB', 1024],
+  ] as const) {
     if (n >= scale) return `${(n / scale).toFixed(n % scale === 0 ? 0 : unit === 'GiB' ? 2 : 1)} ${unit}`;
   }
   return `${n} B`;
@@ -60,7 +75,9 @@ export function parseFlags(text: string): number {
 export function parseStateArg(text: string, option: string): MigState {
   const s = parseState(text);
   if (s === undefined) {
-    throw new UsageError(`bad ${option} '${text}': use a state name (STOP, RUNNING, STOP_COPY, RESUMING, RUNNING_P2P, PRE_COPY, PRE_COPY_P2P) or 0..7`);
+    throw new UsageError(
+      `bad ${option} '${text}': use a state name (STOP, RUNNING, STOP_COPY, RESUMING, RUNNING_P2P, PRE_COPY, PRE_COPY_P2P) or 0..7`,
+    );
   }
   return s;
 }

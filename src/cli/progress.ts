@@ -35,7 +35,12 @@ export interface ProgressSink {
 
 const REDRAW_MS = 100;
 const PHASE_NAMES: Record<ProgressUpdate['phase'], string> = {
-  setup: 'setup', precopy: 'pre-copy', stopcopy: 'stop-copy', resume: 'resume', done: 'done', verify: 'verify',
+  setup: 'setup',
+  precopy: 'pre-copy',
+  stopcopy: 'stop-copy',
+  resume: 'resume',
+  done: 'done',
+  verify: 'verify',
 };
 
 /** 42s, 3m05s, 1h02m. */
@@ -46,7 +51,13 @@ function duration(seconds: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-interface Snapshot { label: string; bytes: number; total: number; phase: string; seconds: number }
+interface Snapshot {
+  label: string;
+  bytes: number;
+  total: number;
+  phase: string;
+  seconds: number;
+}
 
 /** Percentage, amounts, rate and ETA of a snapshot; no ETA before any byte moved. */
 function figures(s: Snapshot) {

@@ -13,7 +13,10 @@
 
 /** QEMU's own aliases for x86 machine types that follow the QEMU version. */
 const UNVERSIONED_MACHINES: Record<string, string> = {
-  pc: 'pc-i440fx-7.2', q35: 'pc-q35-7.2', 'pc-i440fx': 'pc-i440fx-7.2', 'pc-q35': 'pc-q35-7.2',
+  pc: 'pc-i440fx-7.2',
+  q35: 'pc-q35-7.2',
+  'pc-i440fx': 'pc-i440fx-7.2',
+  'pc-q35': 'pc-q35-7.2',
 };
 
 /** Values of `-opt X` / `-opt=X` / `--opt X` / `--opt=X` in argv, in order. */
@@ -33,7 +36,10 @@ function optionValues(argv: readonly string[], names: readonly string[]): string
 
 /** QEMU's `key=value,...` option syntax (a leading bare word is the implied key); `,,` is a literal comma. */
 export function parseQemuOptions(text: string, impliedKey: string): Map<string, string> {
-  const parts = text.replace(/,,/g, '\0').split(',').map((p) => p.replace(/\0/g, ','));
+  const parts = text
+    .replace(/,,/g, '\0')
+    .split(',')
+    .map((p) => p.replace(/\0/g, ','));
   const map = new Map<string, string>();
   parts.forEach((part, i) => {
     const eq = part.indexOf('=');
@@ -65,23 +71,33 @@ const isOn = (v: string | undefined) => v !== undefined && ['on', 'yes', 'true',
 /** Warnings for a command line run under the bridge; [] when nothing looks wrong (or it is not QEMU). */
 export function qemuCommandWarnings(argv: readonly string[]): string[] {
   const program = argv[0]?.split('/').pop() ?? '';
-  const vfioDevices = optionValues(argv, ['device']).map(deviceProperties).filter((p) => p.get('driver') === 'vfio-pci');
+  const vfioDevices = optionValues(argv, ['device'])
+    .map(deviceProperties)
+    .filter((p) => p.get('driver') === 'vfio-pci');
   if (!program.startsWith('qemu-system-') && vfioDevices.length === 0) return [];
   const warnings: string[] = [];
 
-  const machines = optionValues(argv, ['machine', 'M']).map((v) => parseQemuOptions(v, 'type').get('type')).filter((t): t is string => t !== undefined);
+  const machines = optionValues(argv, ['machine', 'M'])
+    .map((v) => parseQemuOptions(v, 'type').get('type'))
+    .filter((t): t is string => t !== undefined);
   const machine = machines.at(-1);
   if (machine === undefined) {
-    warnings.push(`no -machine given: QEMU 7.2 runs its default 'pc' (pc-i440fx-7.2), which a newer QEMU resolves to its own version and refuses from 7.2; pin it on both hosts, e.g. -machine pc-i440fx-7.2 (or pc-q35-7.2)`);
+    warnings.push(
+      `no -machine given: QEMU 7.2 runs its default 'pc' (pc-i440fx-7.2), which a newer QEMU resolves to its own version and refuses from 7.2; pin it on both hosts, e.g. -machine pc-i440fx-7.2 (or pc-q35-7.2)`,
+    );
   } else if (machine in UNVERSIONED_MACHINES) {
     const pinned = UNVERSIONED_MACHINES[machine];
-    warnings.push(`-machine ${machine} is ${pinned} on QEMU 7.2 but a newer version on a newer QEMU, which then refuses this VM's stream; pin -machine ${pinned} on both hosts`);
+    warnings.push(
+      `-machine ${machine} is ${pinned} on QEMU 7.2 but a newer version on a newer QEMU, which then refuses this VM's stream; pin -machine ${pinned} on both hosts`,
+    );
   }
 
   for (const props of vfioDevices) {
     if (!isOn(props.get('x-enable-migration'))) {
       const name = props.get('id') ?? props.get('sysfsdev') ?? props.get('host') ?? 'a vfio-pci device';
-      warnings.push(`${name} has no x-enable-migration=on: QEMU 7.2 keeps VFIO migration off by default, so this device blocks migration (add x-enable-migration=on to its -device)`);
+      warnings.push(
+        `${name} has no x-enable-migration=on: QEMU 7.2 keeps VFIO migration off by default, so this device blocks migration (add x-enable-migration=on to its -device)`,
+      );
     }
   }
   return warnings;

@@ -32,7 +32,9 @@ export async function withPrivateCopy<T>(input: NodeJS.ReadableStream, name: str
       const path = join(dir, 'state.vmig');
       const file = createWriteStream(path, { flags: 'wx', mode: 0o600 });
       let writeError: unknown;
-      file.on('error', (e) => { writeError = e; });
+      file.on('error', (e) => {
+        writeError = e;
+      });
       try {
         await pipeline(input, file);
       } catch (e) {

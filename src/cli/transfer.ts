@@ -5,7 +5,10 @@ import type { MigrationProgress } from '../../legacy/qemu/migration-progress.js'
 
 export interface TransferSides {
   /** Save into `out` (not ending it); report progress. */
-  save(out: PassThrough, onProgress: (p: MigrationProgress) => void): Promise<{ precopyBytes: number; stopCopyBytes: number; fileBytes: number }>;
+  save(
+    out: PassThrough,
+    onProgress: (p: MigrationProgress) => void,
+  ): Promise<{ precopyBytes: number; stopCopyBytes: number; fileBytes: number }>;
   /** Load everything from `input`. */
   load(input: PassThrough): Promise<unknown>;
 }
@@ -25,10 +28,12 @@ export async function runTransfer(sides: TransferSides, onProgress: (p: Migratio
   const pipe = new PassThrough({ highWaterMark: 4 << 20 });
   const started = performance.now();
   let stopCopyAt: number | undefined;
-  const saving = sides.save(pipe, (p) => {
-    if (p.phase === 'stopcopy' && stopCopyAt === undefined) stopCopyAt = performance.now();
-    onProgress(p);
-  }).finally(() => pipe.end());
+  const saving = sides
+    .save(pipe, (p) => {
+      if (p.phase === 'stopcopy' && stopCopyAt === undefined) stopCopyAt = performance.now();
+      onProgress(p);
+    })
+    .finally(() => pipe.end());
   const loading = sides.load(pipe);
   // Whichever side fails first, stop the other: a dead reader must not leave the writer waiting forever.
   loading.catch((e) => pipe.destroy(e as Error));

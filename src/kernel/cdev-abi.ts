@@ -18,17 +18,25 @@ export const IOMMU_DESTROY = _IO(VFIO_TYPE, IOMMUFD_CMD_DESTROY);
 export const IOMMU_IOAS_ALLOC = _IO(VFIO_TYPE, IOMMUFD_CMD_IOAS_ALLOC);
 
 export const vfio_device_bind_iommufd = new CStruct('vfio_device_bind_iommufd', 16, {
-  argsz: ['u32', 0], flags: ['u32', 4], iommufd: ['s32', 8], out_devid: ['u32', 12],
+  argsz: ['u32', 0],
+  flags: ['u32', 4],
+  iommufd: ['s32', 8],
+  out_devid: ['u32', 12],
 });
 
 export const vfio_device_attach_iommufd_pt = new CStruct('vfio_device_attach_iommufd_pt', 12, {
-  argsz: ['u32', 0], flags: ['u32', 4], pt_id: ['u32', 8],
+  argsz: ['u32', 0],
+  flags: ['u32', 4],
+  pt_id: ['u32', 8],
 });
 
 export const iommu_ioas_alloc = new CStruct('iommu_ioas_alloc', 12, {
-  size: ['u32', 0], flags: ['u32', 4], out_ioas_id: ['u32', 8],
+  size: ['u32', 0],
+  flags: ['u32', 4],
+  out_ioas_id: ['u32', 8],
 });
 
 export const iommu_destroy = new CStruct('iommu_destroy', 8, {
-  size: ['u32', 0], id: ['u32', 4],
+  size: ['u32', 0],
+  id: ['u32', 4],
 });

@@ -29,7 +29,10 @@ export class KernelLegacyRegion implements LegacyRegion {
   private resumeEntered = false;
 
   /** Takes ownership of `vfio`; `region` is its v1 migration region (see VfioDevice.migrationRegion). */
-  constructor(readonly vfio: VfioDevice, readonly region: RegionInfo) {
+  constructor(
+    readonly vfio: VfioDevice,
+    readonly region: RegionInfo,
+  ) {
     if (region.size > BigInt(Number.MAX_SAFE_INTEGER)) throw new MigrationError('EOVERFLOW', 'migration region too large');
     this.size = Number(region.size);
   }
@@ -45,13 +48,20 @@ export class KernelLegacyRegion implements LegacyRegion {
     try {
       const region = vfio.migrationRegion();
       if (!region) {
-        throw new MigrationError('ENODEV', `device ${vfio.name} has no v1 migration region (type 3 / subtype 1) among its ${vfio.info.numRegions} regions: a v2-only driver (use KernelMigrationDevice)`);
+        throw new MigrationError(
+          'ENODEV',
+          `device ${vfio.name} has no v1 migration region (type 3 / subtype 1) among its ${vfio.info.numRegions} regions: a v2-only driver (use KernelMigrationDevice)`,
+        );
       }
       // QEMU 7.2 vfio_migration_init rejects a zero-sized region.
       if (region.size === 0n) throw new MigrationError('EINVAL', `device ${vfio.name}: migration region ${region.index} has size 0`);
       return new KernelLegacyRegion(vfio, region);
     } catch (e) {
-      try { vfio.close(); } catch { /* report the cause */ }
+      try {
+        vfio.close();
+      } catch {
+        /* report the cause */
+      }
       throw e;
     }
   }
@@ -112,7 +122,10 @@ export class KernelLegacyRegion implements LegacyRegion {
   private async ready(): Promise<void> {
     this.check();
     if (this.taken) return;
-    await takeOver(`device ${this.vfio.name}`, { getState: () => Promise.resolve(this.stateNow()), reset: () => Promise.resolve(this.resetNow()) });
+    await takeOver(`device ${this.vfio.name}`, {
+      getState: () => Promise.resolve(this.stateNow()),
+      reset: () => Promise.resolve(this.resetNow()),
+    });
     this.taken = true;
   }
 

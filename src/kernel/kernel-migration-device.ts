@@ -13,12 +13,19 @@
 import { FirstFailure, MigrationError, isErrno } from '../uapi/errors.js';
 import { VFIO_DEVICE_FEATURE, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO } from '../uapi/ioctl.js';
 import {
-  VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
-  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
 } from '../uapi/constants.js';
 import {
-  vfio_device_feature, vfio_device_feature_mig_data_size, vfio_device_feature_mig_state,
-  vfio_device_feature_migration, vfio_precopy_info,
+  vfio_device_feature,
+  vfio_device_feature_mig_data_size,
+  vfio_device_feature_mig_state,
+  vfio_device_feature_migration,
+  vfio_precopy_info,
 } from '../uapi/structs.js';
 import type { DataSession, MigrationDevice, PrecopyInfo } from '../v2/contracts.js';
 import { MigState, stateName } from '../v2/states.js';
@@ -83,7 +90,10 @@ export class KernelMigrationDevice implements MigrationDevice {
         return Number(vfio_device_feature_migration.decode(out).flags);
       } catch (e) {
         if (e instanceof MigrationError && e.code === 'ENOTTY') {
-          throw new MigrationError('ENOTTY', `device ${this.vfio.name} has no v2 migration support (VFIO_DEVICE_FEATURE_MIGRATION: the driver has no migration ops)`);
+          throw new MigrationError(
+            'ENOTTY',
+            `device ${this.vfio.name} has no v2 migration support (VFIO_DEVICE_FEATURE_MIGRATION: the driver has no migration ops)`,
+          );
         }
         throw e;
       }
@@ -265,7 +275,11 @@ export class KernelMigrationDevice implements MigrationDevice {
 export class KernelDataSession implements DataSession {
   private open = true;
 
-  constructor(private readonly device: KernelMigrationDevice, private readonly dataFd: number, readonly direction: 'save' | 'resume') {}
+  constructor(
+    private readonly device: KernelMigrationDevice,
+    private readonly dataFd: number,
+    readonly direction: 'save' | 'resume',
+  ) {}
 
   /** The kernel fd; -1 once closed. */
   get fd(): number {

@@ -10,16 +10,32 @@ import { createRequire } from 'node:module';
 import type KoffiModule from 'koffi';
 import { ERRNO, MigrationError } from '../uapi/errors.js';
 import {
-  MAP_SHARED, type IoctlArg, type Mapping, type PeerCredentials, type ProcessSyscalls, type Syscalls, ioctlName, syscallError,
+  MAP_SHARED,
+  type IoctlArg,
+  type Mapping,
+  type PeerCredentials,
+  type ProcessSyscalls,
+  type Syscalls,
+  ioctlName,
+  syscallError,
 } from './syscalls.js';
 
 type Koffi = typeof KoffiModule;
-type Fn = ((...args: unknown[]) => unknown);
+type Fn = (...args: unknown[]) => unknown;
 
 interface Libc {
   koffi: Koffi;
-  open: Fn; close: Fn; ioctl: Fn; read: Fn; write: Fn; pread: Fn; pwrite: Fn; mmap: Fn; munmap: Fn;
-  syscall: Fn; getsockopt: Fn;
+  open: Fn;
+  close: Fn;
+  ioctl: Fn;
+  read: Fn;
+  write: Fn;
+  pread: Fn;
+  pwrite: Fn;
+  mmap: Fn;
+  munmap: Fn;
+  syscall: Fn;
+  getsockopt: Fn;
 }
 
 let libc: Libc | undefined;
@@ -80,9 +96,10 @@ export class KoffiSyscalls implements Syscalls, ProcessSyscalls {
   }
 
   ioctl(fd: number, request: number, arg?: IoctlArg): number {
-    const r = arg instanceof Uint8Array
-      ? Number(this.c.ioctl(fd, request, 'void *', arg))
-      : Number(this.c.ioctl(fd, request, 'unsigned long', arg ?? 0));
+    const r =
+      arg instanceof Uint8Array
+        ? Number(this.c.ioctl(fd, request, 'void *', arg))
+        : Number(this.c.ioctl(fd, request, 'unsigned long', arg ?? 0));
     if (r < 0) throw syscallError(this.c.koffi.errno(), `${ioctlName(request)} on fd ${fd}`);
     return r;
   }

@@ -11,19 +11,26 @@
 // (vfio_get_dev_region_info) and sparse-mmap areas.
 import { asMigrationError, FirstFailure, MigrationError } from '../uapi/errors.js';
 import {
-  VFIO_CHECK_EXTENSION, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
-  VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_SET_IOMMU,
+  VFIO_CHECK_EXTENSION,
+  VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_GET_API_VERSION,
+  VFIO_GROUP_GET_DEVICE_FD,
+  VFIO_GROUP_GET_STATUS,
+  VFIO_GROUP_SET_CONTAINER,
+  VFIO_SET_IOMMU,
 } from '../uapi/ioctl.js';
-import {
-  VFIO_API_VERSION, VFIO_GROUP_FLAGS_VIABLE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_TYPE1v2_IOMMU,
-} from '../uapi/constants.js';
+import { VFIO_API_VERSION, VFIO_GROUP_FLAGS_VIABLE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_TYPE1v2_IOMMU } from '../uapi/constants.js';
 import { vfio_device_info, vfio_group_status, vfio_region_info } from '../uapi/structs.js';
 import { decodeRegionInfo, type RegionInfo, type SparseArea } from '../uapi/region-info.js';
+import { VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED, VFIO_REGION_TYPE_MIGRATION_DEPRECATED } from '../../legacy/region-layout.js';
 import {
-  VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED, VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
-} from '../../legacy/region-layout.js';
-import {
-  IOMMU_IOAS_ALLOC, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_NOIOMMU_IOMMU, iommu_ioas_alloc, vfio_device_attach_iommufd_pt,
+  IOMMU_IOAS_ALLOC,
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  VFIO_NOIOMMU_IOMMU,
+  iommu_ioas_alloc,
+  vfio_device_attach_iommufd_pt,
   vfio_device_bind_iommufd,
 } from './cdev-abi.js';
 import { koffiSyscalls } from './koffi-syscalls.js';
@@ -110,7 +117,8 @@ export class VfioDevice {
     this.check();
     checkRange(region, offset, buf.length);
     const n = this.sys.pread(this.fd, buf, region.offset + BigInt(offset));
-    if (n !== buf.length) throw new MigrationError('EINVAL', `short read of region ${region.index}: ${n} of ${buf.length} bytes at ${offset}`);
+    if (n !== buf.length)
+      throw new MigrationError('EINVAL', `short read of region ${region.index}: ${n} of ${buf.length} bytes at ${offset}`);
   }
 
   /** pwrite at `offset` inside a region; a short transfer is an error. */
@@ -118,7 +126,8 @@ export class VfioDevice {
     this.check();
     checkRange(region, offset, data.length);
     const n = this.sys.pwrite(this.fd, data, region.offset + BigInt(offset));
-    if (n !== data.length) throw new MigrationError('EINVAL', `short write to region ${region.index}: ${n} of ${data.length} bytes at ${offset}`);
+    if (n !== data.length)
+      throw new MigrationError('EINVAL', `short write to region ${region.index}: ${n} of ${data.length} bytes at ${offset}`);
   }
 
   /** mmap one sparse-mmap area of a region (QEMU 7.2 vfio_region_mmap); unmapped at close at the latest. */
@@ -178,7 +187,11 @@ export function openVfioDevice(spec: DeviceSpec, sys: Syscalls = koffiSyscalls()
 }
 
 /** The iommu group (from the `iommu_group` link) or cdev node (from `vfio-dev/`) of a sysfs device. */
-export function resolveSysfsDevice(sysfs: string, sys: Syscalls, api: 'group' | 'cdev' = 'group'): { name: string; group: number; cdev?: string } {
+export function resolveSysfsDevice(
+  sysfs: string,
+  sys: Syscalls,
+  api: 'group' | 'cdev' = 'group',
+): { name: string; group: number; cdev?: string } {
   const dir = sysfs.replace(/\/+$/, '');
   const name = dir.slice(dir.lastIndexOf('/') + 1);
   let link: string;
@@ -194,7 +207,10 @@ export function resolveSysfsDevice(sysfs: string, sys: Syscalls, api: 'group' | 
   try {
     entries = sys.readdir(`${dir}/vfio-dev`);
   } catch (e) {
-    throw rethrow(e, `${dir} has no vfio-dev/: this kernel has no vfio cdev (CONFIG_VFIO_DEVICE_CDEV needs CONFIG_IOMMUFD); use the group API`);
+    throw rethrow(
+      e,
+      `${dir} has no vfio-dev/: this kernel has no vfio cdev (CONFIG_VFIO_DEVICE_CDEV needs CONFIG_IOMMUFD); use the group API`,
+    );
   }
   const node = entries.find((e) => /^vfio\d+$/.test(e));
   if (!node) throw new MigrationError('ENOENT', `${dir}/vfio-dev has no vfioN entry`);
@@ -253,7 +269,10 @@ export function openGroupDevice(group: number | string, name: string, sys: Sysca
     const status = vfio_group_status.encode({ argsz: vfio_group_status.size });
     sys.ioctl(groupFd, VFIO_GROUP_GET_STATUS, status);
     if (!(vfio_group_status.decode(status).flags & VFIO_GROUP_FLAGS_VIABLE)) {
-      throw new MigrationError('EBUSY', `group ${groupPath} is not viable: ensure all devices within the iommu_group are bound to their vfio bus driver`);
+      throw new MigrationError(
+        'EBUSY',
+        `group ${groupPath} is not viable: ensure all devices within the iommu_group are bound to their vfio bus driver`,
+      );
     }
     // vfio_connect_container: a new container, checked, with the group in it and TYPE1v2 set.
     const containerFd = openNode(sys, VFIO_CONTAINER_PATH, {
@@ -264,9 +283,12 @@ export function openGroupDevice(group: number | string, name: string, sys: Sysca
     const version = sys.ioctl(containerFd, VFIO_GET_API_VERSION);
     if (version !== VFIO_API_VERSION) throw new MigrationError('EINVAL', `VFIO API version ${version}, expected ${VFIO_API_VERSION}`);
     if (sys.ioctl(containerFd, VFIO_CHECK_EXTENSION, iommuType) !== 1) {
-      throw new MigrationError('ENODEV', noiommu
-        ? 'the container offers no VFIO_NOIOMMU_IOMMU: load vfio with enable_unsafe_noiommu_mode=1'
-        : 'the container offers no VFIO_TYPE1v2_IOMMU: load vfio_iommu_type1 (modprobe vfio_iommu_type1)');
+      throw new MigrationError(
+        'ENODEV',
+        noiommu
+          ? 'the container offers no VFIO_NOIOMMU_IOMMU: load vfio with enable_unsafe_noiommu_mode=1'
+          : 'the container offers no VFIO_TYPE1v2_IOMMU: load vfio_iommu_type1 (modprobe vfio_iommu_type1)',
+      );
     }
     const fdArg = new Uint8Array(4);
     new DataView(fdArg.buffer).setInt32(0, containerFd, true);
@@ -362,13 +384,18 @@ function openNode(sys: Syscalls, path: string, hints: Partial<Record<string, str
 
 /** Keep the errno, explain it; `only` limits the explanation to one errno. */
 function rethrow(e: unknown, hint: string, only?: string): unknown {
-  if (e instanceof MigrationError && (only === undefined || e.code === only)) return new MigrationError(e.errno, `${e.message.replace(/^E\w+: /, '')}: ${hint}`);
+  if (e instanceof MigrationError && (only === undefined || e.code === only))
+    return new MigrationError(e.errno, `${e.message.replace(/^E\w+: /, '')}: ${hint}`);
   return e;
 }
 
 /** Error path: close what was opened; the original error is the one to report. */
 function closeQuietly(sys: Syscalls, fds: number[]): void {
-  try { closeAll(sys, fds, []); } catch { /* the caller rethrows the cause */ }
+  try {
+    closeAll(sys, fds, []);
+  } catch {
+    /* the caller rethrows the cause */
+  }
 }
 
 /** Close everything, keep going past failures, report the first one. */

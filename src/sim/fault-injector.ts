@@ -21,9 +21,11 @@ export class FaultInjector {
   /** Replace the plan; read/write counting starts again at 1. */
   arm(plan: FaultPlan): void {
     for (const at of [plan.truncateStreamAt, plan.corruptStreamAt]) {
-      if (at !== undefined && (!Number.isSafeInteger(at) || at < 0)) throw new MigrationError('EINVAL', `bad stream offset ${at} in fault plan`);
+      if (at !== undefined && (!Number.isSafeInteger(at) || at < 0))
+        throw new MigrationError('EINVAL', `bad stream offset ${at} in fault plan`);
     }
-    if (plan.failIo && (!Number.isInteger(plan.failIo.nth) || plan.failIo.nth < 1)) throw new MigrationError('EINVAL', 'failIo.nth counts from 1');
+    if (plan.failIo && (!Number.isInteger(plan.failIo.nth) || plan.failIo.nth < 1))
+      throw new MigrationError('EINVAL', 'failIo.nth counts from 1');
     this.plan = { ...plan };
     this.reads = 0;
     this.writes = 0;

@@ -13,7 +13,10 @@ export class FaultySaver implements StateSaver {
   private position = 0;
   private readonly faults: StreamFaults = {};
 
-  constructor(private readonly saver: StateSaver, faults: StreamFaults = {}) {
+  constructor(
+    private readonly saver: StateSaver,
+    faults: StreamFaults = {},
+  ) {
     this.bind(faults);
   }
 

@@ -32,7 +32,8 @@ export class SimDevice {
 
   constructor(options: SimDeviceOptions) {
     const { size, seed, pageSize = 4096 } = options;
-    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new MigrationError('EINVAL', `seed must be an integer 0..2^32-1, got ${seed}`);
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+      throw new MigrationError('EINVAL', `seed must be an integer 0..2^32-1, got ${seed}`);
     this.geometry = new StateGeometry(size, pageSize);
     this.currentSeed = seed;
     this.generations = new Uint32Array(this.geometry.pageCount);

@@ -47,7 +47,10 @@ export class SimV2Driver implements MigrationDevice {
   private readonly host: SessionHost;
   private readonly onArc?: (from: MigState, to: MigState) => void;
 
-  constructor(readonly device: SimDevice, options: SimV2DriverOptions) {
+  constructor(
+    readonly device: SimDevice,
+    options: SimV2DriverOptions,
+  ) {
     const { flags, faults, writeLimit = Number.MAX_SAFE_INTEGER, onArc } = options;
     const known = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY;
     if (!Number.isInteger(flags) || !(flags & MigFlags.STOP_COPY) || (flags & ~known) !== 0) {

@@ -137,7 +137,11 @@ export class SimV2Session implements DataSession {
   private checkFd(op: 'read' | 'write'): void {
     if (this.userClosed) throw new MigrationError('EBADF', 'data_fd is closed');
     const wrongMode = op === 'read' ? this.stream.kind !== 'saving' : this.stream.kind !== 'resuming';
-    if (wrongMode) throw new MigrationError('EBADF', `${op} on the ${this.stream.kind} data_fd (opened ${this.stream.kind === 'saving' ? 'O_RDONLY' : 'O_WRONLY'})`);
+    if (wrongMode)
+      throw new MigrationError(
+        'EBADF',
+        `${op} on the ${this.stream.kind} data_fd (opened ${this.stream.kind === 'saving' ? 'O_RDONLY' : 'O_WRONLY'})`,
+      );
     if (this.disabledBecause) throw new MigrationError('ENODEV', `session ended: ${this.disabledBecause}`);
   }
 }

@@ -11,7 +11,10 @@ export class StateGeometry {
   readonly pageCount: number;
   readonly lastPageLength: number;
 
-  constructor(readonly size: number, readonly pageSize: number) {
+  constructor(
+    readonly size: number,
+    readonly pageSize: number,
+  ) {
     if (!Number.isSafeInteger(size) || size < 1) throw new MigrationError('EINVAL', `device size must be a positive integer, got ${size}`);
     if (!Number.isInteger(pageSize) || pageSize < 8 || pageSize > MAX_PAGE_SIZE || pageSize % 8 !== 0) {
       throw new MigrationError('EINVAL', `page size must be a multiple of 8 in [8, ${MAX_PAGE_SIZE}], got ${pageSize}`);

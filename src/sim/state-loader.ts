@@ -10,8 +10,16 @@ import { Checksum64 } from './checksum64.js';
 import { PageGenerator } from './page-generator.js';
 import type { SimDevice } from './sim-device.js';
 import {
-  addWords, END_MARKER, readHeader, readTrailer, RECORD_HEADER_BYTES, STATE_HEADER_BYTES, STATE_MAGIC,
-  STATE_TRAILER_BYTES, STATE_VERSION, type StateTrailer,
+  addWords,
+  END_MARKER,
+  readHeader,
+  readTrailer,
+  RECORD_HEADER_BYTES,
+  STATE_HEADER_BYTES,
+  STATE_MAGIC,
+  STATE_TRAILER_BYTES,
+  STATE_VERSION,
+  type StateTrailer,
 } from './state-format.js';
 import type { StateGeometry } from './state-geometry.js';
 import type { StateLoader } from './state-stream.js';
@@ -80,7 +88,8 @@ export class SimStateLoader implements StateLoader {
       throw new MigrationError('EINVAL', why);
     };
     if (t.records !== this.records) bad(`trailer counts ${t.records} records, stream had ${this.records}`);
-    if (t.checksum !== this.checksum.value()) bad(`checksum mismatch: trailer ${t.checksum.toString(16)}, computed ${this.checksum.value().toString(16)}`);
+    if (t.checksum !== this.checksum.value())
+      bad(`checksum mismatch: trailer ${t.checksum.toString(16)}, computed ${this.checksum.value().toString(16)}`);
     if (this.receivedPages !== this.geometry.pageCount) bad(`${this.geometry.pageCount - this.receivedPages} pages missing`);
     this.device.adoptState(this.seed, this.gens, t.steps);
     this.applied = true;
@@ -114,7 +123,8 @@ export class SimStateLoader implements StateLoader {
       this.metaNeed = STATE_TRAILER_BYTES; // keep the 8 bytes already read
       return;
     }
-    if (index >= this.geometry.pageCount) throw new MigrationError('EINVAL', `record for page ${index}, device has ${this.geometry.pageCount}`);
+    if (index >= this.geometry.pageCount)
+      throw new MigrationError('EINVAL', `record for page ${index}, device has ${this.geometry.pageCount}`);
     this.checksum.add(index);
     this.checksum.add(gen);
     this.page = index;

@@ -1,16 +1,24 @@
 // vfio_region_info with its capability chain: what VFIO_DEVICE_GET_REGION_INFO
 // returns. `next` offsets count from the start of the info buffer; 0 ends the chain.
 import { MigrationError } from './errors.js';
+import { VFIO_REGION_INFO_CAP_SPARSE_MMAP, VFIO_REGION_INFO_CAP_TYPE, VFIO_REGION_INFO_FLAG_CAPS } from './constants.js';
 import {
-  VFIO_REGION_INFO_CAP_SPARSE_MMAP, VFIO_REGION_INFO_CAP_TYPE, VFIO_REGION_INFO_FLAG_CAPS,
-} from './constants.js';
-import {
-  vfio_info_cap_header, vfio_region_info, vfio_region_info_cap_sparse_mmap,
-  vfio_region_info_cap_type, vfio_region_sparse_mmap_area,
+  vfio_info_cap_header,
+  vfio_region_info,
+  vfio_region_info_cap_sparse_mmap,
+  vfio_region_info_cap_type,
+  vfio_region_sparse_mmap_area,
 } from './structs.js';
 
-export interface CapEntry { id: number; version: number; offset: number }
-export interface SparseArea { offset: bigint; size: bigint }
+export interface CapEntry {
+  id: number;
+  version: number;
+  offset: number;
+}
+export interface SparseArea {
+  offset: bigint;
+  size: bigint;
+}
 
 export interface RegionInfo {
   index: number;
@@ -40,7 +48,11 @@ export function parseCapChain(buf: Uint8Array, first: number): CapEntry[] {
 export function decodeRegionInfo(buf: Uint8Array): RegionInfo {
   const fixed = vfio_region_info.decode(buf);
   const info: RegionInfo = {
-    index: fixed.index, flags: fixed.flags, size: fixed.size, offset: fixed.offset, argsz: fixed.argsz,
+    index: fixed.index,
+    flags: fixed.flags,
+    size: fixed.size,
+    offset: fixed.offset,
+    argsz: fixed.argsz,
   };
   // The chain is only there when it fit: argsz within the buffer and the CAPS flag set.
   if (!(fixed.flags & VFIO_REGION_INFO_FLAG_CAPS) || fixed.cap_offset === 0 || fixed.argsz > buf.length) {
@@ -84,11 +96,17 @@ export function encodeRegionInfo(info: Omit<RegionInfo, 'argsz'>, bufSize: numbe
   const total = vfio_region_info.size + caps.reduce((n, c) => n + c.length, 0);
   const fits = caps.length > 0 && total <= bufSize;
   const out = new Uint8Array(Math.max(bufSize, vfio_region_info.size));
-  vfio_region_info.encode({
-    argsz: caps.length ? total : vfio_region_info.size,
-    flags: info.flags | (caps.length ? VFIO_REGION_INFO_FLAG_CAPS : 0),
-    index: info.index, cap_offset: fits ? vfio_region_info.size : 0, size: info.size, offset: info.offset,
-  }, out);
+  vfio_region_info.encode(
+    {
+      argsz: caps.length ? total : vfio_region_info.size,
+      flags: info.flags | (caps.length ? VFIO_REGION_INFO_FLAG_CAPS : 0),
+      index: info.index,
+      cap_offset: fits ? vfio_region_info.size : 0,
+      size: info.size,
+      offset: info.offset,
+    },
+    out,
+  );
   if (fits) {
     let at = vfio_region_info.size;
     caps.forEach((cap, i) => {

@@ -59,20 +59,35 @@ export class CStruct<F extends FieldMap> {
 
 function readField(view: DataView, off: number, type: ScalarType): number | bigint {
   switch (type) {
-    case 'u8': return view.getUint8(off);
-    case 'u16': return view.getUint16(off, true);
-    case 'u32': return view.getUint32(off, true);
-    case 's32': return view.getInt32(off, true);
-    case 'u64': return view.getBigUint64(off, true);
+    case 'u8':
+      return view.getUint8(off);
+    case 'u16':
+      return view.getUint16(off, true);
+    case 'u32':
+      return view.getUint32(off, true);
+    case 's32':
+      return view.getInt32(off, true);
+    case 'u64':
+      return view.getBigUint64(off, true);
   }
 }
 
 function writeField(view: DataView, off: number, type: ScalarType, value: number | bigint): void {
   switch (type) {
-    case 'u8': view.setUint8(off, Number(value)); return;
-    case 'u16': view.setUint16(off, Number(value), true); return;
-    case 'u32': view.setUint32(off, Number(value) >>> 0, true); return;
-    case 's32': view.setInt32(off, Number(value), true); return;
-    case 'u64': view.setBigUint64(off, BigInt(value), true); return;
+    case 'u8':
+      view.setUint8(off, Number(value));
+      return;
+    case 'u16':
+      view.setUint16(off, Number(value), true);
+      return;
+    case 'u32':
+      view.setUint32(off, Number(value) >>> 0, true);
+      return;
+    case 's32':
+      view.setInt32(off, Number(value), true);
+      return;
+    case 'u64':
+      view.setBigUint64(off, BigInt(value), true);
+      return;
   }
 }

@@ -8,13 +8,13 @@ const { ERROR: E, STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P:
 
 // NEXT[cur][target], indexed by enum value: ERROR, STOP, RUNNING, STOP_COPY, RESUMING, RUNNING_P2P, PRE_COPY, PRE_COPY_P2P.
 const NEXT: readonly (readonly MigState[])[] = [
-  /* ERROR */        [E, E, E, E, E, E, E, E],
-  /* STOP */         [E, S, RP, SC, RS, RP, RP, RP],
-  /* RUNNING */      [E, RP, R, RP, RP, RP, PC, RP],
-  /* STOP_COPY */    [E, S, S, SC, S, S, E, E],
-  /* RESUMING */     [E, S, S, S, RS, S, S, S],
-  /* RUNNING_P2P */  [E, S, R, S, S, RP, R, PCP],
-  /* PRE_COPY */     [E, R, R, PCP, R, R, PC, PCP],
+  /* ERROR */ [E, E, E, E, E, E, E, E],
+  /* STOP */ [E, S, RP, SC, RS, RP, RP, RP],
+  /* RUNNING */ [E, RP, R, RP, RP, RP, PC, RP],
+  /* STOP_COPY */ [E, S, S, SC, S, S, E, E],
+  /* RESUMING */ [E, S, S, S, RS, S, S, S],
+  /* RUNNING_P2P */ [E, S, R, S, S, RP, R, PCP],
+  /* PRE_COPY */ [E, R, R, PCP, R, R, PC, PCP],
   /* PRE_COPY_P2P */ [E, RP, RP, SC, RP, RP, PC, PCP],
 ];
 
@@ -34,7 +34,7 @@ const REQUIRED_FLAGS: readonly number[] = [
 export function stateSupported(s: number, flags: number): boolean {
   if (!Number.isInteger(s) || s < 0 || s >= MIG_STATE_COUNT) return false;
   const need = REQUIRED_FLAGS[s] >>> 0;
-  return ((need & flags) >>> 0) === need;
+  return (need & flags) >>> 0 === need;
 }
 
 /** The next single arc from `cur` toward `target`; EINVAL exactly where the kernel returns it. */

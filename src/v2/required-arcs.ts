@@ -9,7 +9,12 @@ const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_C
 export function requiredArcs(flags: number): ReadonlyArray<readonly [MigState, MigState]> {
   const p2p = (flags & MigFlags.P2P) !== 0;
   const precopy = (flags & MigFlags.PRE_COPY) !== 0;
-  const arcs: [MigState, MigState][] = [[RS, S], [S, RS], [S, SC], [SC, S]];
+  const arcs: [MigState, MigState][] = [
+    [RS, S],
+    [S, RS],
+    [S, SC],
+    [SC, S],
+  ];
   if (p2p) arcs.push([R, RP], [RP, R], [RP, S], [S, RP]);
   else arcs.push([R, S], [S, R]);
   if (precopy && !p2p) arcs.push([R, PC], [PC, R], [PC, SC]);

@@ -49,7 +49,10 @@ export async function takeOver(name: string, io: TakeoverIo, keep: readonly MigS
     await io.reset();
   } catch (err) {
     const e = asMigrationError(err);
-    throw new MigrationError(e.errno, `${left} and VFIO_DEVICE_RESET failed (${e.message}): refusing to use it, since a SET out of ${stateName(found)} is unsafe`);
+    throw new MigrationError(
+      e.errno,
+      `${left} and VFIO_DEVICE_RESET failed (${e.message}): refusing to use it, since a SET out of ${stateName(found)} is unsafe`,
+    );
   }
   const now = await io.getState();
   if (now !== MigState.RUNNING) {
@@ -65,5 +68,8 @@ export async function takeOver(name: string, io: TakeoverIo, keep: readonly MigS
  */
 export function refuseForeignResume(name: string, current: MigState, target: MigState, enteredByHolder: boolean): void {
   if (current !== MigState.RESUMING || target === MigState.RESUMING || enteredByHolder) return;
-  throw new MigrationError('EBUSY', `${name} is in a RESUMING this handle did not enter: a SET to ${stateName(target)} would make the driver load data it never got (mtty dereferences a freed resume file); reset the device (VFIO_DEVICE_RESET) instead`);
+  throw new MigrationError(
+    'EBUSY',
+    `${name} is in a RESUMING this handle did not enter: a SET to ${stateName(target)} would make the driver load data it never got (mtty dereferences a freed resume file); reset the device (VFIO_DEVICE_RESET) instead`,
+  );
 }

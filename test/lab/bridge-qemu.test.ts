@@ -38,12 +38,19 @@ async function expectSameState(a: string, b: string): Promise<void> {
 }
 
 describe('QEMU 7.2 under vfio-mig bridge (lab acceptance)', () => {
-  for (const [path, options] of [['mmap', []], ['trapped', ['--no-mmap']]] as const) {
+  for (const [path, options] of [
+    ['mmap', []],
+    ['trapped', ['--no-mmap']],
+  ] as const) {
     it(`QEMU 7.2 -> QEMU 7.2, ${path} data path: completed, running, the marks arrive`, async () => {
-      const r = await migrateAndCheck(`q72-q72-${path}`,
+      const r = await migrateAndCheck(
+        `q72-q72-${path}`,
         { qemu: '7.2', devices: [DEV_A], bridge: bridge(...options) },
-        { qemu: '7.2', devices: [DEV_B], bridge: bridge(...options) });
-      console.log(`bridge (${path}), source:\n  ${bridgeLines(r.sourceLog).join('\n  ')}\nbridge (${path}), destination:\n  ${bridgeLines(r.destinationLog).join('\n  ')}`);
+        { qemu: '7.2', devices: [DEV_B], bridge: bridge(...options) },
+      );
+      console.log(
+        `bridge (${path}), source:\n  ${bridgeLines(r.sourceLog).join('\n  ')}\nbridge (${path}), destination:\n  ${bridgeLines(r.destinationLog).join('\n  ')}`,
+      );
       expect(bridgeLines(r.sourceLog).some((l) => l.includes(DEV_A))).toBe(true);
       expect(r.sourceLog).toMatch(/summary .*saved [1-9]\d* chunks?/);
       expect(r.destinationLog).toMatch(/summary .*resumed [1-9]\d* chunks?/);
@@ -52,9 +59,11 @@ describe('QEMU 7.2 under vfio-mig bridge (lab acceptance)', () => {
   }
 
   it('two devices in one VM (A, C -> B, D), both bridged independently', async () => {
-    const r = await migrateAndCheck('q72-two-devices',
+    const r = await migrateAndCheck(
+      'q72-two-devices',
       { qemu: '7.2', devices: [DEV_A, DEV_C], bridge: bridge() },
-      { qemu: '7.2', devices: [DEV_B, DEV_D], bridge: bridge() });
+      { qemu: '7.2', devices: [DEV_B, DEV_D], bridge: bridge() },
+    );
     expect(bridgeLines(r.sourceLog).filter((l) => /summary .*saved [1-9]/.test(l))).toHaveLength(2);
     expect(bridgeLines(r.destinationLog).filter((l) => /summary .*resumed [1-9]/.test(l))).toHaveLength(2);
     await expectSameState(DEV_A, DEV_B);
@@ -66,7 +75,11 @@ describe('QEMU 7.2 under vfio-mig bridge (lab acceptance)', () => {
     rmSync(file, { force: true });
     await setMarks(DEV_A, [0x3c, 0xc3]);
     await setMarks(DEV_B, [0, 0]);
-    const save = spawnSync(vfioMig[0], [vfioMig[1], 'bridge', '--', ...vfioMig, 'save', address(DEV_A), '--via', 'v1', '--rounds', '0', '--out', file, '--json'], { encoding: 'utf8' });
+    const save = spawnSync(
+      vfioMig[0],
+      [vfioMig[1], 'bridge', '--', ...vfioMig, 'save', address(DEV_A), '--via', 'v1', '--rounds', '0', '--out', file, '--json'],
+      { encoding: 'utf8' },
+    );
     console.log(`bridged save: ${save.stderr.trim()}`);
     expect(save.status, save.stderr).toBe(0);
     const saved = JSON.parse(save.stdout) as { result: { via: string; native: string; translator: unknown; deviceBytes: number } };
@@ -90,7 +103,12 @@ describe('QEMU 7.2 under vfio-mig bridge (lab acceptance)', () => {
       expect((await vm.execute<{ status: string }>('query-migrate')).status).toBe('active');
       vm.kill('SIGKILL'); // the bridge; QEMU, its child, lives on
       const info = await vm.waitMigration();
-      console.log(`bridge killed: ${info.text.split('\n').filter((l) => /status/i.test(l)).join('; ')}`);
+      console.log(
+        `bridge killed: ${info.text
+          .split('\n')
+          .filter((l) => /status/i.test(l))
+          .join('; ')}`,
+      );
       expect(info.status).toBe('failed');
       expect(await vm.status()).toBe('running');
     } finally {

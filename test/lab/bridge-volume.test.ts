@@ -24,14 +24,28 @@ import { LAB_PAD_SIZES, MiB, withPadding } from './mtty-padding.js';
 import { LAB_RUN_DIR, switchoverParameters, vfioMigBridge, type BridgeRun, type QemuVersion } from './qemu-vm.js';
 
 /** A way to migrate: QEMU 10 natively, or QEMU 7.2 under the bridge with these bridge options. */
-interface Variant { key: string; label: string; qemu: QemuVersion; bridgeOptions?: string[] }
+interface Variant {
+  key: string;
+  label: string;
+  qemu: QemuVersion;
+  bridgeOptions?: string[];
+}
 
 const EXTRA_WINDOW = process.env.LAB_BRIDGE_WINDOW;
 const VARIANTS: Variant[] = [
   { key: 'qemu10', label: 'QEMU 10 native', qemu: '10' },
   { key: 'bridgeMmap', label: 'QEMU 7.2 + bridge, mmap', qemu: '7.2', bridgeOptions: [] },
   { key: 'bridgeTrapped', label: 'QEMU 7.2 + bridge, trapped (--no-mmap)', qemu: '7.2', bridgeOptions: ['--no-mmap'] },
-  ...(EXTRA_WINDOW ? [{ key: `bridgeMmapWindow${EXTRA_WINDOW}`, label: `QEMU 7.2 + bridge, mmap, --window ${EXTRA_WINDOW}`, qemu: '7.2' as const, bridgeOptions: ['--window', EXTRA_WINDOW] }] : []),
+  ...(EXTRA_WINDOW
+    ? [
+        {
+          key: `bridgeMmapWindow${EXTRA_WINDOW}`,
+          label: `QEMU 7.2 + bridge, mmap, --window ${EXTRA_WINDOW}`,
+          qemu: '7.2' as const,
+          bridgeOptions: ['--window', EXTRA_WINDOW],
+        },
+      ]
+    : []),
 ];
 
 const REPS = Number(process.env.LAB_VOLUME_REPS || 1);
@@ -55,7 +69,12 @@ function keepTrace(traceName: string): void {
 const round = (x: number, digits = 3) => Number(x.toFixed(digits));
 
 /** The `info migrate` lines with times and sizes, as QEMU (7.2 or 10) prints them. */
-const keyLines = (info: string): string => info.split('\n').map((l) => l.trim()).filter((l) => /status|time|downtime|setup|throughput|transferred|total|mbps/i.test(l)).join('; ');
+const keyLines = (info: string): string =>
+  info
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /status|time|downtime|setup|throughput|transferred|total|mbps/i.test(l))
+    .join('; ');
 
 /** The bridge's exit summary for the device: bytes saved and its time in STOP_COPY. */
 function bridgeSummary(log: string): { bytesSaved: string; stopCopyMs: number } | undefined {
@@ -93,7 +112,10 @@ function medians(runs: Numbers[]) {
   return {
     totalTimeMs: med((n) => n.totalTimeMs ?? NaN),
     downtimeMs: med((n) => n.downtimeMs),
-    throughputMbps: round(med((n) => n.throughputMbps ?? NaN), 2),
+    throughputMbps: round(
+      med((n) => n.throughputMbps ?? NaN),
+      2,
+    ),
     stopCopyMiBps: med((n) => n.stopCopyMiBps),
     resumeMs: med((n) => n.resumeMs),
     ...(runs[0].bridgeSource ? { bridgeStopCopyMs: med((n) => n.bridgeSource?.stopCopyMs ?? NaN) } : {}),
@@ -121,36 +143,60 @@ function writeResults(results: unknown): void {
 const all: Record<string, unknown> = {};
 
 describe('QEMU 10 native vs QEMU 7.2 + vfio-mig bridge with mtty state of real volume (lab)', () => {
-  it.each(LAB_PAD_SIZES)('%i MiB of padding: every variant completes and the marks arrive; QEMU\'s numbers and the ratios to QEMU 10 printed', async (mib) => {
-    expect(Number.isInteger(mib) && mib > 0).toBe(true);
-    expect(Number.isInteger(REPS) && REPS > 0).toBe(true);
-    const measured: Record<string, Numbers[]> = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
-    await withPadding(mib, async () => {
-      for (let rep = 0; rep < REPS; rep++) for (const [i] of VARIANTS.entries()) {
-        const v = VARIANTS[(i + rep) % VARIANTS.length]; // each repetition starts with the next variant
-        const traces = [`bridge-volume-${v.key}-${mib}MiB-${rep}-source.trace.jsonl`, `bridge-volume-${v.key}-${mib}MiB-${rep}-destination.trace.jsonl`];
-        const r = await timedFileMigration(`vol-${v.key}`, side(v, [DEV_A], traces[0]), side(v, [DEV_B], traces[1]), v.qemu === '10' ? switchoverParameters(mib) : undefined);
-        expect(r.fileBytes).toBeGreaterThan(mib * MiB);
-        if (v.bridgeOptions) {
-          expect(bridgeSummary(r.sourceLog), `${v.label}: the bridge's summary\n${r.sourceLog}`).toBeDefined();
-          traces.forEach(keepTrace);
-        }
-        const n = numbers(r, mib);
-        measured[v.key].push(n);
-        console.log(`bridge volume, ${mib} MiB, run ${rep + 1}/${REPS}, ${v.label}: total ${n.totalTimeMs} ms, downtime ${n.downtimeMs} ms (${n.stopCopyMiBps} MiB/s), throughput ${round(n.throughputMbps ?? NaN, 1)} mbps, setup ${n.setupTimeMs} ms, file ${n.fileBytes} B; destination migrate-incoming to running ${n.resumeMs} ms${n.bridgeSource ? `; bridge: device in STOP_COPY ${n.bridgeSource.stopCopyMs} ms, saved ${n.bridgeSource.bytesSaved}` : ''}`);
-        console.log(`bridge volume, ${mib} MiB, run ${rep + 1}/${REPS}, ${v.label}: info migrate: ${n.infoMigrate}`);
+  it.each(LAB_PAD_SIZES)(
+    "%i MiB of padding: every variant completes and the marks arrive; QEMU's numbers and the ratios to QEMU 10 printed",
+    async (mib) => {
+      expect(Number.isInteger(mib) && mib > 0).toBe(true);
+      expect(Number.isInteger(REPS) && REPS > 0).toBe(true);
+      const measured: Record<string, Numbers[]> = Object.fromEntries(VARIANTS.map((v) => [v.key, []]));
+      await withPadding(mib, async () => {
+        for (let rep = 0; rep < REPS; rep++)
+          for (const [i] of VARIANTS.entries()) {
+            const v = VARIANTS[(i + rep) % VARIANTS.length]; // each repetition starts with the next variant
+            const traces = [
+              `bridge-volume-${v.key}-${mib}MiB-${rep}-source.trace.jsonl`,
+              `bridge-volume-${v.key}-${mib}MiB-${rep}-destination.trace.jsonl`,
+            ];
+            const r = await timedFileMigration(
+              `vol-${v.key}`,
+              side(v, [DEV_A], traces[0]),
+              side(v, [DEV_B], traces[1]),
+              v.qemu === '10' ? switchoverParameters(mib) : undefined,
+            );
+            expect(r.fileBytes).toBeGreaterThan(mib * MiB);
+            if (v.bridgeOptions) {
+              expect(bridgeSummary(r.sourceLog), `${v.label}: the bridge's summary\n${r.sourceLog}`).toBeDefined();
+              traces.forEach(keepTrace);
+            }
+            const n = numbers(r, mib);
+            measured[v.key].push(n);
+            console.log(
+              `bridge volume, ${mib} MiB, run ${rep + 1}/${REPS}, ${v.label}: total ${n.totalTimeMs} ms, downtime ${n.downtimeMs} ms (${n.stopCopyMiBps} MiB/s), throughput ${round(n.throughputMbps ?? NaN, 1)} mbps, setup ${n.setupTimeMs} ms, file ${n.fileBytes} B; destination migrate-incoming to running ${n.resumeMs} ms${n.bridgeSource ? `; bridge: device in STOP_COPY ${n.bridgeSource.stopCopyMs} ms, saved ${n.bridgeSource.bytesSaved}` : ''}`,
+            );
+            console.log(`bridge volume, ${mib} MiB, run ${rep + 1}/${REPS}, ${v.label}: info migrate: ${n.infoMigrate}`);
+          }
+      });
+      const native = medians(measured.qemu10);
+      const result = Object.fromEntries(
+        VARIANTS.map((v) => {
+          const m = medians(measured[v.key]);
+          return [v.key, { label: v.label, median: m, ...ratios(m, native), runs: measured[v.key] }];
+        }),
+      );
+      for (const v of VARIANTS.slice(1)) {
+        const r = result[v.key];
+        console.log(
+          `bridge volume, ${mib} MiB, ${v.label} / QEMU 10 native (medians of ${REPS}): total time ${r.totalTimeRatio}, downtime ${r.downtimeRatio}, throughput ${r.throughputRatio}, stop-and-copy throughput ${r.stopCopyThroughputRatio}, resume time ${r.resumeTimeRatio}`,
+        );
       }
-    });
-    const native = medians(measured.qemu10);
-    const result = Object.fromEntries(VARIANTS.map((v) => {
-      const m = medians(measured[v.key]);
-      return [v.key, { label: v.label, median: m, ...ratios(m, native), runs: measured[v.key] }];
-    }));
-    for (const v of VARIANTS.slice(1)) {
-      const r = result[v.key];
-      console.log(`bridge volume, ${mib} MiB, ${v.label} / QEMU 10 native (medians of ${REPS}): total time ${r.totalTimeRatio}, downtime ${r.downtimeRatio}, throughput ${r.throughputRatio}, stop-and-copy throughput ${r.stopCopyThroughputRatio}, resume time ${r.resumeTimeRatio}`);
-    }
-    all[`${mib}MiB`] = result;
-    writeResults({ bench: 'bridge-volume', reps: REPS, note: 'ratios are variant / QEMU 10 native, from medians; time ratios > 1 are slower, throughput ratios < 1 are slower', sizes: all });
-  }, 3_600_000);
+      all[`${mib}MiB`] = result;
+      writeResults({
+        bench: 'bridge-volume',
+        reps: REPS,
+        note: 'ratios are variant / QEMU 10 native, from medians; time ratios > 1 are slower, throughput ratios < 1 are slower',
+        sizes: all,
+      });
+    },
+    3_600_000,
+  );
 });

@@ -22,7 +22,10 @@ let mark: number;
 beforeEach(async () => {
   fdsBefore = fdCount();
   mark = 0x20 | (Date.now() & 0x1f);
-  for (const [uuid, value] of [[DEV_A, mark], [DEV_B, 0]] as const) {
+  for (const [uuid, value] of [
+    [DEV_A, mark],
+    [DEV_B, 0],
+  ] as const) {
     const d = await open(uuid);
     await d.reset();
     writeScratch(d, value, 0);
@@ -48,7 +51,11 @@ describe('the bridge on the real mtty (lab)', () => {
       const dir = makePrivateDir(['/tmp']);
       const events: BridgeEvent[] = [];
       const server = await BridgeServer.listen({
-        dir: dir.path, windowSize: 4096, mmap, devices: kernelDeviceSource(), commandPid: () => process.pid,
+        dir: dir.path,
+        windowSize: 4096,
+        mmap,
+        devices: kernelDeviceSource(),
+        commandPid: () => process.pid,
         onEvent: (e) => events.push(e),
       });
       const qemuA = openVfioDevice({ sysfs: sysfs(DEV_A) });
@@ -58,7 +65,12 @@ describe('the bridge on the real mtty (lab)', () => {
         const b = await register(server.socketPath, qemuB, DEV_B);
         expect(a.info).toMatchObject({ index: qemuA.info.numRegions, windowOffset: 4096n, windowSize: 4096n });
         const parts: Buffer[] = [];
-        const out = new Writable({ write(c: Buffer, _e, cb) { parts.push(Buffer.from(c)); cb(); } });
+        const out = new Writable({
+          write(c: Buffer, _e, cb) {
+            parts.push(Buffer.from(c));
+            cb();
+          },
+        });
         const saved = await saveV1(a, out, { precopyRounds: 2, windowAccess: a.windowAccess });
         expect([saved.usedPrecopy, saved.precopyBytes + saved.stopCopyBytes]).toEqual([true, 96]);
         const loaded = await loadV1(b, Readable.from([Buffer.concat(parts)]), { windowAccess: b.windowAccess });
@@ -68,10 +80,13 @@ describe('the bridge on the real mtty (lab)', () => {
         await server.drained();
         expect(events.map((e) => e.kind)).toEqual(['bridged', 'bridged', 'released', 'released']);
         expect(server.devices.map((d) => d.stats.toJSON())).toMatchObject([
-          { bytesSaved: 96, failedAccesses: 0 }, { bytesResumed: 96, failedAccesses: 0 },
+          { bytesSaved: 96, failedAccesses: 0 },
+          { bytesResumed: 96, failedAccesses: 0 },
         ]);
         // An fd that is no VFIO device (stdin) is not bridged.
-        expect(await BridgedRegion.register(server.socketPath, { fd: 0, name: 'stdin', numRegions: 0, regionsEnd: 0n })).toMatchObject({ bridged: false });
+        expect(await BridgedRegion.register(server.socketPath, { fd: 0, name: 'stdin', numRegions: 0, regionsEnd: 0n })).toMatchObject({
+          bridged: false,
+        });
       } finally {
         qemuA.close();
         qemuB.close();

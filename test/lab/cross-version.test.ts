@@ -12,17 +12,38 @@ import { migrateAndCheck } from './migration-scenarios.js';
 import { vfioMigBridge } from './qemu-vm.js';
 
 describe('QEMU 7.2 + bridge <-> QEMU 10 (lab)', () => {
-  for (const [path, options] of [['mmap', []], ['trapped', ['--no-mmap']]] as const) {
+  for (const [path, options] of [
+    ['mmap', []],
+    ['trapped', ['--no-mmap']],
+  ] as const) {
     it(`QEMU 7.2 + bridge -> QEMU 10, ${path} data path`, async () => {
-      await migrateAndCheck(`q72-q10-${path}`, { qemu: '7.2', devices: [DEV_A], bridge: vfioMigBridge(...options) }, { qemu: '10', devices: [DEV_B] });
+      await migrateAndCheck(
+        `q72-q10-${path}`,
+        { qemu: '7.2', devices: [DEV_A], bridge: vfioMigBridge(...options) },
+        { qemu: '10', devices: [DEV_B] },
+      );
     });
     it(`QEMU 10 -> QEMU 7.2 + bridge, ${path} data path`, async () => {
-      await migrateAndCheck(`q10-q72-${path}`, { qemu: '10', devices: [DEV_A] }, { qemu: '7.2', devices: [DEV_B], bridge: vfioMigBridge(...options) });
+      await migrateAndCheck(
+        `q10-q72-${path}`,
+        { qemu: '10', devices: [DEV_A] },
+        { qemu: '7.2', devices: [DEV_B], bridge: vfioMigBridge(...options) },
+      );
     });
   }
 
   it('QEMU 7.2 + bridge -> QEMU 10 over a live TCP socket (loopback), then back over TCP', async () => {
-    await migrateAndCheck('q72-q10-tcp', { qemu: '7.2', devices: [DEV_A], bridge: vfioMigBridge() }, { qemu: '10', devices: [DEV_B] }, 'tcp');
-    await migrateAndCheck('q10-q72-tcp', { qemu: '10', devices: [DEV_B] }, { qemu: '7.2', devices: [DEV_A], bridge: vfioMigBridge() }, 'tcp');
+    await migrateAndCheck(
+      'q72-q10-tcp',
+      { qemu: '7.2', devices: [DEV_A], bridge: vfioMigBridge() },
+      { qemu: '10', devices: [DEV_B] },
+      'tcp',
+    );
+    await migrateAndCheck(
+      'q10-q72-tcp',
+      { qemu: '10', devices: [DEV_B] },
+      { qemu: '7.2', devices: [DEV_A], bridge: vfioMigBridge() },
+      'tcp',
+    );
   });
 });

@@ -34,9 +34,14 @@ const rawName = (r) => `${r.scenario}.${r.qemu === '7.2' ? 'jsonl' : 'qemu.log'}
 function fixtureOf(r) {
   const client = { name: 'QEMU', version: r.version };
   const scenario = { name: r.scenario, summary: r.summary };
-  const lines = r.qemu === '7.2'
-    ? parseTrace(readFileSync(join(raw, rawName(r)), 'utf8'))
-    : parseTrace(formatTrace(convertQemuTrace(readFileSync(join(raw, rawName(r)), 'utf8'), { client, devices: { [r.device.name]: r.device.identity } })));
+  const lines =
+    r.qemu === '7.2'
+      ? parseTrace(readFileSync(join(raw, rawName(r)), 'utf8'))
+      : parseTrace(
+          formatTrace(
+            convertQemuTrace(readFileSync(join(raw, rawName(r)), 'utf8'), { client, devices: { [r.device.name]: r.device.identity } }),
+          ),
+        );
   return formatTrace(normaliseTrace(lines, { client, scenario }));
 }
 
@@ -58,7 +63,9 @@ try {
     } else {
       const fresh = join(scratch, `${r.scenario}.jsonl`);
       writeFileSync(fresh, now);
-      const diff = spawnSync('diff', ['-u', '--label', `${path} (committed)`, '--label', `${path} (recorded now)`, path, fresh], { encoding: 'utf8' });
+      const diff = spawnSync('diff', ['-u', '--label', `${path} (committed)`, '--label', `${path} (recorded now)`, path, fresh], {
+        encoding: 'utf8',
+      });
       console.log(`lab: fixture ${r.scenario}: CHANGED\n${diff.stdout}`);
     }
     changed++;

@@ -4,11 +4,25 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  KernelLegacyRegion, KernelMigrationDevice, MigState, MigrationError, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, koffiSyscalls,
-  openVfioDevice, type DataSession,
+  KernelLegacyRegion,
+  KernelMigrationDevice,
+  MigState,
+  MigrationError,
+  VFIO_DEVICE_FLAGS_PCI,
+  VFIO_DEVICE_FLAGS_RESET,
+  koffiSyscalls,
+  openVfioDevice,
+  type DataSession,
 } from '../../index.js';
 import {
-  expectFsmAgreement, expectMttyHeader, fsmDifferential, migrateMtty2, readAll, readScratch, saveStream, writeAll,
+  expectFsmAgreement,
+  expectMttyHeader,
+  fsmDifferential,
+  migrateMtty2,
+  readAll,
+  readScratch,
+  saveStream,
+  writeAll,
   writeScratch,
 } from '../support/mtty-scenarios.js';
 import { checkRawFeatureAbi } from '../support/raw-uapi-checks.js';
@@ -170,7 +184,9 @@ describe('KernelMigrationDevice on the real mtty (lab)', () => {
 
   it('explains a group that is already open (EBUSY), and closes what it opened', () => {
     const before = fdCount();
-    expect(() => openVfioDevice({ sysfs: sysfs(DEV_A) })).toThrow(expect.objectContaining({ code: 'EBUSY', message: expect.stringMatching(/already open/) }));
+    expect(() => openVfioDevice({ sysfs: sysfs(DEV_A) })).toThrow(
+      expect.objectContaining({ code: 'EBUSY', message: expect.stringMatching(/already open/) }),
+    );
     expect(fdCount()).toBe(before);
   });
 

@@ -14,7 +14,10 @@ export const DEV_D = need('LAB_DEV_D');
 export const sysfs = (uuid: string) => `/sys/bus/mdev/devices/${uuid}`;
 
 /** The CLI's address of an mdev instance: its group node and its name. */
-export const address = (uuid: string) => `/dev/vfio/${readlinkSync(`${sysfs(uuid)}/iommu_group`).split('/').pop()}:${uuid}`;
+export const address = (uuid: string) =>
+  `/dev/vfio/${readlinkSync(`${sysfs(uuid)}/iommu_group`)
+    .split('/')
+    .pop()}:${uuid}`;
 
 /** Open fds of this process, to prove nothing leaks. */
 export const fdCount = (): number => readdirSync('/proc/self/fd').length;

@@ -25,12 +25,23 @@ const leaveInResuming = (uuid: string) => {
   expect(stateOf(uuid)).toBe('RESUMING');
 };
 
-interface Run { status: number; stdout: string; stderr: string; json?: any }
+interface Run {
+  status: number;
+  stdout: string;
+  stderr: string;
+  json?: any;
+}
 
 async function vfioMig(...args: string[]): Promise<Run> {
   const out: string[] = [];
   const err: string[] = [];
-  const sink = (to: string[]) => new Writable({ write(chunk, _enc, done) { to.push(String(chunk)); done(); } });
+  const sink = (to: string[]) =>
+    new Writable({
+      write(chunk, _enc, done) {
+        to.push(String(chunk));
+        done();
+      },
+    });
   const status: number = await main(args, { stdout: sink(out), stderr: sink(err) });
   const run: Run = { status, stdout: out.join(''), stderr: err.join('') };
   if (args.includes('--json')) run.json = JSON.parse(run.stdout);

@@ -44,7 +44,12 @@ function writeTranscript(name: string, lines: string[]): void {
  * `transport`: 'file' runs the source to completion into a file first (exec:cat),
  * then starts the destination from it; 'tcp' runs both at once over loopback.
  */
-export async function migrateAndCheck(name: string, src: Omit<VmOptions, 'name'>, dst: Omit<VmOptions, 'name' | 'incoming'>, transport: 'file' | 'tcp' = 'file'): Promise<ScenarioResult> {
+export async function migrateAndCheck(
+  name: string,
+  src: Omit<VmOptions, 'name'>,
+  dst: Omit<VmOptions, 'name' | 'incoming'>,
+  transport: 'file' | 'tcp' = 'file',
+): Promise<ScenarioResult> {
   const marks = await markDevices(src.devices, dst.devices);
 
   const file = `${LAB_RUN_DIR}/${name}.mig`;
@@ -77,11 +82,18 @@ export async function migrateAndCheck(name: string, src: Omit<VmOptions, 'name'>
       sourceLog = s.log;
     }
     writeTranscript(name, [
-      `# ${name}: source`, `$ ${QemuVm.commandLine({ ...src, name: `${name}-src` }).join(' ')}`, sourceLog.trim(),
-      '(qemu) info migrate', source.text.trim(),
-      `# ${name}: destination`, `$ ${QemuVm.commandLine({ ...dst, name: `${name}-dst`, incoming: transport === 'file' ? `exec:cat ${file}` : 'tcp:...' }).join(' ')}`,
+      `# ${name}: source`,
+      `$ ${QemuVm.commandLine({ ...src, name: `${name}-src` }).join(' ')}`,
+      sourceLog.trim(),
+      '(qemu) info migrate',
+      source.text.trim(),
+      `# ${name}: destination`,
+      `$ ${QemuVm.commandLine({ ...dst, name: `${name}-dst`, incoming: transport === 'file' ? `exec:cat ${file}` : 'tcp:...' }).join(' ')}`,
     ]);
-    const summary = source.text.split('\n').filter((l) => /status|total time|downtime:/i.test(l)).join('; ');
+    const summary = source.text
+      .split('\n')
+      .filter((l) => /status|total time|downtime:/i.test(l))
+      .join('; ');
     console.log(`${name}: source ${summary}`);
     expect(source.status, `${name}: source says\n${source.text}\n${sourceLog}`).toBe('completed');
     await destination.waitStatus('running');
@@ -110,7 +122,11 @@ export interface TimedMigration extends ScenarioResult {
  * counted. The marks must arrive, as in migrateAndCheck.
  */
 export async function timedFileMigration(
-  name: string, src: Omit<VmOptions, 'name'>, dst: Omit<VmOptions, 'name' | 'incoming'>, parameters?: Record<string, unknown>, timeoutMs = 600_000,
+  name: string,
+  src: Omit<VmOptions, 'name'>,
+  dst: Omit<VmOptions, 'name' | 'incoming'>,
+  parameters?: Record<string, unknown>,
+  timeoutMs = 600_000,
 ): Promise<TimedMigration> {
   const marks = await markDevices(src.devices, dst.devices);
   const file = `${LAB_RUN_DIR}/${name}.mig`;

@@ -3,9 +3,7 @@
 // resume, so that corruption anywhere in it is caught by the kernel.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KernelMigrationDevice, MigState, MigrationError } from '../../index.js';
-import {
-  expectMttyHeader, readAll, readScratch, resumeStream, saveStream, writeAll, writeScratch,
-} from '../support/mtty-scenarios.js';
+import { expectMttyHeader, readAll, readScratch, resumeStream, saveStream, writeAll, writeScratch } from '../support/mtty-scenarios.js';
 import { DEV_A, DEV_B, fdCount, sysfs } from './lab-env.js';
 import { DEFAULT_SEED, MTTY2_STREAM, MiB, padding, paddingBytes, setPadding, withPadding } from './mtty-padding.js';
 
@@ -53,24 +51,28 @@ async function paddedSave(mark: number, seed = DEFAULT_SEED): Promise<Uint8Array
  * opened, and is reset: never SET out of it (mtty_load_state on a bad file).
  */
 async function paddedResume(stream: Uint8Array, seed = DEFAULT_SEED): Promise<string> {
-  return withPadding(PAD_MIB, async () => {
-    const s = (await b.setState(RS))!;
-    try {
-      await writeAll(s, stream, MiB);
-    } finally {
-      await s.close();
-    }
-    try {
-      await b.setState(R);
-      return 'ok';
-    } catch (e) {
-      expect(e).toBeInstanceOf(MigrationError);
-      expect(await b.getState()).toBe(RS);
-      await b.reset();
-      expect(await b.getState()).toBe(R);
-      return (e as MigrationError).code;
-    }
-  }, seed);
+  return withPadding(
+    PAD_MIB,
+    async () => {
+      const s = (await b.setState(RS))!;
+      try {
+        await writeAll(s, stream, MiB);
+      } finally {
+        await s.close();
+      }
+      try {
+        await b.setState(R);
+        return 'ok';
+      } catch (e) {
+        expect(e).toBeInstanceOf(MigrationError);
+        expect(await b.getState()).toBe(RS);
+        await b.reset();
+        expect(await b.getState()).toBe(R);
+        return (e as MigrationError).code;
+      }
+    },
+    seed,
+  );
 }
 
 describe('the padded mtty: 8 MiB of checked state through KernelMigrationDevice (lab)', () => {
@@ -158,7 +160,10 @@ describe('the padded mtty: 8 MiB of checked state through KernelMigrationDevice 
   });
 
   it('a saving file keeps the padding it was created with (at PRE_COPY): a change of mig_pad_mib before STOP_COPY changes nothing', async () => {
-    for (const [created, changed] of [[PAD_MIB, 0], [0, PAD_MIB]]) {
+    for (const [created, changed] of [
+      [PAD_MIB, 0],
+      [0, PAD_MIB],
+    ]) {
       await a.reset();
       setPadding(created);
       const s = (await a.setState(PC))!;

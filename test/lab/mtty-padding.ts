@@ -11,7 +11,10 @@ export const MiB = 1 << 20;
 /** An unpadded mtty-2 stream: the 24-byte header and two 36-byte ports (mtty_data_size). */
 export const MTTY2_STREAM = 96;
 /** The padding sizes (MiB) the volume scenarios run: LAB_PAD_MIB, space- or comma-separated; default 64. */
-export const LAB_PAD_SIZES = (process.env.LAB_PAD_MIB || '64').split(/[\s,]+/).filter(Boolean).map(Number);
+export const LAB_PAD_SIZES = (process.env.LAB_PAD_MIB || '64')
+  .split(/[\s,]+/)
+  .filter(Boolean)
+  .map(Number);
 
 /** The patch's default seed. */
 export const DEFAULT_SEED = 1n;
@@ -57,7 +60,7 @@ function padWord(seed: bigint, i: bigint): bigint {
 /** The padding's bytes [offset, offset + length), words little endian, as the patch documents them. */
 export function paddingBytes(seed: bigint, offset: number, length: number): Uint8Array {
   const first = Math.floor(offset / 8);
-  const words = Math.ceil((offset % 8 + length) / 8);
+  const words = Math.ceil(((offset % 8) + length) / 8);
   const all = new DataView(new ArrayBuffer(words * 8));
   for (let i = 0; i < words; i++) all.setBigUint64(i * 8, padWord(seed, BigInt(first + i)), true);
   return new Uint8Array(all.buffer, offset % 8, length);

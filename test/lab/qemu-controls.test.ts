@@ -10,7 +10,7 @@ import { migrateAndCheck } from './migration-scenarios.js';
 import { QemuVm } from './qemu-vm.js';
 
 describe('real QEMU, no bridge (lab controls)', () => {
-  it('QEMU 7.2 refuses to migrate mtty: VFIO device doesn\'t support migration', async () => {
+  it("QEMU 7.2 refuses to migrate mtty: VFIO device doesn't support migration", async () => {
     const vm = await QemuVm.start({ qemu: '7.2', name: 'q72-alone', devices: [DEV_A] });
     try {
       const out = await vm.migrate('exec:cat > /dev/null');

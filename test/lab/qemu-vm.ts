@@ -82,7 +82,12 @@ interface QueryMigrate {
   ram?: { mbps?: number; transferred?: number };
 }
 
-interface QmpReply { return?: unknown; error?: { class: string; desc: string }; event?: string; QMP?: unknown }
+interface QmpReply {
+  return?: unknown;
+  error?: { class: string; desc: string };
+  event?: string;
+  QMP?: unknown;
+}
 
 export class QemuVm {
   readonly output: string[] = [];
@@ -95,7 +100,10 @@ export class QemuVm {
   private exited?: Promise<number | null>;
   readonly events: string[] = [];
 
-  private constructor(readonly options: VmOptions, argv: string[]) {
+  private constructor(
+    readonly options: VmOptions,
+    argv: string[],
+  ) {
     mkdirSync(LAB_RUN_DIR, { recursive: true });
     this.qmpPath = `${LAB_RUN_DIR}/${options.name}.qmp`;
     const full = argv.concat(['-qmp', `unix:${this.qmpPath},server=on,wait=off`]);
@@ -115,8 +123,21 @@ export class QemuVm {
 
   static commandLine(o: VmOptions): string[] {
     const qemu = [
-      'qemu-system-x86_64', '-machine', o.machine ?? 'pc-q35-7.2', '-accel', 'tcg', '-m', '128',
-      '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'none', '-monitor', 'none',
+      'qemu-system-x86_64',
+      '-machine',
+      o.machine ?? 'pc-q35-7.2',
+      '-accel',
+      'tcg',
+      '-m',
+      '128',
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-serial',
+      'none',
+      '-monitor',
+      'none',
       ...o.devices.flatMap((u, i) => ['-device', vfioDeviceOption(o.qemu, u, i)]),
       ...(o.prelaunch ? ['-S'] : []),
       ...(o.incoming ? ['-incoming', o.incoming] : []),
@@ -221,7 +242,8 @@ export class QemuVm {
     const deadline = Date.now() + timeoutMs;
     let now: string;
     while ((now = await this.status()) !== wanted) {
-      if (Date.now() > deadline) throw new Error(`${this.options.name}: status '${now}' after ${timeoutMs} ms, waiting for '${wanted}'\n${this.log}`);
+      if (Date.now() > deadline)
+        throw new Error(`${this.options.name}: status '${now}' after ${timeoutMs} ms, waiting for '${wanted}'\n${this.log}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -239,8 +261,13 @@ export class QemuVm {
       const status = q.status ?? 'none';
       if (['completed', 'failed', 'cancelled'].includes(status)) {
         return {
-          status, totalTimeMs: q['total-time'], downtimeMs: q.downtime, setupTimeMs: q['setup-time'], mbps: q.ram?.mbps,
-          transferredBytes: q.ram?.transferred, text: await this.hmp('info migrate'),
+          status,
+          totalTimeMs: q['total-time'],
+          downtimeMs: q.downtime,
+          setupTimeMs: q['setup-time'],
+          mbps: q.ram?.mbps,
+          transferredBytes: q.ram?.transferred,
+          text: await this.hmp('info migrate'),
         };
       }
       if (Date.now() > deadline) throw new Error(`${this.options.name}: migration still '${status}' after ${timeoutMs} ms\n${this.log}`);
@@ -270,15 +297,18 @@ export class QemuVm {
 
   /** Pids of the processes whose parent is this VM's process (QEMU, when a bridge runs it). */
   children(): number[] {
-    return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-      try {
-        // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after the last ')'.
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === this.pid;
-      } catch {
-        return false; // exited meanwhile
-      }
-    });
+    return readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((pid) => {
+        try {
+          // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after the last ')'.
+          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === this.pid;
+        } catch {
+          return false; // exited meanwhile
+        }
+      });
   }
 
   /**

@@ -32,24 +32,44 @@ const EVENTS: Record<QemuVersion, string[]> = {
 };
 
 /** QEMU's own trace events into `log`. */
-const traceArgs = (qemu: QemuVersion, log: string): string[] => [...EVENTS[qemu].flatMap((e) => ['-trace', `enable=${e}`]), '-D', log, '-msg', 'timestamp=on'];
+const traceArgs = (qemu: QemuVersion, log: string): string[] => [
+  ...EVENTS[qemu].flatMap((e) => ['-trace', `enable=${e}`]),
+  '-D',
+  log,
+  '-msg',
+  'timestamp=on',
+];
 
 function qemuVersion(qemu: QemuVersion): string {
-  const argv = qemu === '10'
-    ? ['chroot', process.env.LAB_TRIXIE ?? '/nonexistent', '/usr/bin/env', '-i', 'PATH=/usr/bin:/bin', 'qemu-system-x86_64', '--version']
-    : ['qemu-system-x86_64', '--version'];
+  const argv =
+    qemu === '10'
+      ? ['chroot', process.env.LAB_TRIXIE ?? '/nonexistent', '/usr/bin/env', '-i', 'PATH=/usr/bin:/bin', 'qemu-system-x86_64', '--version']
+      : ['qemu-system-x86_64', '--version'];
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
   const m = /QEMU emulator version (\S+)/.exec(r.stdout);
   if (!m) throw new Error(`no version from QEMU ${qemu}: ${r.stdout}${r.stderr}`);
   return m[1];
 }
 
-interface Identity { bus: string; type?: string; driver?: string }
-interface Recorded { scenario: string; qemu: QemuVersion; version: string; summary: string; device: { name: string; identity: Identity } }
+interface Identity {
+  bus: string;
+  type?: string;
+  driver?: string;
+}
+interface Recorded {
+  scenario: string;
+  qemu: QemuVersion;
+  version: string;
+  summary: string;
+  device: { name: string; identity: Identity };
+}
 
 /** What the device is, from sysfs (as the bridge's trace says it: src/kernel/device-identity.ts). */
 function identityOf(uuid: string): Identity {
-  const last = (link: string) => readlinkSync(`${sysfs(uuid)}/${link}`).split('/').pop()!;
+  const last = (link: string) =>
+    readlinkSync(`${sysfs(uuid)}/${link}`)
+      .split('/')
+      .pop()!;
   return { bus: 'mdev', type: last('mdev_type'), driver: last('driver') };
 }
 const recorded: Recorded[] = [];
@@ -64,8 +84,13 @@ const migFile = (name: string) => `${WORK}/${name}.mig`;
  * own events for both), quit it, and keep its raw traces in the results;
  * migration files named in `removes` are deleted afterwards.
  */
-async function record(scenario: string, o: Omit<VmOptions, 'name' | 'devices' | 'bridge' | 'extraArgs'>, summary: string,
-  body: (vm: QemuVm) => Promise<void>, removes: string[] = []): Promise<void> {
+async function record(
+  scenario: string,
+  o: Omit<VmOptions, 'name' | 'devices' | 'bridge' | 'extraArgs'>,
+  summary: string,
+  body: (vm: QemuVm) => Promise<void>,
+  removes: string[] = [],
+): Promise<void> {
   await setMarks(DEV_A, [0x5a, 0xa5]); // a reset device, as every scenario starts
   const log = `${WORK}/${scenario}.qemu.log`;
   const trace = `${WORK}/${scenario}.jsonl`;
@@ -73,7 +98,10 @@ async function record(scenario: string, o: Omit<VmOptions, 'name' | 'devices' | 
   rmSync(trace, { force: true });
   recorded.push({ scenario, qemu: o.qemu, version: qemuVersion(o.qemu), summary, device: { name: DEV_A, identity: identityOf(DEV_A) } });
   const vm = await QemuVm.start({
-    ...o, name: scenario, devices: [DEV_A], extraArgs: traceArgs(o.qemu, log),
+    ...o,
+    name: scenario,
+    devices: [DEV_A],
+    extraArgs: traceArgs(o.qemu, log),
     ...(o.qemu === '7.2' ? { bridge: vfioMigBridge('--trace', trace) } : {}),
   });
   try {
@@ -100,13 +128,15 @@ async function activeForASecond(vm: QemuVm): Promise<void> {
 /** SIGKILL the process whose command line is exactly `argv` (the migration pipe's only reader). */
 function killProcess(argv: string[]): void {
   const want = `${argv.join('\0')}\0`;
-  const pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === want;
-    } catch {
-      return false; // exited meanwhile
-    }
-  });
+  const pids = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === want;
+      } catch {
+        return false; // exited meanwhile
+      }
+    });
   expect(pids, `one process running ${argv.join(' ')}`).toHaveLength(1);
   process.kill(Number(pids[0]), 'SIGKILL');
 }
@@ -118,49 +148,71 @@ async function migrateTo(vm: QemuVm, uri: string, wanted: string): Promise<void>
 }
 
 describe('recorded traces: real QEMU migrating mtty (test/fixtures/traces)', () => {
-  it('QEMU 7.2 + bridge saves a running VM (and the file is the resume scenario\'s)', () =>
+  it("QEMU 7.2 + bridge saves a running VM (and the file is the resume scenario's)", () =>
     record('q72-save-running', { qemu: '7.2' }, 'a running VM: migrate "exec:cat > FILE" to completion, then quit', async (vm) => {
       expect(await vm.status()).toBe('running');
       await migrateTo(vm, `exec:cat > ${migFile('q72-save-running')}`, 'completed');
     }));
 
   it('QEMU 7.2 + bridge saves a VM started with -S (prelaunch), then cont', () =>
-    record('q72-save-prelaunch-cont', { qemu: '7.2', prelaunch: true }, 'a VM started with -S: migrate while in prelaunch to completion, then cont, then quit', async (vm) => {
-      expect(await vm.status()).toBe('prelaunch');
-      await migrateTo(vm, `exec:cat > ${migFile('q72-save-prelaunch-cont')}`, 'completed');
-      await vm.execute('cont');
-      await vm.waitStatus('running');
-    }, ['q72-save-prelaunch-cont']));
+    record(
+      'q72-save-prelaunch-cont',
+      { qemu: '7.2', prelaunch: true },
+      'a VM started with -S: migrate while in prelaunch to completion, then cont, then quit',
+      async (vm) => {
+        expect(await vm.status()).toBe('prelaunch');
+        await migrateTo(vm, `exec:cat > ${migFile('q72-save-prelaunch-cont')}`, 'completed');
+        await vm.execute('cont');
+        await vm.waitStatus('running');
+      },
+      ['q72-save-prelaunch-cont'],
+    ));
 
-  it('QEMU 7.2 + bridge: a first migration fails (its pipe\'s reader dies), a second completes', () =>
-    record('q72-failed-then-completed', { qemu: '7.2' }, 'a running VM: the first migration\'s pipe reader is killed 1 s after it is active (EPIPE: it fails), migrate "exec:cat > FILE" completes, quit', async (vm) => {
-      // Not "exec:true": whether true exits before or after QEMU's first iteration is a race (both were
-      // recorded). A reader that reads nothing, killed once QEMU is blocked on the full pipe, fails the
-      // migration at one point: after the first iteration's pending_bytes read.
-      await vm.migrate('exec:exec sleep 599');
-      await activeForASecond(vm);
-      killProcess(['sleep', '599']);
-      expect((await vm.waitMigration()).status).toBe('failed');
-      expect(await vm.status()).toBe('running');
-      await migrateTo(vm, `exec:cat > ${migFile('q72-failed-then-completed')}`, 'completed');
-    }, ['q72-failed-then-completed']));
+  it("QEMU 7.2 + bridge: a first migration fails (its pipe's reader dies), a second completes", () =>
+    record(
+      'q72-failed-then-completed',
+      { qemu: '7.2' },
+      'a running VM: the first migration\'s pipe reader is killed 1 s after it is active (EPIPE: it fails), migrate "exec:cat > FILE" completes, quit',
+      async (vm) => {
+        // Not "exec:true": whether true exits before or after QEMU's first iteration is a race (both were
+        // recorded). A reader that reads nothing, killed once QEMU is blocked on the full pipe, fails the
+        // migration at one point: after the first iteration's pending_bytes read.
+        await vm.migrate('exec:exec sleep 599');
+        await activeForASecond(vm);
+        killProcess(['sleep', '599']);
+        expect((await vm.waitMigration()).status).toBe('failed');
+        expect(await vm.status()).toBe('running');
+        await migrateTo(vm, `exec:cat > ${migFile('q72-failed-then-completed')}`, 'completed');
+      },
+      ['q72-failed-then-completed'],
+    ));
 
   it('QEMU 7.2 + bridge: a migration cancelled mid-way (migrate_cancel while the pipe is full)', () =>
-    record('q72-cancelled', { qemu: '7.2' }, 'a running VM: migrate into a pipe nobody reads, migrate_cancel 1 s after it is active (the device in pre-copy), quit', async (vm) => {
-      // Nobody reads the pipe for 60 s: once QEMU has filled it, its migration thread blocks in the RAM
-      // section of an iteration, after that iteration's pending_bytes read, with the device in pre-copy.
-      // Waiting for 'active' (not a fixed time) keeps that true on a loaded machine; QEMU kills the
-      // command when the migration ends.
-      await vm.migrate('exec:sleep 60; cat > /dev/null');
-      await activeForASecond(vm);
-      await vm.execute('migrate_cancel');
-      expect((await vm.waitMigration()).status).toBe('cancelled');
-      expect(await vm.status()).toBe('running');
-    }));
+    record(
+      'q72-cancelled',
+      { qemu: '7.2' },
+      'a running VM: migrate into a pipe nobody reads, migrate_cancel 1 s after it is active (the device in pre-copy), quit',
+      async (vm) => {
+        // Nobody reads the pipe for 60 s: once QEMU has filled it, its migration thread blocks in the RAM
+        // section of an iteration, after that iteration's pending_bytes read, with the device in pre-copy.
+        // Waiting for 'active' (not a fixed time) keeps that true on a loaded machine; QEMU kills the
+        // command when the migration ends.
+        await vm.migrate('exec:sleep 60; cat > /dev/null');
+        await activeForASecond(vm);
+        await vm.execute('migrate_cancel');
+        expect((await vm.waitMigration()).status).toBe('cancelled');
+        expect(await vm.status()).toBe('running');
+      },
+    ));
 
-  it('QEMU 7.2 + bridge resumes the running VM\'s state (-incoming), runs, quits', () =>
-    record('q72-resume', { qemu: '7.2', incoming: `exec:cat ${migFile('q72-save-running')}` }, 'the state q72-save-running saved: -incoming "exec:cat FILE", autostart to running, quit',
-      (vm) => vm.waitStatus('running'), ['q72-save-running']));
+  it("QEMU 7.2 + bridge resumes the running VM's state (-incoming), runs, quits", () =>
+    record(
+      'q72-resume',
+      { qemu: '7.2', incoming: `exec:cat ${migFile('q72-save-running')}` },
+      'the state q72-save-running saved: -incoming "exec:cat FILE", autostart to running, quit',
+      (vm) => vm.waitStatus('running'),
+      ['q72-save-running'],
+    ));
 
   it('QEMU 10 (native v2) saves a running VM', () =>
     record('q10-save-running', { qemu: '10' }, 'a running VM: migrate "exec:cat > FILE" to completion, then quit', async (vm) => {
@@ -169,11 +221,16 @@ describe('recorded traces: real QEMU migrating mtty (test/fixtures/traces)', () 
     }));
 
   it('QEMU 10 (native v2) resumes it (-incoming), runs, quits', () =>
-    record('q10-resume', { qemu: '10', incoming: `exec:cat ${migFile('q10-save-running')}` }, 'the state q10-save-running saved: -incoming "exec:cat FILE", autostart to running, quit',
-      (vm) => vm.waitStatus('running'), ['q10-save-running']));
+    record(
+      'q10-resume',
+      { qemu: '10', incoming: `exec:cat ${migFile('q10-save-running')}` },
+      'the state q10-save-running saved: -incoming "exec:cat FILE", autostart to running, quit',
+      (vm) => vm.waitStatus('running'),
+      ['q10-save-running'],
+    ));
 });
 
-describe('vfio-mig replay on the real mtty (the bridge\'s path: LegacyRegionOverV2 over the kernel device)', () => {
+describe("vfio-mig replay on the real mtty (the bridge's path: LegacyRegionOverV2 over the kernel device)", () => {
   const fixtures = readdirSync(FIXTURES).filter((f) => /^q72-.*\.jsonl$/.test(f));
   for (const f of fixtures) {
     it(`${f}: the committed recording replays without divergence`, async () => {

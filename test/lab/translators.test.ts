@@ -7,11 +7,17 @@
 import { Readable, Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  KernelMigrationDevice, LegacyRegionOverV2, MigFlags, MigState, V2DeviceOverLegacy, loadV1, loadV2, saveV1, saveV2,
+  KernelMigrationDevice,
+  LegacyRegionOverV2,
+  MigFlags,
+  MigState,
+  V2DeviceOverLegacy,
+  loadV1,
+  loadV2,
+  saveV1,
+  saveV2,
 } from '../../index.js';
-import {
-  expectFsmAgreement, expectMttyHeader, fsmDifferential, readScratch, saveStream, writeScratch,
-} from '../support/mtty-scenarios.js';
+import { expectFsmAgreement, expectMttyHeader, fsmDifferential, readScratch, saveStream, writeScratch } from '../support/mtty-scenarios.js';
 import { DEV_A, DEV_B, fdCount, sysfs } from './lab-env.js';
 
 /** A Writable that keeps what it is given. */
@@ -36,7 +42,10 @@ beforeEach(async () => {
   // Fresh marks on A (both ports), a different value on B, both devices RUNNING.
   const seed = Date.now() & 0x3f;
   marks = [0x80 | seed, 0x40 | seed];
-  for (const [uuid, values] of [[DEV_A, marks], [DEV_B, [0, 0]]] as const) {
+  for (const [uuid, values] of [
+    [DEV_A, marks],
+    [DEV_B, [0, 0]],
+  ] as const) {
     const d = await open(uuid);
     await d.reset();
     writeScratch(d, values[0], 0);

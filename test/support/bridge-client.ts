@@ -10,8 +10,15 @@ import type { LegacyRegion } from '../../legacy/contracts.js';
 import { koffiSyscalls } from '../../src/kernel/koffi-syscalls.js';
 import { PROT_READ, PROT_WRITE, type Mapping } from '../../src/kernel/syscalls.js';
 import {
-  AnswerReader, MAX_ACCESS_BYTES, PROTOCOL_VERSION, STATUS_WINDOW_WRITABLE, decodeRegisterAnswer, encodeRequest,
-  type Answer, type RegisterAnswer, type Request,
+  AnswerReader,
+  MAX_ACCESS_BYTES,
+  PROTOCOL_VERSION,
+  STATUS_WINDOW_WRITABLE,
+  decodeRegisterAnswer,
+  encodeRequest,
+  type Answer,
+  type RegisterAnswer,
+  type Request,
 } from '../../src/bridge/wire-protocol.js';
 import { VFIO_REGION_INFO_FLAG_MMAP } from '../../src/uapi/constants.js';
 import { MigrationError } from '../../src/uapi/errors.js';
@@ -97,7 +104,12 @@ export class BridgedRegion implements LegacyRegion {
   private status: number;
   private closedRegion = false;
 
-  private constructor(readonly client: BridgeClient, readonly info: RegisterAnswer, registerStatus: number, private readonly mapping: Mapping) {
+  private constructor(
+    readonly client: BridgeClient,
+    readonly info: RegisterAnswer,
+    registerStatus: number,
+    private readonly mapping: Mapping,
+  ) {
     this.size = Number(info.size);
     this.status = registerStatus;
   }
@@ -106,8 +118,13 @@ export class BridgedRegion implements LegacyRegion {
   static async register(socketPath: string, o: RegisterOptions): Promise<BridgedRegion | RegisterAnswer> {
     const client = await BridgeClient.connect(socketPath);
     const a = await client.request({
-      op: 'register', version: PROTOCOL_VERSION, pid: o.pid ?? process.pid, fd: o.fd ?? 42, numRegions: o.numRegions ?? 9,
-      regionsEnd: o.regionsEnd ?? (8n << 40n) + 0x1000n, name: o.name,
+      op: 'register',
+      version: PROTOCOL_VERSION,
+      pid: o.pid ?? process.pid,
+      fd: o.fd ?? 42,
+      numRegions: o.numRegions ?? 9,
+      regionsEnd: o.regionsEnd ?? (8n << 40n) + 0x1000n,
+      name: o.name,
     });
     if (a.result < 0) {
       client.close();
@@ -182,7 +199,8 @@ export class BridgedRegion implements LegacyRegion {
   private async forward(r: Request, into?: Uint8Array): Promise<void> {
     if (r.op === 'read' || r.op === 'write') {
       const length = r.op === 'read' ? r.count : r.data.length;
-      if (r.offset + BigInt(length) > BigInt(this.size) || length > MAX_ACCESS_BYTES) throw new MigrationError('EINVAL', 'access outside the region');
+      if (r.offset + BigInt(length) > BigInt(this.size) || length > MAX_ACCESS_BYTES)
+        throw new MigrationError('EINVAL', 'access outside the region');
       const inWin = r.offset >= this.info.windowOffset;
       if (r.op === 'read') this.forwarded[inWin ? 'windowRead' : 'read']++;
       else this.forwarded[inWin ? 'windowWrite' : 'write']++;

@@ -31,12 +31,20 @@ export interface BridgeRig {
 export const SIM_SIZE = 20_000;
 
 /** A simulated device's size and page size (default: SIM_SIZE bytes in 512-byte pages). */
-export interface SimShape { size: number; pageSize: number }
+export interface SimShape {
+  size: number;
+  pageSize: number;
+}
 const SMALL: SimShape = { size: SIM_SIZE, pageSize: 512 };
 const seedOf = (name: string) => [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
 
 /** The device a name stands for: made on first use, the same driver on every later registration. */
-export function simEntry(sims: Map<string, SimEntry>, name: string, flags = MigFlags.STOP_COPY | MigFlags.PRE_COPY | MigFlags.P2P, shape = SMALL): SimEntry {
+export function simEntry(
+  sims: Map<string, SimEntry>,
+  name: string,
+  flags = MigFlags.STOP_COPY | MigFlags.PRE_COPY | MigFlags.P2P,
+  shape = SMALL,
+): SimEntry {
   let e = sims.get(name);
   if (!e) {
     const sim = new SimDevice({ size: shape.size, seed: seedOf(name), pageSize: shape.pageSize });
@@ -45,7 +53,10 @@ export function simEntry(sims: Map<string, SimEntry>, name: string, flags = MigF
     e = { sim, driver, arcs, resets: 0, closes: 0 };
     const entry = e;
     const reset = driver.reset.bind(driver);
-    driver.reset = async () => { entry.resets++; await reset(); };
+    driver.reset = async () => {
+      entry.resets++;
+      await reset();
+    };
     sims.set(name, e);
   }
   return e;
@@ -55,13 +66,28 @@ export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?
   const dir = makePrivateDir([tmpdir()]);
   const sims = new Map<string, SimEntry>();
   const events: BridgeEvent[] = [];
-  const simSource: DeviceSource = async ({ name }) => ({ device: deviceHandle(simEntry(sims, name, options.flags, options.sim)), key: name, label: name });
+  const simSource: DeviceSource = async ({ name }) => ({
+    device: deviceHandle(simEntry(sims, name, options.flags, options.sim)),
+    key: name,
+    label: name,
+  });
   const server = await BridgeServer.listen({
-    dir: dir.path, windowSize: 1024, mmap: true, devices: simSource, commandPid: () => process.pid,
-    ...options, onEvent: (e) => { events.push(e); options.onEvent?.(e); },
+    dir: dir.path,
+    windowSize: 1024,
+    mmap: true,
+    devices: simSource,
+    commandPid: () => process.pid,
+    ...options,
+    onEvent: (e) => {
+      events.push(e);
+      options.onEvent?.(e);
+    },
   });
   return {
-    dir, server, sims, events,
+    dir,
+    server,
+    sims,
+    events,
     async close() {
       await server.close();
       dir.remove();
@@ -77,7 +103,13 @@ export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?
 export function deviceHandle(entry: SimEntry): MigrationDevice {
   const d = entry.driver;
   return {
-    migrationFlags: () => d.migrationFlags(), getState: () => d.getState(), setState: (s: MigState) => d.setState(s),
-    stopCopySize: () => d.stopCopySize(), reset: () => d.reset(), close: async () => { entry.closes++; },
+    migrationFlags: () => d.migrationFlags(),
+    getState: () => d.getState(),
+    setState: (s: MigState) => d.setState(s),
+    stopCopySize: () => d.stopCopySize(),
+    reset: () => d.reset(),
+    close: async () => {
+      entry.closes++;
+    },
   };
 }

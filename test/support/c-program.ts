@@ -28,8 +28,13 @@ export function buildSharedLibrary(dir: string, name: string, source: string): s
 
 /** The `name value` lines a C oracle prints, as a map of name -> value. */
 export function parseNameValues(out: string): Map<string, bigint> {
-  return new Map(out.trim().split('\n').map((l) => {
-    const [k, v] = l.split(' ');
-    return [k, BigInt(v)] as const;
-  }));
+  return new Map(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const [k, v] = l.split(' ');
+        return [k, BigInt(v)] as const;
+      }),
+  );
 }

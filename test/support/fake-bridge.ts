@@ -13,27 +13,41 @@ export const WINDOW_WRITABLE = 1;
 const TIB = 1n << 40n;
 
 export interface Register {
-  version: number; pid: number; fd: number; numRegions: number; regionsEnd: bigint; name: string;
+  version: number;
+  pid: number;
+  fd: number;
+  numRegions: number;
+  regionsEnd: bigint;
+  name: string;
 }
 
-export interface Frame { conn: number; magic: number; op: number; reserved: number; length: number; count: number; offset: bigint; payload: Buffer }
+export interface Frame {
+  conn: number;
+  magic: number;
+  op: number;
+  reserved: number;
+  length: number;
+  count: number;
+  offset: bigint;
+  payload: Buffer;
+}
 
 export interface Connection {
   id: number;
   register?: Register;
   regionOffset: bigint;
   windowPath: string;
-  header: Buffer;         // device_state, reserved, pending_bytes, data_offset, data_size
+  header: Buffer; // device_state, reserved, pending_bytes, data_offset, data_size
   closed: boolean;
   socket: Socket;
 }
 
 export interface FakeBridgeOptions {
-  window?: number;                    // window size (default 64 KiB)
-  mmap?: boolean;                     // MMAP flag in the answer (default true)
-  refuse?: (r: Register) => boolean;  // answer "not bridged"
+  window?: number; // window size (default 64 KiB)
+  mmap?: boolean; // MMAP flag in the answer (default true)
+  refuse?: (r: Register) => boolean; // answer "not bridged"
   answer?: (frame: Frame, conn: Connection) => Buffer | undefined; // override one answer
-  editRegister?: (payload: Buffer, conn: Connection) => void;       // spoil a REGISTER answer
+  editRegister?: (payload: Buffer, conn: Connection) => void; // spoil a REGISTER answer
 }
 
 export class FakeBridge {
@@ -41,7 +55,7 @@ export class FakeBridge {
   readonly socketPath = join(this.dir, 'bridge.sock');
   readonly frames: Frame[] = [];
   readonly connections: Connection[] = [];
-  readonly errors: string[] = [];     // frames that break the protocol (the test asserts none)
+  readonly errors: string[] = []; // frames that break the protocol (the test asserts none)
   readonly window: number;
   private server: Server;
   private hanging = false;
@@ -58,7 +72,9 @@ export class FakeBridge {
   }
 
   /** Stop answering; requests are still read (and recorded). */
-  hang(): void { this.hanging = true; }
+  hang(): void {
+    this.hanging = true;
+  }
 
   /** Close every connection and the listener: the bridge process is gone. */
   async die(): Promise<void> {
@@ -83,11 +99,18 @@ export class FakeBridge {
     conn.header.writeBigUInt64LE(BigInt(data.length), 24);
   }
 
-  state(conn: Connection): number { return conn.header.readUInt32LE(0); }
+  state(conn: Connection): number {
+    return conn.header.readUInt32LE(0);
+  }
 
   private accept(socket: Socket): void {
     const conn: Connection = {
-      id: this.connections.length, regionOffset: 0n, windowPath: '', header: Buffer.alloc(32), closed: false, socket,
+      id: this.connections.length,
+      regionOffset: 0n,
+      windowPath: '',
+      header: Buffer.alloc(32),
+      closed: false,
+      socket,
     };
     conn.header.writeUInt32LE(1, 0);
     conn.header.writeBigUInt64LE(4096n, 16);
@@ -105,8 +128,14 @@ export class FakeBridge {
         }
         if (pending.length < 24 + length) return;
         const frame: Frame = {
-          conn: conn.id, magic: pending.readUInt32LE(0), op: pending.readUInt16LE(4), reserved: pending.readUInt16LE(6), length,
-          count: pending.readUInt32LE(12), offset: pending.readBigUInt64LE(16), payload: pending.subarray(24, 24 + length),
+          conn: conn.id,
+          magic: pending.readUInt32LE(0),
+          op: pending.readUInt16LE(4),
+          reserved: pending.readUInt16LE(6),
+          length,
+          count: pending.readUInt32LE(12),
+          offset: pending.readBigUInt64LE(16),
+          payload: pending.subarray(24, 24 + length),
         };
         pending = pending.subarray(24 + length);
         this.frames.push(frame);
@@ -120,13 +149,18 @@ export class FakeBridge {
         socket.write(this.opts.answer?.(frame, conn) ?? this.serve(frame, conn));
       }
     });
-    socket.on('close', () => { conn.closed = true; });
-    socket.on('error', () => { conn.closed = true; });
+    socket.on('close', () => {
+      conn.closed = true;
+    });
+    socket.on('error', () => {
+      conn.closed = true;
+    });
   }
 
   private serve(f: Frame, conn: Connection): Buffer {
     switch (f.op) {
-      case OP.REGISTER: return this.register(f, conn);
+      case OP.REGISTER:
+        return this.register(f, conn);
       case OP.READ: {
         const data = Buffer.alloc(f.count);
         if (f.offset < 32n) conn.header.copy(data, 0, Number(f.offset), Math.min(32, Number(f.offset) + f.count));
@@ -138,28 +172,35 @@ export class FakeBridge {
       case OP.RESET:
         conn.header.writeUInt32LE(1, 0);
         return answer(0, Buffer.alloc(0), this.status(conn));
-      default: throw new Error(`unknown op ${f.op}`);
+      default:
+        throw new Error(`unknown op ${f.op}`);
     }
   }
 
-  private status(conn: Connection): number { return this.state(conn) === 4 ? WINDOW_WRITABLE : 0; }
+  private status(conn: Connection): number {
+    return this.state(conn) === 4 ? WINDOW_WRITABLE : 0;
+  }
 
   private register(f: Frame, conn: Connection): Buffer {
     const p = f.payload;
     const r: Register = {
-      version: p.readUInt32LE(0), pid: p.readInt32LE(4), fd: p.readInt32LE(8), numRegions: p.readUInt32LE(12),
-      regionsEnd: p.readBigUInt64LE(16), name: p.subarray(24, 88).toString('latin1').replace(/\0+$/, ''),
+      version: p.readUInt32LE(0),
+      pid: p.readInt32LE(4),
+      fd: p.readInt32LE(8),
+      numRegions: p.readUInt32LE(12),
+      regionsEnd: p.readBigUInt64LE(16),
+      name: p.subarray(24, 88).toString('latin1').replace(/\0+$/, ''),
     };
     conn.register = r;
     const out = Buffer.alloc(304);
     if (this.opts.refuse?.(r)) return answer(0, out, 0);
-    conn.regionOffset = ((r.regionsEnd + TIB - 1n) / TIB) * TIB;   // first multiple of 2^40 at or past the end
+    conn.regionOffset = ((r.regionsEnd + TIB - 1n) / TIB) * TIB; // first multiple of 2^40 at or past the end
     conn.windowPath = join(this.dir, `window-${conn.id}`);
     writeFileSync(conn.windowPath, windowPattern(this.window, conn.id));
     const mmap = this.opts.mmap ?? true;
     out.writeUInt32LE(1, 0);
     out.writeUInt32LE(r.numRegions, 4);
-    out.writeUInt32LE(1 | 2 | 8 | (mmap ? 4 : 0), 8);      // READ | WRITE | CAPS (| MMAP)
+    out.writeUInt32LE(1 | 2 | 8 | (mmap ? 4 : 0), 8); // READ | WRITE | CAPS (| MMAP)
     out.writeBigUInt64LE(conn.regionOffset, 16);
     out.writeBigUInt64LE(BigInt(4096 + this.window), 24);
     out.writeBigUInt64LE(4096n, 32);
@@ -178,7 +219,8 @@ export function malformed(f: Frame): string | undefined {
     [OP.WRITE]: (f) => f.length >= 1 && f.length <= 4096 && f.count === 0,
     [OP.RESET]: (f) => f.length === 0 && f.count === 0 && f.offset === 0n,
   };
-  if (f.magic !== MAGIC || f.reserved !== 0 || !shape[f.op]?.(f)) return `malformed frame op ${f.op} length ${f.length} count ${f.count} offset ${f.offset}`;
+  if (f.magic !== MAGIC || f.reserved !== 0 || !shape[f.op]?.(f))
+    return `malformed frame op ${f.op} length ${f.length} count ${f.count} offset ${f.offset}`;
   return undefined;
 }
 

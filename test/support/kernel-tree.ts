@@ -23,7 +23,8 @@ export function kernelSourceFile(relPath: string): string {
   if (!existsSync(cached)) {
     requireFile(KERNEL_SOURCE_TARBALL, 'linux-source-6.12');
     const text = execFileSync('tar', ['-xJf', KERNEL_SOURCE_TARBALL, '-O', `linux-source-6.12/${relPath}`], {
-      encoding: 'utf8', maxBuffer: 64 << 20,
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
     });
     mkdirSync(cacheDir, { recursive: true });
     writeFileSync(cached, text);

@@ -4,8 +4,16 @@
 // For RESUMING this is what an aborted QEMU destination leaves: mtty_close
 // frees the resume file while the state stays RESUMING.
 import {
-  MigState, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET,
-  openVfioDevice, vfio_device_feature, vfio_device_feature_mig_state, type DeviceSpec, type Syscalls,
+  MigState,
+  VFIO_DEVICE_FEATURE,
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_SET,
+  openVfioDevice,
+  vfio_device_feature,
+  vfio_device_feature_mig_state,
+  type DeviceSpec,
+  type Syscalls,
 } from '../../index.js';
 
 function stateIoctl(sys: Syscalls, fd: number, flags: number, state: number): number {

@@ -3,7 +3,13 @@
 // both suites run the very same checks.
 import { expect } from 'vitest';
 import {
-  KernelMigrationDevice, MigState, MigrationError, stateName, transitionPath, type DataSession, type MigrationDevice,
+  KernelMigrationDevice,
+  MigState,
+  MigrationError,
+  stateName,
+  transitionPath,
+  type DataSession,
+  type MigrationDevice,
 } from '../../index.js';
 import { MTTY_HEADER_SIZE, MTTY_MAGIC, UART_SCR } from '../../testing.js';
 
@@ -20,7 +26,10 @@ export async function readAll(session: DataSession, chunk = 4096): Promise<Uint8
   }
   const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
   let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 
@@ -87,7 +96,12 @@ export function expectMttyHeader(stream: Uint8Array, ports: number): void {
 }
 
 /** Arcs on which mtty (like any v2 driver) hands out a new data_fd: the last arc of the path. */
-const OPENS_FD: [MigState, MigState][] = [[R, PC], [RP, PCP], [S, SC], [S, RS]];
+const OPENS_FD: [MigState, MigState][] = [
+  [R, PC],
+  [RP, PCP],
+  [S, SC],
+  [S, RS],
+];
 
 export interface DifferentialCase {
   from: MigState;
@@ -113,7 +127,12 @@ export async function fsmDifferential(dev: MigrationDevice): Promise<Differentia
   await dev.reset();
   const image = await saveStream(dev);
   const sources = [S, R, SC, RS, RP, PC, PCP].filter((s) => {
-    try { transitionPath(R, s, flags); return true; } catch { return false; }
+    try {
+      transitionPath(R, s, flags);
+      return true;
+    } catch {
+      return false;
+    }
   });
   const cases: DifferentialCase[] = [];
   for (const from of sources) {
@@ -124,14 +143,21 @@ export async function fsmDifferential(dev: MigrationDevice): Promise<Differentia
       if (s0) held.push(s0);
       if (from === RS) await writeAll(s0!, image);
       let path: MigState[] | undefined;
-      try { path = transitionPath(from, target, flags); } catch { path = undefined; }
+      try {
+        path = transitionPath(from, target, flags);
+      } catch {
+        path = undefined;
+      }
       const prev = path && path.length ? (path.length > 1 ? path[path.length - 2] : from) : undefined;
       const expectedFd = !!path && path.length > 0 && OPENS_FD.some(([a, b]) => a === prev && b === target);
       let got = 'ok';
       let fd = false;
       try {
         const s = await dev.setState(target);
-        if (s) { held.push(s); fd = true; }
+        if (s) {
+          held.push(s);
+          fd = true;
+        }
       } catch (e) {
         if (!(e instanceof MigrationError)) throw e;
         got = e.code;
@@ -147,8 +173,8 @@ export async function fsmDifferential(dev: MigrationDevice): Promise<Differentia
 
 /** Assert every differential case agrees; the message names the disagreeing ones. */
 export function expectFsmAgreement(cases: DifferentialCase[]): void {
-  const bad = cases.filter((c) => c.got !== c.expected || c.fd !== c.expectedFd
-    || c.after !== (c.expected === 'ok' ? c.target : c.from));
-  const fmt = (c: DifferentialCase) => `${stateName(c.from)} -> ${stateName(c.target)}: expected ${c.expected}${c.expectedFd ? '+fd' : ''}, got ${c.got}${c.fd ? '+fd' : ''}, now ${stateName(c.after)}`;
+  const bad = cases.filter((c) => c.got !== c.expected || c.fd !== c.expectedFd || c.after !== (c.expected === 'ok' ? c.target : c.from));
+  const fmt = (c: DifferentialCase) =>
+    `${stateName(c.from)} -> ${stateName(c.target)}: expected ${c.expected}${c.expectedFd ? '+fd' : ''}, got ${c.got}${c.fd ? '+fd' : ''}, now ${stateName(c.after)}`;
   expect(bad.map(fmt)).toEqual([]);
 }

@@ -76,9 +76,18 @@ export function sanitizerReport(stderr: string): string | undefined {
   return /(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer)[^\n]*/.exec(stderr)?.[0];
 }
 
-export interface Answer { r: number; errno: number; ms: number; [key: string]: unknown }
+export interface Answer {
+  r: number;
+  errno: number;
+  ms: number;
+  [key: string]: unknown;
+}
 
-export interface Exit { code: number | null; signal: NodeJS.Signals | null; stderr: string }
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
 
 /** The client exited by itself with status 0, and no sanitizer reported anything. */
 export function expectCleanExit(exit: Exit): void {
@@ -115,7 +124,9 @@ export class ClientSession {
   private ended = false;
 
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {
-    child.stderr.on('data', (d: Buffer) => { this.stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+    });
     createInterface({ input: child.stdout }).on('line', (line) => {
       if (this.waiting) {
         const w = this.waiting;
@@ -125,11 +136,13 @@ export class ClientSession {
         this.lines.push(line);
       }
     });
-    this.exited = new Promise((resolve) => child.on('close', (code, signal) => {
-      this.ended = true;
-      this.waiting?.(undefined);
-      resolve({ code, signal, stderr: this.stderr });
-    }));
+    this.exited = new Promise((resolve) =>
+      child.on('close', (code, signal) => {
+        this.ended = true;
+        this.waiting?.(undefined);
+        resolve({ code, signal, stderr: this.stderr });
+      }),
+    );
   }
 
   /** The client's pid (what a bridge's peer check must admit). */
@@ -148,7 +161,13 @@ export class ClientSession {
 
   async cmd(line: string): Promise<Answer> {
     this.child.stdin.write(`${line}\n`);
-    const text = this.lines.shift() ?? (this.ended ? undefined : await new Promise<string | undefined>((r) => { this.waiting = r; }));
+    const text =
+      this.lines.shift() ??
+      (this.ended
+        ? undefined
+        : await new Promise<string | undefined>((r) => {
+            this.waiting = r;
+          }));
     if (text === undefined) {
       const e = await this.exited;
       throw new Error(`v1 client ended (code ${e.code}, signal ${e.signal}) during '${line}':\n${e.stderr}`);

@@ -3,10 +3,20 @@
 // lab and against the fake in unit tests, so the fake stays honest.
 import { expect } from 'vitest';
 import {
-  MigState, MigrationError, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION,
-  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_PROBE,
-  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_GET_REGION_INFO, vfio_device_feature, vfio_device_feature_mig_state,
-  vfio_region_info, type Syscalls,
+  MigState,
+  MigrationError,
+  VFIO_DEVICE_FEATURE,
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_GET_REGION_INFO,
+  vfio_device_feature,
+  vfio_device_feature_mig_state,
+  vfio_region_info,
+  type Syscalls,
 } from '../../index.js';
 
 function feature(flags: number, payload: Uint8Array, argsz = 8 + payload.length): Uint8Array {
@@ -59,12 +69,15 @@ export function checkRawFeatureAbi(sys: Syscalls, fd: number): void {
   expect(ioctl(feature(VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, new Uint8Array(8)))).toBe('EINVAL');
   expect(ioctl(feature(MIG_STATE, state(0, 0)))).toBe('EINVAL');
   // PROBE succeeds without a payload, and GET|SET is fine with PROBE
-  expect(ioctl(feature(VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | MIG_STATE, new Uint8Array(0)))).toBe('ok');
+  expect(ioctl(feature(VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | MIG_STATE, new Uint8Array(0)))).toBe(
+    'ok',
+  );
   // a feature mtty does not implement (BUS_MASTER, 10): ENOTTY
   expect(ioctl(feature(VFIO_DEVICE_FEATURE_GET | 10, new Uint8Array(8)))).toBe('ENOTTY');
 
   // region info: argsz < 32 is EINVAL, an index past num_regions too (mtty_ioctl)
-  const ri = (argsz: number, index: number) => code(() => sys.ioctl(fd, VFIO_DEVICE_GET_REGION_INFO, vfio_region_info.encode({ argsz, index })));
+  const ri = (argsz: number, index: number) =>
+    code(() => sys.ioctl(fd, VFIO_DEVICE_GET_REGION_INFO, vfio_region_info.encode({ argsz, index })));
   expect(ri(16, 0)).toBe('EINVAL');
   expect(ri(32, 9)).toBe('EINVAL');
   expect(ri(32, 7)).toBe('ok');

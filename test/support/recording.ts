@@ -86,7 +86,10 @@ export class RecordingDevice implements MigrationDevice {
 }
 
 class RecordingSession implements DataSession {
-  constructor(private readonly inner: DataSession, private readonly log: CallLog) {}
+  constructor(
+    private readonly inner: DataSession,
+    private readonly log: CallLog,
+  ) {}
   read(buf: Uint8Array): Promise<number> {
     return this.log.record(`read(${buf.length})`, null, () => this.inner.read(buf));
   }

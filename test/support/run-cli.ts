@@ -3,10 +3,20 @@ import { Writable } from 'node:stream';
 import type { Syscalls } from '../../src/kernel/syscalls.js';
 import { main } from '../../src/cli/main.js';
 
-export interface CliResult { status: number; stdout: string; stderr: string; json?: any }
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+  json?: any;
+}
 
 function sink(chunks: string[]): Writable {
-  return new Writable({ write(chunk, _enc, done) { chunks.push(String(chunk)); done(); } });
+  return new Writable({
+    write(chunk, _enc, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  });
 }
 
 /** Run with options: `syscalls` stands in for the kernel (a FakeSyscalls) on kernel device addresses. */

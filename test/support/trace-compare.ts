@@ -52,7 +52,9 @@ export function v1Steps(lines: readonly TraceLine[], dev = 1): Step[] {
 function v2Text(l: TraceLine): string {
   if (isV2(l)) return `${l.call}${l.arg ? ` ${l.arg}` : ''}${failed(l.result)}`;
   const d = l as Extract<TraceLine, { ev: 'data' }>;
-  return d.op === 'close' ? `close${failed(d.result)}` : `${d.op} ${d.size ?? '?'}${d.result === 'ok' ? ` -> ${d.ret ?? '?'}` : failed(d.result)}`;
+  return d.op === 'close'
+    ? `close${failed(d.result)}`
+    : `${d.op} ${d.size ?? '?'}${d.result === 'ok' ? ` -> ${d.ret ?? '?'}` : failed(d.result)}`;
 }
 
 /** The v2 device and data_fd calls of device `dev` (a MIG_DATA_SIZE + PRECOPY_INFO pair is one step). */

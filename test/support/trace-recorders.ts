@@ -18,7 +18,12 @@ export class TraceRecorder {
   }
 
   /** Run `f`, then record one line with its result ('ok' and what `show` makes of it, or the errno name). */
-  async call<T>(ev: string, fields: Record<string, unknown>, f: () => Promise<T>, show: (r: T) => Record<string, unknown> = () => ({})): Promise<T> {
+  async call<T>(
+    ev: string,
+    fields: Record<string, unknown>,
+    f: () => Promise<T>,
+    show: (r: T) => Record<string, unknown> = () => ({}),
+  ): Promise<T> {
     try {
       const r = await f();
       this.add(ev, { ...fields, result: 'ok', ...show(r) });
@@ -38,18 +43,29 @@ function littleEndian(bytes: Uint8Array): bigint {
 
 /** v1 lines: a header access carries its field and value, a window access only its size. */
 export class TracingRegion implements LegacyRegion {
-  constructor(readonly inner: LegacyRegion, private readonly rec: TraceRecorder, private readonly dev = 1) {}
+  constructor(
+    readonly inner: LegacyRegion,
+    private readonly rec: TraceRecorder,
+    private readonly dev = 1,
+  ) {}
 
   get size(): number {
     return this.inner.size;
   }
 
   readAt(offset: number, buf: Uint8Array): Promise<void> {
-    return this.rec.call('v1', this.fields('read', offset, buf.length), () => this.inner.readAt(offset, buf), () => this.value(offset, buf));
+    return this.rec.call(
+      'v1',
+      this.fields('read', offset, buf.length),
+      () => this.inner.readAt(offset, buf),
+      () => this.value(offset, buf),
+    );
   }
 
   writeAt(offset: number, data: Uint8Array): Promise<void> {
-    return this.rec.call('v1', { ...this.fields('write', offset, data.length), ...this.value(offset, data) }, () => this.inner.writeAt(offset, data));
+    return this.rec.call('v1', { ...this.fields('write', offset, data.length), ...this.value(offset, data) }, () =>
+      this.inner.writeAt(offset, data),
+    );
   }
 
   reset(): Promise<void> {
@@ -72,23 +88,47 @@ export class TracingRegion implements LegacyRegion {
 
 /** v2 lines for the device's calls, data lines for its session's. */
 export class TracingDevice implements MigrationDevice {
-  constructor(readonly inner: MigrationDevice, private readonly rec: TraceRecorder, private readonly dev = 1) {}
+  constructor(
+    readonly inner: MigrationDevice,
+    private readonly rec: TraceRecorder,
+    private readonly dev = 1,
+  ) {}
 
   migrationFlags(): Promise<number> {
-    return this.rec.call('v2', { dev: this.dev, call: 'migrationFlags' }, () => this.inner.migrationFlags(), (ret) => ({ ret }));
+    return this.rec.call(
+      'v2',
+      { dev: this.dev, call: 'migrationFlags' },
+      () => this.inner.migrationFlags(),
+      (ret) => ({ ret }),
+    );
   }
 
   getState(): Promise<MigState> {
-    return this.rec.call('v2', { dev: this.dev, call: 'getState' }, () => this.inner.getState(), (s) => ({ ret: stateName(s) }));
+    return this.rec.call(
+      'v2',
+      { dev: this.dev, call: 'getState' },
+      () => this.inner.getState(),
+      (s) => ({ ret: stateName(s) }),
+    );
   }
 
   async setState(target: MigState): Promise<DataSession | null> {
-    const s = await this.rec.call('v2', { dev: this.dev, call: 'setState', arg: stateName(target) }, () => this.inner.setState(target), (r) => (r ? { ret: 'session' } : {}));
+    const s = await this.rec.call(
+      'v2',
+      { dev: this.dev, call: 'setState', arg: stateName(target) },
+      () => this.inner.setState(target),
+      (r) => (r ? { ret: 'session' } : {}),
+    );
     return s && new TracingSession(s, this.rec, this.dev);
   }
 
   stopCopySize(): Promise<bigint> {
-    return this.rec.call('v2', { dev: this.dev, call: 'stopCopySize' }, () => this.inner.stopCopySize(), (ret) => ({ ret }));
+    return this.rec.call(
+      'v2',
+      { dev: this.dev, call: 'stopCopySize' },
+      () => this.inner.stopCopySize(),
+      (ret) => ({ ret }),
+    );
   }
 
   reset(): Promise<void> {
@@ -101,22 +141,41 @@ export class TracingDevice implements MigrationDevice {
 }
 
 class TracingSession implements DataSession {
-  constructor(private readonly inner: DataSession, private readonly rec: TraceRecorder, private readonly dev: number) {}
+  constructor(
+    private readonly inner: DataSession,
+    private readonly rec: TraceRecorder,
+    private readonly dev: number,
+  ) {}
 
   get fd(): number | undefined {
     return this.inner.fd;
   }
 
   read(buf: Uint8Array): Promise<number> {
-    return this.rec.call('data', { dev: this.dev, op: 'read', size: buf.length }, () => this.inner.read(buf), (ret) => ({ ret }));
+    return this.rec.call(
+      'data',
+      { dev: this.dev, op: 'read', size: buf.length },
+      () => this.inner.read(buf),
+      (ret) => ({ ret }),
+    );
   }
 
   write(buf: Uint8Array): Promise<number> {
-    return this.rec.call('data', { dev: this.dev, op: 'write', size: buf.length }, () => this.inner.write(buf), (ret) => ({ ret }));
+    return this.rec.call(
+      'data',
+      { dev: this.dev, op: 'write', size: buf.length },
+      () => this.inner.write(buf),
+      (ret) => ({ ret }),
+    );
   }
 
   precopyInfo(): Promise<PrecopyInfo> {
-    return this.rec.call('v2', { dev: this.dev, call: 'precopyInfo' }, () => this.inner.precopyInfo(), (i) => ({ ret: { initial: i.initialBytes, dirty: i.dirtyBytes } }));
+    return this.rec.call(
+      'v2',
+      { dev: this.dev, call: 'precopyInfo' },
+      () => this.inner.precopyInfo(),
+      (i) => ({ ret: { initial: i.initialBytes, dirty: i.dirtyBytes } }),
+    );
   }
 
   close(): Promise<void> {

@@ -30,7 +30,12 @@ export const DIFFERENTIAL_PAIRINGS = [
   { name: 'v1-pre-copy', face: 'v1', reference: 'SimV1Region', translated: 'LegacyRegionOverV2(SimV2Driver flags=STOP_COPY|PRE_COPY)' },
   { name: 'v1-all', face: 'v1', reference: 'SimV1Region', translated: 'LegacyRegionOverV2(SimV2Driver flags=STOP_COPY|P2P|PRE_COPY)' },
   { name: 'v2-pre-copy', face: 'v2', reference: 'SimV2Driver flags=STOP_COPY|PRE_COPY', translated: 'V2DeviceOverLegacy(SimV1Region)' },
-  { name: 'v2-stop-copy', face: 'v2', reference: 'SimV2Driver flags=STOP_COPY', translated: 'V2DeviceOverLegacy(SimV1Region, precopy off)' },
+  {
+    name: 'v2-stop-copy',
+    face: 'v2',
+    reference: 'SimV2Driver flags=STOP_COPY',
+    translated: 'V2DeviceOverLegacy(SimV1Region, precopy off)',
+  },
   {
     name: 'v2-round-trip',
     face: 'v2',
@@ -89,7 +94,8 @@ export async function runDifferential(options: DifferentialOptions): Promise<Dif
   const maxCommands = options.maxCommands ?? 40;
   if (!Number.isSafeInteger(seed)) throw new MigrationError('EINVAL', `seed must be an integer, got ${seed}`);
   if (!Number.isSafeInteger(runs) || runs < 1) throw new MigrationError('EINVAL', `runs must be a positive integer, got ${runs}`);
-  if (!Number.isSafeInteger(maxCommands) || maxCommands < 1) throw new MigrationError('EINVAL', `maxCommands must be a positive integer, got ${maxCommands}`);
+  if (!Number.isSafeInteger(maxCommands) || maxCommands < 1)
+    throw new MigrationError('EINVAL', `maxCommands must be a positive integer, got ${maxCommands}`);
   const info = DIFFERENTIAL_PAIRINGS.find((p) => p.name === pairing);
   if (!info) {
     throw new MigrationError('EINVAL', `unknown pairing '${String(pairing)}' (use ${DIFFERENTIAL_PAIRINGS.map((p) => p.name).join(', ')})`);
@@ -98,7 +104,10 @@ export async function runDifferential(options: DifferentialOptions): Promise<Dif
   const counter = { commands: 0 };
   const stats: DiffStats = new Map();
   const started = Date.now();
-  const details = await fc.check(buildProperty(fc, pairing, maxCommands, counter, stats, options.wrapTranslated ?? {}), { seed, numRuns: runs });
+  const details = await fc.check(buildProperty(fc, pairing, maxCommands, counter, stats, options.wrapTranslated ?? {}), {
+    seed,
+    numRuns: runs,
+  });
   const summary: DifferentialSummary = {
     pairing,
     seed,

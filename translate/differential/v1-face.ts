@@ -25,7 +25,16 @@ import { SimDevice } from '../../src/sim/sim-device.js';
 import { SimV2Driver } from '../../src/sim/sim-v2-driver.js';
 import { MigFlags } from '../../src/v2/states.js';
 import {
-  attempt, concatBytes, count, DifferentialMismatch, patternBytes, sameBytes, sameStatus, sameValue, stepBoth, type Outcome,
+  attempt,
+  concatBytes,
+  count,
+  DifferentialMismatch,
+  patternBytes,
+  sameBytes,
+  sameStatus,
+  sameValue,
+  stepBoth,
+  type Outcome,
 } from './outcome.js';
 import type { DiffStats } from './outcome.js';
 import { LegacyRegionOverV2 } from '../legacy-region-over-v2.js';
@@ -252,7 +261,10 @@ class WriteState extends V1Command {
 
 /** A raw header (or out-of-range) read at any offset and width. */
 class ReadField extends V1Command {
-  constructor(readonly offset: number, readonly width: number) {
+  constructor(
+    readonly offset: number,
+    readonly width: number,
+  ) {
     super();
   }
   async run(m: V1Model, r: V1Real): Promise<void> {
@@ -312,7 +324,11 @@ async function readRaw(region: LegacyRegion, offset: number, width: number): Pro
 
 /** A raw header write at any offset and width (device_state, data_size, read-only fields, the gap). */
 class WriteField extends V1Command {
-  constructor(readonly offset: number, readonly width: number, readonly value: bigint) {
+  constructor(
+    readonly offset: number,
+    readonly width: number,
+    readonly value: bigint,
+  ) {
     super();
   }
   override check(m: Readonly<V1Model>): boolean {
@@ -436,7 +452,10 @@ async function drainSide(m: V1Model, r: V1Real, side: V1Side): Promise<string[]>
 
 /** A window read at a window-relative start (past the end included). */
 class ReadWindow extends V1Command {
-  constructor(readonly start: number, readonly length: number) {
+  constructor(
+    readonly start: number,
+    readonly length: number,
+  ) {
     super();
   }
   async run(m: V1Model, r: V1Real): Promise<void> {
@@ -462,7 +481,11 @@ class ReadWindow extends V1Command {
 
 /** A window write of pattern bytes (EINVAL outside RESUMING). */
 class WriteWindow extends V1Command {
-  constructor(readonly start: number, readonly length: number, readonly pattern: number) {
+  constructor(
+    readonly start: number,
+    readonly length: number,
+    readonly pattern: number,
+  ) {
     super();
   }
   async run(m: V1Model, r: V1Real): Promise<void> {
@@ -590,7 +613,9 @@ export function v1ConfigArbitrary(fc: FastCheck, flags: number): FC.Arbitrary<V1
 }
 
 export function v1CommandArbitraries(fc: FastCheck, windowSize: number): FC.Arbitrary<Cmd>[] {
-  const stateValue = fc.tuple(fc.integer({ min: 0, max: 7 }), fc.constantFrom(0, 0, 0, 0x8, 0x80000000)).map(([lo, res]) => (lo | res) >>> 0);
+  const stateValue = fc
+    .tuple(fc.integer({ min: 0, max: 7 }), fc.constantFrom(0, 0, 0, 0x8, 0x80000000))
+    .map(([lo, res]) => (lo | res) >>> 0);
   // Mostly the QEMU 7.2 transitions, so sequences get somewhere.
   const likely = fc.constantFrom(0, 1, 2, 3, 4, 3, 2, 1);
   const headerOffset = fc.oneof(
@@ -606,7 +631,9 @@ export function v1CommandArbitraries(fc: FastCheck, windowSize: number): FC.Arbi
   return [
     fc.oneof(stateValue, likely).map((v) => new WriteState(v) as Cmd),
     fc.tuple(headerOffset, width).map(([o, w]) => new ReadField(o, w) as Cmd),
-    fc.tuple(fc.constantFrom(FIELD.pending_bytes.offset, FIELD.data_offset.offset), fc.constant(8)).map(([o, w]) => new ReadField(o, w) as Cmd),
+    fc
+      .tuple(fc.constantFrom(FIELD.pending_bytes.offset, FIELD.data_offset.offset), fc.constant(8))
+      .map(([o, w]) => new ReadField(o, w) as Cmd),
     fc
       .tuple(
         headerOffset,

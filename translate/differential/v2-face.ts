@@ -24,7 +24,17 @@ import { SimV2Driver } from '../../src/sim/sim-v2-driver.js';
 import type { DataSession, MigrationDevice } from '../../src/v2/contracts.js';
 import { isSavingState, MigFlags, MigState, stateName } from '../../src/v2/states.js';
 import {
-  attempt, concatBytes, count, DifferentialMismatch, describeOutcome, patternBytes, sameBytes, sameStatus, sameValue, stepBoth, type Outcome,
+  attempt,
+  concatBytes,
+  count,
+  DifferentialMismatch,
+  describeOutcome,
+  patternBytes,
+  sameBytes,
+  sameStatus,
+  sameValue,
+  stepBoth,
+  type Outcome,
 } from './outcome.js';
 import type { DiffStats } from './outcome.js';
 import { LegacyRegionOverV2 } from '../legacy-region-over-v2.js';
@@ -110,7 +120,17 @@ export function v2Setup(
   const ref = makeSide(cfg, false);
   const dut = makeSide(cfg, true, wrap);
   return {
-    model: { state: MigState.RUNNING, exact: true, savingIdx: -1, resumingIdx: -1, sessionCount: 0, haveStream: false, streamsEqual: false, resume: 'clean', feedComplete: false },
+    model: {
+      state: MigState.RUNNING,
+      exact: true,
+      savingIdx: -1,
+      resumingIdx: -1,
+      sessionCount: 0,
+      haveStream: false,
+      streamsEqual: false,
+      resume: 'clean',
+      feedComplete: false,
+    },
     real: { stats, ref, dut, fullStream: Number(ref.device.fullStreamBytes()) },
   };
 }
@@ -200,7 +220,10 @@ class GetState extends V2Command {
 
 /** One read() on a handle; the current saving session's bytes are captured. */
 class Read extends V2Command {
-  constructor(readonly sel: number | 'saving', readonly length: number) {
+  constructor(
+    readonly sel: number | 'saving',
+    readonly length: number,
+  ) {
     super();
   }
   async run(m: V2Model, r: V2Real): Promise<void> {
@@ -336,7 +359,11 @@ class StopCopySize extends V2Command {
 
 /** write() of the next stream bytes (or garbage) on a handle. */
 class Write extends V2Command {
-  constructor(readonly sel: number | 'resuming', readonly length: number, readonly garbage: number | null) {
+  constructor(
+    readonly sel: number | 'resuming',
+    readonly length: number,
+    readonly garbage: number | null,
+  ) {
     super();
   }
   override check(m: Readonly<V2Model>): boolean {
@@ -480,9 +507,13 @@ export function v2CommandArbitraries(fc: FastCheck): FC.Arbitrary<Cmd>[] {
   return [
     fc.oneof({ weight: 4, arbitrary: likely }, { weight: 1, arbitrary: any }).map((t) => new SetState(t) as Cmd),
     fc.constant(new GetState()),
-    fc.tuple(fc.oneof({ weight: 4, arbitrary: fc.constant('saving' as const) }, { weight: 1, arbitrary: index }), len).map(([s, l]) => new Read(s, l) as Cmd),
+    fc
+      .tuple(fc.oneof({ weight: 4, arbitrary: fc.constant('saving' as const) }, { weight: 1, arbitrary: index }), len)
+      .map(([s, l]) => new Read(s, l) as Cmd),
     len.map((l) => new Drain(Math.max(1, l)) as Cmd),
-    fc.oneof({ weight: 3, arbitrary: fc.constant('saving' as const) }, { weight: 1, arbitrary: index }).map((s) => new PrecopyInfo(s) as Cmd),
+    fc
+      .oneof({ weight: 3, arbitrary: fc.constant('saving' as const) }, { weight: 1, arbitrary: index })
+      .map((s) => new PrecopyInfo(s) as Cmd),
     fc.constant(new StopCopySize()),
     fc
       .tuple(

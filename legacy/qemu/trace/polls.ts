@@ -72,8 +72,15 @@ export function unitsOf(lines: readonly TraceLine[]): Unit[] {
       continue;
     }
     const prev = out[out.length - 1];
-    if (isV2(l) && l.call === 'precopyInfo' && prev?.dev === dev && prev.lines.length === 1 && isV2(prev.lines[0]) && prev.lines[0].call === 'stopCopySize'
-      && lines[i - 1] === prev.lines[0]) {
+    if (
+      isV2(l) &&
+      l.call === 'precopyInfo' &&
+      prev?.dev === dev &&
+      prev.lines.length === 1 &&
+      isV2(prev.lines[0]) &&
+      prev.lines[0].call === 'stopCopySize' &&
+      lines[i - 1] === prev.lines[0]
+    ) {
       prev.lines.push(l); // the pair vfio_state_pending_exact asks
       continue;
     }

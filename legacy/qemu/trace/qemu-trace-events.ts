@@ -46,7 +46,13 @@ export interface QemuTraceOptions {
   devices?: Record<string, { bus?: string; type?: string; driver?: string }>;
 }
 
-interface LogLine { line: number; t: number | undefined; event: string; device: string; args: string }
+interface LogLine {
+  line: number;
+  t: number | undefined;
+  event: string;
+  device: string;
+  args: string;
+}
 
 const LINE = /^(?:\d+@(\d+)\.(\d+):)?(vfio_\w+)\s+\(([^)]*)\)\s?(.*)$/;
 
@@ -96,7 +102,12 @@ export function convertQemuTrace(text: string, options: QemuTraceOptions): Trace
   const devices = new Map<string, DeviceState>();
   let at: LogLine = log[0];
   const emit = (ev: string, fields: Record<string, unknown>) => {
-    out.push({ v: TRACE_FORMAT_VERSION, t: at?.t === undefined ? 0 : Math.round((at.t - origin) * 1000) / 1000, ev, ...fields } as TraceLine);
+    out.push({
+      v: TRACE_FORMAT_VERSION,
+      t: at?.t === undefined ? 0 : Math.round((at.t - origin) * 1000) / 1000,
+      ev,
+      ...fields,
+    } as TraceLine);
   };
   emit('start', { source: 'qemu trace events' });
   emit('client', { ...options.client });
@@ -104,7 +115,14 @@ export function convertQemuTrace(text: string, options: QemuTraceOptions): Trace
   const deviceOf = (l: LogLine): DeviceState => {
     let d = devices.get(l.device);
     if (!d) {
-      d = { dev: devices.size + 1, state: MigState.RUNNING, bufferSize: undefined, blockSinceIterate: false, sessionOpen: false, inSetup: false };
+      d = {
+        dev: devices.size + 1,
+        state: MigState.RUNNING,
+        bufferSize: undefined,
+        blockSinceIterate: false,
+        sessionOpen: false,
+        inSetup: false,
+      };
       devices.set(l.device, d);
       emit('device', { dev: d.dev, name: l.device, protocol: 'v2', ...options.devices?.[l.device] });
     }
@@ -115,7 +133,14 @@ export function convertQemuTrace(text: string, options: QemuTraceOptions): Trace
     return out[out.length - 1];
   };
   const read = (d: DeviceState, result: string, ret?: number) =>
-    emit('data', { dev: d.dev, op: 'read', ...(d.bufferSize === undefined ? {} : { size: d.bufferSize }), result, ...(ret === undefined ? {} : { ret }), derived: true });
+    emit('data', {
+      dev: d.dev,
+      op: 'read',
+      ...(d.bufferSize === undefined ? {} : { size: d.bufferSize }),
+      result,
+      ...(ret === undefined ? {} : { ret }),
+      derived: true,
+    });
 
   /** A SET reached the device and succeeded: the state, and the data_fd a new saving or resuming session brings. */
   const setOk = (d: DeviceState, next: MigState) => {
@@ -187,7 +212,13 @@ export function convertQemuTrace(text: string, options: QemuTraceOptions): Trace
         if (d.state === MigState.PRE_COPY || d.state === MigState.PRE_COPY_P2P) {
           const initial = numberArg(l.args, /precopy initial size (\d+)/);
           const dirty = numberArg(l.args, /precopy dirty size (\d+)/);
-          call(d, 'precopyInfo', initial === undefined || dirty === undefined ? {} : { ret: { initial: `0x${initial.toString(16)}`, dirty: `0x${dirty.toString(16)}` } });
+          call(
+            d,
+            'precopyInfo',
+            initial === undefined || dirty === undefined
+              ? {}
+              : { ret: { initial: `0x${initial.toString(16)}`, dirty: `0x${dirty.toString(16)}` } },
+          );
         }
         break;
       }
@@ -213,7 +244,14 @@ export function convertQemuTrace(text: string, options: QemuTraceOptions): Trace
       case 'vfio_load_state_device_data': {
         const n = numberArg(l.args, /size (\d+)/);
         const ret = numberArg(l.args, /ret (-?\d+)/);
-        emit('data', { dev: d.dev, op: 'write', size: n, result: ret === undefined || ret >= 0 ? 'ok' : 'failed', ...(ret === 0 ? { ret: n } : {}), derived: true });
+        emit('data', {
+          dev: d.dev,
+          op: 'write',
+          size: n,
+          result: ret === undefined || ret >= 0 ? 'ok' : 'failed',
+          ...(ret === 0 ? { ret: n } : {}),
+          derived: true,
+        });
         break;
       }
       case 'vfio_save_cleanup':

@@ -188,7 +188,10 @@ function parseV1(o: Record<string, unknown>, bad: (why: string) => never): V1Lin
   const value = o.value === undefined ? undefined : hexOf(o.value, 'value', bad);
   if (o.op === 'write' && value === undefined && off < 32n) bad('a header write without its value');
   const field = off < 32n ? fieldAt(Number(off), width) : undefined;
-  if (o.field !== undefined && o.field !== field) bad(`field '${typeof o.field === 'string' ? o.field : JSON.stringify(o.field)}' is not what offset ${off} width ${width} is (${field ?? 'no field'})`);
+  if (o.field !== undefined && o.field !== field)
+    bad(
+      `field '${typeof o.field === 'string' ? o.field : JSON.stringify(o.field)}' is not what offset ${off} width ${width} is (${field ?? 'no field'})`,
+    );
   return { ...o, off, width, ...(field ? { field } : {}), ...(value === undefined ? {} : { value }) } as unknown as V1Line;
 }
 

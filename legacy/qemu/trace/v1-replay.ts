@@ -95,8 +95,10 @@ export async function replayV1(lines: readonly TraceLine[], region: LegacyRegion
   const devices = v1Devices(lines);
   if (devices.length === 0) throw new MigrationError('EINVAL', 'the trace has no v1 register accesses to replay');
   const dev = options.dev ?? (devices.length === 1 ? devices[0] : undefined);
-  if (dev === undefined) throw new MigrationError('EINVAL', `the trace has v1 accesses of devices ${devices.join(', ')}: say which one to replay`);
-  if (!devices.includes(dev)) throw new MigrationError('EINVAL', `the trace has no v1 accesses of device ${dev} (it has ${devices.join(', ')})`);
+  if (dev === undefined)
+    throw new MigrationError('EINVAL', `the trace has v1 accesses of devices ${devices.join(', ')}: say which one to replay`);
+  if (!devices.includes(dev))
+    throw new MigrationError('EINVAL', `the trace has no v1 accesses of device ${dev} (it has ${devices.join(', ')})`);
   return new Replay(region, dev, options.resumeData).run(lines.filter((l): l is V1Line => isV1(l) && l.dev === dev));
 }
 
@@ -110,7 +112,11 @@ class Replay {
   private resumeAt = 0;
   private accesses = 0;
 
-  constructor(private readonly region: LegacyRegion, private readonly dev: number, private readonly resumeData: Uint8Array | undefined) {}
+  constructor(
+    private readonly region: LegacyRegion,
+    private readonly dev: number,
+    private readonly resumeData: Uint8Array | undefined,
+  ) {}
 
   async run(accesses: V1Line[]): Promise<ReplayReport> {
     for (const a of accesses) {
@@ -129,7 +135,13 @@ class Replay {
 
   private sameResult(a: V1Line, result: string): boolean {
     if (result === a.result) return true;
-    this.diverge(a, 'result', a.result, result, `${a.result === 'ok' ? 'succeeded' : `failed with ${a.result}`} in the recording, ${result === 'ok' ? 'succeeds' : `fails with ${result}`} here`);
+    this.diverge(
+      a,
+      'result',
+      a.result,
+      result,
+      `${a.result === 'ok' ? 'succeeded' : `failed with ${a.result}`} in the recording, ${result === 'ok' ? 'succeeds' : `fails with ${result}`} here`,
+    );
     return false;
   }
 
@@ -168,12 +180,29 @@ class Replay {
   /** Stop-and-copy: the stream ends where the recorded one did, after as many bytes. */
   private streamEnd(a: V1Line, field: FieldName, recorded: bigint, replayed: bigint): void {
     if (recorded === 0n && replayed !== 0n) {
-      this.diverge(a, 'stream-end', hex(recorded), hex(replayed), `the recorded stream ends here (${field} 0 after ${this.saved.recorded} bytes); the replayed one goes on`);
+      this.diverge(
+        a,
+        'stream-end',
+        hex(recorded),
+        hex(replayed),
+        `the recorded stream ends here (${field} 0 after ${this.saved.recorded} bytes); the replayed one goes on`,
+      );
     } else if (recorded !== 0n && replayed === 0n) {
-      this.diverge(a, 'stream-end', hex(recorded), hex(replayed), `the replayed stream ends here, after ${this.saved.replayed} bytes; the recorded one goes on`);
+      this.diverge(
+        a,
+        'stream-end',
+        hex(recorded),
+        hex(replayed),
+        `the replayed stream ends here, after ${this.saved.replayed} bytes; the recorded one goes on`,
+      );
     } else if (recorded === 0n && field === 'pending_bytes' && this.saved.recorded !== this.saved.replayed) {
-      this.diverge(a, 'stream-end', `${this.saved.recorded} bytes`, `${this.saved.replayed} bytes`,
-        `both streams end here, the recorded one after ${this.saved.recorded} bytes, the replayed one after ${this.saved.replayed}`);
+      this.diverge(
+        a,
+        'stream-end',
+        `${this.saved.recorded} bytes`,
+        `${this.saved.replayed} bytes`,
+        `both streams end here, the recorded one after ${this.saved.recorded} bytes, the replayed one after ${this.saved.replayed}`,
+      );
     }
   }
 
@@ -182,7 +211,8 @@ class Replay {
     if (field === 'data_size' && !this.windowWritten) await this.fillWindow(a, Number(value));
     const before = this.recordedState;
     const after = Number(value);
-    const leavesResuming = field === 'device_state' && a.result === 'ok' && (before & V1_MASK) === V1_RESUMING && (after & V1_MASK) !== V1_RESUMING;
+    const leavesResuming =
+      field === 'device_state' && a.result === 'ok' && (before & V1_MASK) === V1_RESUMING && (after & V1_MASK) !== V1_RESUMING;
     if (leavesResuming) this.resumeEnds(a); // the cause first: the write may fail because of it
     const result = await attempt(() => this.region.writeAt(FIELD[field].offset, encode(value, FIELD[field].width)));
     this.sameResult(a, result);
@@ -200,34 +230,62 @@ class Replay {
       return;
     }
     if (this.dataOffset === undefined) {
-      this.diverge(a, 'resume-data', `${n} bytes`, 'no data_offset', 'no data_offset was read successfully before this data_size write: nowhere to put the data');
+      this.diverge(
+        a,
+        'resume-data',
+        `${n} bytes`,
+        'no data_offset',
+        'no data_offset was read successfully before this data_size write: nowhere to put the data',
+      );
       return;
     }
     if (this.dataOffset + n > this.region.size) {
       // Never a buffer for it: the region refuses such a data_size anyway (it exceeds the window).
-      this.diverge(a, 'resume-data', `${n} bytes`, `a window of ${Math.max(0, this.region.size - this.dataOffset)} bytes`,
-        `the recording resumes ${n} bytes here, more than this region's window holds`);
+      this.diverge(
+        a,
+        'resume-data',
+        `${n} bytes`,
+        `a window of ${Math.max(0, this.region.size - this.dataOffset)} bytes`,
+        `the recording resumes ${n} bytes here, more than this region's window holds`,
+      );
       return;
     }
     const chunk = new Uint8Array(n);
     const have = Math.max(0, Math.min(n, data.length - this.resumeAt));
     chunk.set(data.subarray(this.resumeAt, this.resumeAt + have));
     if (have < n) {
-      this.diverge(a, 'resume-data', `${this.resumeAt + n} bytes`, `${data.length} bytes`,
-        `the recording resumes ${n} bytes here, the replay data has ${have} left: the streams end at different points`);
+      this.diverge(
+        a,
+        'resume-data',
+        `${this.resumeAt + n} bytes`,
+        `${data.length} bytes`,
+        `the recording resumes ${n} bytes here, the replay data has ${have} left: the streams end at different points`,
+      );
     }
     this.resumeAt += have;
     const offset = this.dataOffset;
     const result = await attempt(() => this.region.writeAt(offset, chunk));
-    if (result !== 'ok') this.diverge(a, 'result', 'ok', result, `copying the ${n} resume bytes into the window at 0x${offset.toString(16)} fails with ${result}`);
+    if (result !== 'ok')
+      this.diverge(
+        a,
+        'result',
+        'ok',
+        result,
+        `copying the ${n} resume bytes into the window at 0x${offset.toString(16)} fails with ${result}`,
+      );
   }
 
   /** Leaving RESUMING: the whole resume stream went in. */
   private resumeEnds(a: V1Line): void {
     const data = this.resumeData;
     if (data && this.resumeAt !== data.length) {
-      this.diverge(a, 'stream-end', `${this.resumeAt} bytes`, `${data.length} bytes`,
-        `the recording leaves RESUMING after ${this.resumeAt} resume bytes; the replay data holds ${data.length}`);
+      this.diverge(
+        a,
+        'stream-end',
+        `${this.resumeAt} bytes`,
+        `${data.length} bytes`,
+        `the recording leaves RESUMING after ${this.resumeAt} resume bytes; the replay data holds ${data.length}`,
+      );
     }
   }
 

@@ -43,13 +43,17 @@ export const bridgeCommand: Command = {
     quiet: { type: 'boolean' },
   },
   async run(values, positionals, ctx) {
-    if (ctx.json) throw new UsageError('--json does not apply to bridge: stdout belongs to the command; use --trace FILE for a machine-readable record');
+    if (ctx.json)
+      throw new UsageError(
+        '--json does not apply to bridge: stdout belongs to the command; use --trace FILE for a machine-readable record',
+      );
     if (positionals.length === 0) throw new UsageError('bridge needs a command to run, e.g. vfio-mig bridge -- qemu-system-x86_64 ...');
     const windowSize = parseSize(String(values.window), '--window');
     if (windowSize > MAX_WINDOW) throw new UsageError(`--window ${formatSize(windowSize)} is more than ${formatSize(MAX_WINDOW)}`);
     const mmap = values['no-mmap'] !== true;
     // QEMU maps the window as one sparse area of RAM-device memory: keep it whole pages.
-    if (mmap && windowSize % PAGE) throw new UsageError(`--window ${windowSize} is not a multiple of 4 KiB, which the mmap path needs (or use --no-mmap)`);
+    if (mmap && windowSize % PAGE)
+      throw new UsageError(`--window ${windowSize} is not a multiple of 4 KiB, which the mmap path needs (or use --no-mmap)`);
     if (values.trace === '') throw new UsageError('--trace needs a file name');
     const quiet = values.quiet === true;
     const say = (line: string) => ctx.note(`${PREFIX} ${line}`);
@@ -57,7 +61,10 @@ export const bridgeCommand: Command = {
     for (const warning of qemuCommandWarnings(positionals)) say(`warning: ${warning}`);
     const interposer = await locateInterposer();
     const run = await runBridge({
-      command: positionals, interposer, windowSize, mmap,
+      command: positionals,
+      interposer,
+      windowSize,
+      mmap,
       tracePath: typeof values.trace === 'string' ? values.trace : undefined,
       onEvent: (e) => {
         const line = eventLine(e, positionals[0]);
@@ -66,7 +73,10 @@ export const bridgeCommand: Command = {
     });
     if (run.startError) say(run.startError);
     if (!quiet) for (const line of summaryLines(run.devices)) say(line);
-    return new ExitWith(run.status, { status: run.status, devices: run.devices.map((d) => ({ label: d.info.label, ...d.stats.toJSON() })) });
+    return new ExitWith(run.status, {
+      status: run.status,
+      devices: run.devices.map((d) => ({ label: d.info.label, ...d.stats.toJSON() })),
+    });
   },
 };
 
@@ -76,7 +86,10 @@ export function eventLine(e: RunEvent, command: string): { text: string; loud: b
     case 'bridged': {
       const { label, pid, fd, layout } = e.device;
       const path = layout.flags & 4 /* VFIO_REGION_INFO_FLAG_MMAP */ ? 'mmap' : 'trapped';
-      return { text: `bridging ${label} (pid ${pid}, fd ${fd}): v1 migration region ${layout.index} at 0x${layout.offset.toString(16)}, ${formatSize(layout.windowSize)} window, ${path}`, loud: false };
+      return {
+        text: `bridging ${label} (pid ${pid}, fd ${fd}): v1 migration region ${layout.index} at 0x${layout.offset.toString(16)}, ${formatSize(layout.windowSize)} window, ${path}`,
+        loud: false,
+      };
     }
     case 'not-bridged':
       return e.expected
@@ -88,15 +101,24 @@ export function eventLine(e: RunEvent, command: string): { text: string; loud: b
       const { label } = e.device;
       const { cause, reset } = e.recovery;
       return reset === 'ok'
-        ? { text: `ERROR: ${label} went to the v2 ERROR state (${cause}); reset it: the state write fails and device_state reads 001, so QEMU 7.2 fails the migration instead of aborting the VM`, loud: true }
-        : { text: `ERROR: ${label} went to the v2 ERROR state (${cause}) and the reset failed with ${reset}: device_state reads 110b, QEMU 7.2 will abort`, loud: true };
+        ? {
+            text: `ERROR: ${label} went to the v2 ERROR state (${cause}); reset it: the state write fails and device_state reads 001, so QEMU 7.2 fails the migration instead of aborting the VM`,
+            loud: true,
+          }
+        : {
+            text: `ERROR: ${label} went to the v2 ERROR state (${cause}) and the reset failed with ${reset}: device_state reads 110b, QEMU 7.2 will abort`,
+            loud: true,
+          };
     }
     case 'released':
       return e.problems.length ? { text: `warning: releasing ${e.device.label}: ${e.problems.join('; ')}`, loud: true } : undefined;
     case 'fault':
       return { text: `internal error: ${e.message.split('\n')[0]}`, loud: true };
     case 'waiting':
-      return { text: `${command} exited; serving ${e.connections} device${e.connections === 1 ? '' : 's'} its descendants still hold until they close them (Ctrl-C stops)`, loud: false };
+      return {
+        text: `${command} exited; serving ${e.connections} device${e.connections === 1 ? '' : 's'} its descendants still hold until they close them (Ctrl-C stops)`,
+        loud: false,
+      };
   }
 }
 

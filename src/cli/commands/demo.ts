@@ -43,13 +43,17 @@ export const demoCommand: Command = {
     const flags = parseFlags(String(values.flags));
     if (!(flags & 1)) throw new UsageError('bad --flags: STOP_COPY (1) is mandatory for a v2 driver');
     const options: DemoOptions = {
-      size, window, flags,
+      size,
+      window,
+      flags,
       rounds: values.rounds === undefined ? 3 : positiveInt(String(values.rounds), '--rounds', 1000),
       seed: positiveInt(String(values.seed), '--seed', 0xffffffff),
       work: values.work === undefined ? Math.max(1, Math.floor(size / 4096 / 256)) : positiveInt(String(values.work), '--work', 1 << 30),
     };
     if (values.rounds !== undefined && options.rounds > 0 && !(flags & MigFlags.PRE_COPY)) {
-      ctx.warn(`--rounds ${options.rounds} has no effect on the v2 devices: --flags ${flags} (${flagNames(flags)}) has no PRE_COPY, so the migrations from them move their state in stop-and-copy`);
+      ctx.warn(
+        `--rounds ${options.rounds} has no effect on the v2 devices: --flags ${flags} (${flagNames(flags)}) has no PRE_COPY, so the migrations from them move their state in stop-and-copy`,
+      );
     }
     ctx.print(`vfio-mig demo: three migrations of ${formatSize(size)} of device state each`);
     ctx.print(`  v1 window ${formatSize(window)}, v2 flags ${flags} (${flagNames(flags)}), ${options.rounds} pre-copy passes`);
@@ -65,24 +69,38 @@ export const demoCommand: Command = {
       const sourceFingerprint = scenario.source.fingerprint();
       const destinationFingerprint = scenario.destination.fingerprint();
       rows.push({
-        direction: scenario.direction, stateBytes: size, fileBytes: stats.fileBytes,
-        precopyRounds: options.rounds, precopyBytes: stats.precopyBytes, stopCopyBytes: stats.stopCopyBytes,
-        stopCopyMs: Math.round(stats.stopCopyMs), totalMs: Math.round(stats.totalMs),
+        direction: scenario.direction,
+        stateBytes: size,
+        fileBytes: stats.fileBytes,
+        precopyRounds: options.rounds,
+        precopyBytes: stats.precopyBytes,
+        stopCopyBytes: stats.stopCopyBytes,
+        stopCopyMs: Math.round(stats.stopCopyMs),
+        totalMs: Math.round(stats.totalMs),
         bytesPerSecond: Math.round(stats.bytesPerSecond),
-        sourceFingerprint, destinationFingerprint, fingerprintMatch: sourceFingerprint === destinationFingerprint,
+        sourceFingerprint,
+        destinationFingerprint,
+        fingerprintMatch: sourceFingerprint === destinationFingerprint,
       });
     }
     ctx.print('');
-    ctx.print(renderTextTable(
-      ['direction', 'state', 'bytes moved', 'pre-copy', 'stop-and-copy', 'throughput', 'fingerprint'],
-      rows.map((r) => [
-        r.direction, formatSize(r.stateBytes), formatSize(r.fileBytes),
-        `${r.precopyRounds} passes, ${formatSize(r.precopyBytes)}`,
-        `${formatSize(r.stopCopyBytes)} in ${r.stopCopyMs} ms`, `${formatSize(r.bytesPerSecond)}/s`,
-        r.fingerprintMatch ? `match ${r.sourceFingerprint.slice(0, 12)}` : `MISMATCH ${r.sourceFingerprint.slice(0, 8)} != ${r.destinationFingerprint.slice(0, 8)}`,
-      ]),
-      ctx.columns,
-    ));
+    ctx.print(
+      renderTextTable(
+        ['direction', 'state', 'bytes moved', 'pre-copy', 'stop-and-copy', 'throughput', 'fingerprint'],
+        rows.map((r) => [
+          r.direction,
+          formatSize(r.stateBytes),
+          formatSize(r.fileBytes),
+          `${r.precopyRounds} passes, ${formatSize(r.precopyBytes)}`,
+          `${formatSize(r.stopCopyBytes)} in ${r.stopCopyMs} ms`,
+          `${formatSize(r.bytesPerSecond)}/s`,
+          r.fingerprintMatch
+            ? `match ${r.sourceFingerprint.slice(0, 12)}`
+            : `MISMATCH ${r.sourceFingerprint.slice(0, 8)} != ${r.destinationFingerprint.slice(0, 8)}`,
+        ]),
+        ctx.columns,
+      ),
+    );
     const failed = rows.filter((r) => !r.fingerprintMatch);
     if (failed.length) throw new Error(`fingerprints differ after: ${failed.map((r) => r.direction).join('; ')}`);
     return { options, migrations: rows };

@@ -3,7 +3,11 @@
 // translated one, per pairing; a summary per pairing, the shrunk
 // counterexample of any mismatch, exit 1 if any pairing disagrees.
 import {
-  DEFAULT_DIFF_SEED, DIFFERENTIAL_PAIRINGS, runDifferential, type DifferentialOptions, type DifferentialPairing,
+  DEFAULT_DIFF_SEED,
+  DIFFERENTIAL_PAIRINGS,
+  runDifferential,
+  type DifferentialOptions,
+  type DifferentialPairing,
   type DifferentialSummary,
 } from '../../../translate/differential/run-differential.js';
 import { CommandFailed, type Command } from '../command.js';
@@ -23,16 +27,25 @@ function parseSeed(text: string): number {
 
 function parsePairings(text: string): DifferentialPairing[] {
   if (text === 'all') return NAMES;
-  const picked = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const picked = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const p of picked) {
-    if (!NAMES.includes(p as DifferentialPairing)) throw new UsageError(`unknown pairing '${p}': use all, or one or more of ${NAMES.join(', ')}`);
+    if (!NAMES.includes(p as DifferentialPairing))
+      throw new UsageError(`unknown pairing '${p}': use all, or one or more of ${NAMES.join(', ')}`);
   }
   if (picked.length === 0) throw new UsageError(`--pairing needs a name: all, ${NAMES.join(', ')}`);
   return [...new Set(picked)] as DifferentialPairing[];
 }
 
 /** An event counter for --json: fixed keys; an arc counter ('device_state 1>3') gets from/to. */
-export interface EventCount { event: string; from?: number; to?: number; count: number }
+export interface EventCount {
+  event: string;
+  from?: number;
+  to?: number;
+  count: number;
+}
 
 function eventList(events: Record<string, number>): EventCount[] {
   return Object.entries(events).map(([key, count]) => {
@@ -83,22 +96,37 @@ export function createDiffCommand(runner: (o: DifferentialOptions) => Promise<Di
       if (maxCommands < 1) throw new UsageError('bad --max-commands 0: use at least 1');
       const pairings = parsePairings(String(values.pairing));
 
-      ctx.print(`differential comparison: seed ${seed}, ${runs} sequence${runs === 1 ? '' : 's'} of up to ${maxCommands} commands per pairing\n`);
+      ctx.print(
+        `differential comparison: seed ${seed}, ${runs} sequence${runs === 1 ? '' : 's'} of up to ${maxCommands} commands per pairing\n`,
+      );
       const summaries: (DifferentialSummary & { face: string; reference: string; translated: string; rerun?: string })[] = [];
       for (const name of pairings) {
         if (ctx.progress.mode !== 'off') ctx.note(`  ${name} ...`);
         const s = await runner({ seed, runs, pairing: name, maxCommands });
         const info = DIFFERENTIAL_PAIRINGS.find((p) => p.name === name)!;
         summaries.push({
-          ...s, face: info.face, reference: info.reference, translated: info.translated,
+          ...s,
+          face: info.face,
+          reference: info.reference,
+          translated: info.translated,
           ...(s.passed ? {} : { rerun: `vfio-mig diff --pairing ${name} --seed ${seed} --runs ${runs} --max-commands ${maxCommands}` }),
         });
       }
-      ctx.print(renderTextTable(
-        ['pairing', 'face', 'runs', 'commands', 'time', 'result', 'translated'],
-        summaries.map((s) => [s.pairing, s.face, String(s.runs), String(s.commands), `${(s.durationMs / 1000).toFixed(1)} s`, s.passed ? 'pass' : 'FAIL', s.translated]),
-        ctx.columns,
-      ));
+      ctx.print(
+        renderTextTable(
+          ['pairing', 'face', 'runs', 'commands', 'time', 'result', 'translated'],
+          summaries.map((s) => [
+            s.pairing,
+            s.face,
+            String(s.runs),
+            String(s.commands),
+            `${(s.durationMs / 1000).toFixed(1)} s`,
+            s.passed ? 'pass' : 'FAIL',
+            s.translated,
+          ]),
+          ctx.columns,
+        ),
+      );
       // What the sequences exercised, so a pass is not mistaken for coverage.
       const covered = summaries.filter((s) => Object.keys(s.events ?? {}).length);
       if (covered.length) {
@@ -117,11 +145,17 @@ export function createDiffCommand(runner: (o: DifferentialOptions) => Promise<Di
         ctx.print(`  reproduce: ${s.rerun}`);
       }
       const result = {
-        seed, runs, maxCommands, passed: failed.length === 0,
+        seed,
+        runs,
+        maxCommands,
+        passed: failed.length === 0,
         pairings: summaries.map((s) => ({ ...s, events: eventList(s.events ?? {}) })),
       };
       if (failed.length) {
-        throw new CommandFailed(`differential mismatch in ${failed.map((s) => s.pairing).join(', ')} (seed ${seed}); reproduce: ${failed[0].rerun}`, result);
+        throw new CommandFailed(
+          `differential mismatch in ${failed.map((s) => s.pairing).join(', ')} (seed ${seed}); reproduce: ${failed[0].rerun}`,
+          result,
+        );
       }
       ctx.print(`\nall ${summaries.length} pairing${summaries.length === 1 ? '' : 's'} agree`);
       return result;

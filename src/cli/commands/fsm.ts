@@ -28,7 +28,9 @@ export const fsmCommand: Command = {
     if (!(flags & 1)) throw new UsageError('flags must include STOP_COPY (1): the kernel requires it of every migration driver');
     if ((values.from === undefined) !== (values.to === undefined)) throw new UsageError('--from and --to go together');
     if (ctx.json && values.format !== undefined) {
-      throw new UsageError('--json and --format both choose what is printed: --json gives the next-step table and the arcs as JSON; drop one');
+      throw new UsageError(
+        '--json and --format both choose what is printed: --json gives the next-step table and the arcs as JSON; drop one',
+      );
     }
     if (values.from !== undefined) {
       const from = parseStateArg(String(values.from), '--from');
@@ -39,7 +41,10 @@ export const fsmCommand: Command = {
         return { flags, from: stateName(from), to: stateName(to), path: path.map(stateName) };
       } catch (e) {
         if (e instanceof MigrationError) {
-          throw new MigrationError('EINVAL', `the kernel refuses ${stateName(from)} -> ${stateName(to)} with flags ${flags}: ${e.message.replace(/^EINVAL: /, '')}`);
+          throw new MigrationError(
+            'EINVAL',
+            `the kernel refuses ${stateName(from)} -> ${stateName(to)} with flags ${flags}: ${e.message.replace(/^EINVAL: /, '')}`,
+          );
         }
         throw e;
       }
@@ -53,7 +58,12 @@ export const fsmCommand: Command = {
     return {
       flags,
       states: states.map(stateName),
-      next: Object.fromEntries(states.map((s, i) => [stateName(s), Object.fromEntries(states.map((t, j) => [stateName(t), cells[i][j] === null ? null : stateName(cells[i][j])]))])),
+      next: Object.fromEntries(
+        states.map((s, i) => [
+          stateName(s),
+          Object.fromEntries(states.map((t, j) => [stateName(t), cells[i][j] === null ? null : stateName(cells[i][j])])),
+        ]),
+      ),
       arcs: driverArcs(flags).map((a) => ({ from: stateName(a.from), to: stateName(a.to), opensSession: a.opensSession })),
     };
   },

@@ -9,4 +9,13 @@ import { loadCommand } from './load.js';
 import { replayCommand } from './replay.js';
 import { saveCommand } from './save.js';
 
-export const COMMANDS: Command[] = [demoCommand, fsmCommand, inspectCommand, saveCommand, loadCommand, diffCommand, bridgeCommand, replayCommand];
+export const COMMANDS: Command[] = [
+  demoCommand,
+  fsmCommand,
+  inspectCommand,
+  saveCommand,
+  loadCommand,
+  diffCommand,
+  bridgeCommand,
+  replayCommand,
+];

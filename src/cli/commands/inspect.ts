@@ -7,14 +7,16 @@ import { v1StateName } from '../../../legacy/v1-state.js';
 import { KernelLegacyRegion } from '../../kernel/kernel-legacy-region.js';
 import type { RegionInfo } from '../../uapi/region-info.js';
 import {
-  VFIO_DEVICE_FLAGS_CAPS, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_REGION_INFO_FLAG_MMAP,
-  VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+  VFIO_DEVICE_FLAGS_CAPS,
+  VFIO_DEVICE_FLAGS_PCI,
+  VFIO_DEVICE_FLAGS_RESET,
+  VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE,
 } from '../../uapi/constants.js';
 import { MigrationError } from '../../uapi/errors.js';
 import { stateName } from '../../v2/states.js';
-import {
-  VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED, VFIO_REGION_TYPE_MIGRATION_DEPRECATED,
-} from '../../../legacy/region-layout.js';
+import { VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED, VFIO_REGION_TYPE_MIGRATION_DEPRECATED } from '../../../legacy/region-layout.js';
 import type { Command } from '../command.js';
 import { flagNames, oneAddress, withDevice } from '../device-args.js';
 import type { OpenedDevice } from '../open-device.js';
@@ -52,21 +54,41 @@ export interface InspectReport {
     policy?: string;
     mmap?: boolean;
   };
-  sim?: { size: number; pageSize: number; pages: number; seed: number; steps: number; streamBytes: number; fingerprint: string; flags?: number; window?: number; policy?: string };
+  sim?: {
+    size: number;
+    pageSize: number;
+    pages: number;
+    seed: number;
+    steps: number;
+    streamBytes: number;
+    fingerprint: string;
+    flags?: number;
+    window?: number;
+    policy?: string;
+  };
   kernel?: {
     name: string;
     api: 'group' | 'cdev';
     flags: number;
     flagNames: string;
     irqs: number;
-    regions: { index: number; name: string; size: number; flags: string[]; offset: string; type?: string; sparseAreas?: { offset: number; size: number }[] }[];
+    regions: {
+      index: number;
+      name: string;
+      size: number;
+      flags: string[];
+      offset: string;
+      type?: string;
+      sparseAreas?: { offset: number; size: number }[];
+    }[];
   };
 }
 
 const PCI_REGION_NAMES = ['BAR0', 'BAR1', 'BAR2', 'BAR3', 'BAR4', 'BAR5', 'ROM', 'CONFIG', 'VGA'];
 
 function regionName(r: RegionInfo, pci: boolean): string {
-  if (r.type?.type === VFIO_REGION_TYPE_MIGRATION_DEPRECATED && r.type.subtype === VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED) return 'migration (v1)';
+  if (r.type?.type === VFIO_REGION_TYPE_MIGRATION_DEPRECATED && r.type.subtype === VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED)
+    return 'migration (v1)';
   if (r.type) return `type ${r.type.type}/${r.type.subtype}`;
   return pci && r.index < PCI_REGION_NAMES.length ? PCI_REGION_NAMES[r.index] : `region ${r.index}`;
 }
@@ -115,19 +137,27 @@ export async function inspectDevice(dev: OpenedDevice): Promise<InspectReport> {
   if (dev.v1) {
     const raw = await readDeviceState(dev.v1);
     v1Region = { size: dev.v1.size, deviceState: raw, deviceStateName: v1StateName(raw) };
-    if (dev.v1 instanceof SimV1Region) Object.assign(v1Region, { windowSize: dev.v1.windowSize, dataOffset: dev.v1.dataOffset, policy: dev.v1.policy });
-    if (dev.v1 instanceof KernelLegacyRegion) Object.assign(v1Region, { index: dev.v1.region.index, mmap: Boolean(dev.v1.region.sparseAreas?.length) });
+    if (dev.v1 instanceof SimV1Region)
+      Object.assign(v1Region, { windowSize: dev.v1.windowSize, dataOffset: dev.v1.dataOffset, policy: dev.v1.policy });
+    if (dev.v1 instanceof KernelLegacyRegion)
+      Object.assign(v1Region, { index: dev.v1.region.index, mmap: Boolean(dev.v1.region.sparseAreas?.length) });
   }
 
   const report: InspectReport = {
     device: dev.text,
-    kind: address.kind === 'sim-v2' ? 'simulated v2 driver (SimV2Driver)'
-      : address.kind === 'sim-v1' ? 'simulated v1 region (SimV1Region)'
-        : `VFIO device ${dev.vfio?.name ?? ''} (${address.kind === 'cdev' ? 'cdev' : 'group'} API)`,
+    kind:
+      address.kind === 'sim-v2'
+        ? 'simulated v2 driver (SimV2Driver)'
+        : address.kind === 'sim-v1'
+          ? 'simulated v1 region (SimV1Region)'
+          : `VFIO device ${dev.vfio?.name ?? ''} (${address.kind === 'cdev' ? 'cdev' : 'group'} API)`,
     native: dev.native,
     clients: { v1: dev.v1 ? 'native' : 'LegacyRegionOverV2', v2: dev.v2 ? 'native' : 'V2DeviceOverLegacy' },
     v2: {
-      flags, flagNames: flagNames(flags), state: stateName(state), stopCopySize,
+      flags,
+      flagNames: flagNames(flags),
+      state: stateName(state),
+      stopCopySize,
       ...(stopCopySizeNote ? { stopCopySizeNote } : {}),
       ...(dev.v2Unavailable ? { nativeUnavailable: dev.v2Unavailable } : {}),
       ...(takeover ? { takeover: { found: takeover.found, action: takeover.action } } : {}),
@@ -137,8 +167,13 @@ export async function inspectDevice(dev: OpenedDevice): Promise<InspectReport> {
   if (dev.sim) {
     const s = dev.sim;
     report.sim = {
-      size: s.size, pageSize: s.pageSize, pages: s.pageCount, seed: s.seed, steps: s.steps,
-      streamBytes: Number(s.fullStreamBytes()), fingerprint: s.fingerprint(),
+      size: s.size,
+      pageSize: s.pageSize,
+      pages: s.pageCount,
+      seed: s.seed,
+      steps: s.steps,
+      streamBytes: Number(s.fullStreamBytes()),
+      fingerprint: s.fingerprint(),
       ...(address.kind === 'sim-v2' ? { flags: address.flags } : {}),
       ...(address.kind === 'sim-v1' ? { window: address.window, policy: address.policy } : {}),
     };
@@ -147,9 +182,17 @@ export async function inspectDevice(dev: OpenedDevice): Promise<InspectReport> {
     const v = dev.vfio;
     const pci = Boolean(v.info.flags & VFIO_DEVICE_FLAGS_PCI);
     report.kernel = {
-      name: v.name, api: v.api, flags: v.info.flags, flagNames: deviceFlagNames(v.info.flags), irqs: v.info.numIrqs,
+      name: v.name,
+      api: v.api,
+      flags: v.info.flags,
+      flagNames: deviceFlagNames(v.info.flags),
+      irqs: v.info.numIrqs,
       regions: v.regions().map((r) => ({
-        index: r.index, name: regionName(r, pci), size: Number(r.size), flags: regionFlags(r.flags), offset: `0x${r.offset.toString(16)}`,
+        index: r.index,
+        name: regionName(r, pci),
+        size: Number(r.size),
+        flags: regionFlags(r.flags),
+        offset: `0x${r.offset.toString(16)}`,
         ...(r.type ? { type: `${r.type.type}/${r.type.subtype}` } : {}),
         ...(r.sparseAreas ? { sparseAreas: r.sparseAreas.map((a) => ({ offset: Number(a.offset), size: Number(a.size) })) } : {}),
       })),
@@ -164,13 +207,19 @@ export function renderInspect(r: InspectReport): string {
   const rows: [string, string][] = [
     ['device', r.device],
     ['kind', r.kind],
-    ['protocol', r.native === 'v2'
-      ? `v2 native; v1 clients ${r.clients.v1 === 'native' ? 'use its own v1 region' : 'go through LegacyRegionOverV2 (--via v1)'}`
-      : `v1 native (migration region); v2 clients go through V2DeviceOverLegacy (--via v2)`],
+    [
+      'protocol',
+      r.native === 'v2'
+        ? `v2 native; v1 clients ${r.clients.v1 === 'native' ? 'use its own v1 region' : 'go through LegacyRegionOverV2 (--via v1)'}`
+        : `v1 native (migration region); v2 clients go through V2DeviceOverLegacy (--via v2)`,
+    ],
     [r.native === 'v2' ? 'flags' : 'flags (v2 face)', `${r.v2.flags} (${r.v2.flagNames})`],
-    [r.native === 'v2' ? 'state' : 'state (v2 face)', r.v2.takeover?.action === 'reset'
-      ? `${r.v2.state} (found in ${r.v2.takeover.found}, left by an earlier user: reset with VFIO_DEVICE_RESET)`
-      : r.v2.state],
+    [
+      r.native === 'v2' ? 'state' : 'state (v2 face)',
+      r.v2.takeover?.action === 'reset'
+        ? `${r.v2.state} (found in ${r.v2.takeover.found}, left by an earlier user: reset with VFIO_DEVICE_RESET)`
+        : r.v2.state,
+    ],
     ['MIG_DATA_SIZE', r.v2.stopCopySize === null ? `unknown: ${r.v2.stopCopySizeNote ?? ''}` : bytes(r.v2.stopCopySize)],
   ];
   if (r.v2.nativeUnavailable) rows.push(['v2 (native)', `none: ${r.v2.nativeUnavailable.replace(/^E\w+: /, '')}`]);
@@ -187,7 +236,10 @@ export function renderInspect(r: InspectReport): string {
   }
   if (r.sim) {
     const s = r.sim;
-    rows.push(['simulation', `${formatSize(s.size)} of state, ${s.pages} pages of ${s.pageSize} bytes, seed ${s.seed}, stream ${formatSize(s.streamBytes)}`]);
+    rows.push([
+      'simulation',
+      `${formatSize(s.size)} of state, ${s.pages} pages of ${s.pageSize} bytes, seed ${s.seed}, stream ${formatSize(s.streamBytes)}`,
+    ]);
     rows.push(['fingerprint', s.fingerprint]);
   }
   if (r.kernel) {
@@ -196,16 +248,17 @@ export function renderInspect(r: InspectReport): string {
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;
   let text = rows.map(([k, v]) => `${k.padEnd(width)}${v}`).join('\n');
   if (r.kernel) {
-    text += `\n\n${renderTextTable(['region', 'name', 'size', 'flags', 'offset'], r.kernel.regions.map((g) => [
-      String(g.index), g.name, g.size === 0 ? '-' : formatSize(g.size), g.flags.join(' ') || '-', g.offset,
-    ]))}`;
+    text += `\n\n${renderTextTable(
+      ['region', 'name', 'size', 'flags', 'offset'],
+      r.kernel.regions.map((g) => [String(g.index), g.name, g.size === 0 ? '-' : formatSize(g.size), g.flags.join(' ') || '-', g.offset]),
+    )}`;
   }
   return text;
 }
 
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'show a device\'s migration support: flags, state, data size, v1 region, regions',
+  summary: "show a device's migration support: flags, state, data size, v1 region, regions",
   usage: `inspect <device>
 
   <device>  sim:v2?size=64MiB&flags=7&seed=1, sim:v1?size=64MiB&window=1MiB&seed=1&policy=qemu,

@@ -18,7 +18,11 @@ import { UsageError } from '../usage-error.js';
 
 /** A size as an address parameter: 8MiB, 3GiB, or plain bytes. */
 function sizeParam(bytes: number): string {
-  for (const [unit, scale] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 1024]] as const) {
+  for (const [unit, scale] of [
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 1024],
+  ] as const) {
     if (bytes % scale === 0) return `${bytes / scale}${unit}`;
   }
   return String(bytes);
@@ -26,7 +30,7 @@ function sizeParam(bytes: number): string {
 
 export const loadCommand: Command = {
   name: 'load',
-  summary: 'load a device\'s migration state from a file (checked before the device is touched)',
+  summary: "load a device's migration state from a file (checked before the device is touched)",
   usage: `load <device> --in FILE|- [--via v1|v2]
 
   <device>       sim:v2?..., sim:v1?..., /dev/vfio/<group>:<name>, /dev/vfio/devices/vfioN
@@ -57,7 +61,14 @@ export const loadCommand: Command = {
     /** Load from the file `source`, named `path` in messages. */
     async function loadFrom(source: string, path: string) {
       // Pass 1: the whole file, before any device is opened.
-      const check = progressBar(ctx, `verify ${path}`, await stat(source).then((s) => Math.max(1, s.size), () => 1));
+      const check = progressBar(
+        ctx,
+        `verify ${path}`,
+        await stat(source).then(
+          (s) => Math.max(1, s.size),
+          () => 1,
+        ),
+      );
       let file;
       try {
         file = await verifyMigrationFile(source, (bytes, total) => check.update({ phase: 'verify', bytes, estimate: total }), path);
@@ -67,7 +78,9 @@ export const loadCommand: Command = {
       }
       const { info } = file;
       if ((address.kind === 'sim-v1' || address.kind === 'sim-v2') && info.sim && info.sim.size !== address.size) {
-        throw new UsageError(`${path} holds the state of a simulated device of ${formatSize(info.sim.size)}, ${text} has ${formatSize(address.size)}: give the destination size=${sizeParam(info.sim.size)}`);
+        throw new UsageError(
+          `${path} holds the state of a simulated device of ${formatSize(info.sim.size)}, ${text} has ${formatSize(address.size)}: give the destination size=${sizeParam(info.sim.size)}`,
+        );
       }
 
       // Pass 2: stream it into the device.
@@ -79,9 +92,10 @@ export const loadCommand: Command = {
         const started = performance.now();
         let deviceBytes: number;
         try {
-          deviceBytes = face.protocol === 'v2'
-            ? (await loadV2(face.device, readPayload(file), { onProgress })).deviceBytes
-            : (await loadV1(face.region, readPayload(file), { onProgress, windowAccess: face.windowAccess })).deviceBytes;
+          deviceBytes =
+            face.protocol === 'v2'
+              ? (await loadV2(face.device, readPayload(file), { onProgress })).deviceBytes
+              : (await loadV1(face.region, readPayload(file), { onProgress, windowAccess: face.windowAccess })).deviceBytes;
         } catch (e) {
           throw e instanceof MigrationFileError ? e : new DeviceOperationError('load', text, face.protocol, e);
         } finally {
@@ -89,8 +103,13 @@ export const loadCommand: Command = {
           for (const note of takeoverNotes(dev)) ctx.note(`vfio-mig: note: ${note}`);
         }
         return {
-          native: dev.native, via: face.protocol, translator: face.translator ?? null, deviceBytes,
-          fingerprintBefore: before ?? null, fingerprint: dev.sim?.fingerprint() ?? null, durationMs: Math.round(performance.now() - started),
+          native: dev.native,
+          via: face.protocol,
+          translator: face.translator ?? null,
+          deviceBytes,
+          fingerprintBefore: before ?? null,
+          fingerprint: dev.sim?.fingerprint() ?? null,
+          durationMs: Math.round(performance.now() - started),
           takeover: dev.takeovers(),
         };
       });
@@ -98,18 +117,40 @@ export const loadCommand: Command = {
       const expected = info.sim?.fingerprint ?? null;
       const fingerprintMatch = loaded.fingerprint !== null && expected !== null ? loaded.fingerprint === expected : null;
       const result = {
-        device: text, ...loaded, file: given, fileBytes: file.fileBytes, payloadBytes: file.payloadBytes, sha256: file.sha256,
-        source: { device: info.source, native: info.native, via: info.via, savedAt: info.savedAt, deviceBytes: info.deviceBytes, fingerprint: expected },
+        device: text,
+        ...loaded,
+        file: given,
+        fileBytes: file.fileBytes,
+        payloadBytes: file.payloadBytes,
+        sha256: file.sha256,
+        source: {
+          device: info.source,
+          native: info.native,
+          via: info.via,
+          savedAt: info.savedAt,
+          deviceBytes: info.deviceBytes,
+          fingerprint: expected,
+        },
         fingerprintMatch,
       };
       ctx.print(`verified ${path}: ${formatSize(file.fileBytes)}, sha256 ${file.sha256}, saved from ${info.source} over ${info.via}`);
-      ctx.print(`loaded ${text} over ${loaded.via}${loaded.translator ? ` (through ${loaded.translator})` : ''}: ${formatSize(loaded.deviceBytes)} of device state`);
+      ctx.print(
+        `loaded ${text} over ${loaded.via}${loaded.translator ? ` (through ${loaded.translator})` : ''}: ${formatSize(loaded.deviceBytes)} of device state`,
+      );
       if (loaded.fingerprint !== null) {
-        const verdict = fingerprintMatch === null ? '(the file records no source fingerprint)' : fingerprintMatch ? 'matches the source' : `DIFFERS from the source's ${expected}`;
+        const verdict =
+          fingerprintMatch === null
+            ? '(the file records no source fingerprint)'
+            : fingerprintMatch
+              ? 'matches the source'
+              : `DIFFERS from the source's ${expected}`;
         ctx.print(`  fingerprint    ${loaded.fingerprint} ${verdict}`);
       }
       if (fingerprintMatch === false) {
-        throw new CommandFailed(`${text} loaded, but its fingerprint ${loaded.fingerprint!.slice(0, 16)}... differs from the source's ${expected!.slice(0, 16)}...`, result);
+        throw new CommandFailed(
+          `${text} loaded, but its fingerprint ${loaded.fingerprint!.slice(0, 16)}... differs from the source's ${expected!.slice(0, 16)}...`,
+          result,
+        );
       }
       return result;
     }

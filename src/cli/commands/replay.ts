@@ -27,7 +27,10 @@ async function readTrace(path: string): Promise<TraceLine[]> {
     text = await readFile(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new MigrationError((code && code in { ENOENT: 1, EACCES: 1, EISDIR: 1 } ? code : 'EIO') as ErrnoName, `cannot read the trace ${path}: ${(e as Error).message}`);
+    throw new MigrationError(
+      (code && code in { ENOENT: 1, EACCES: 1, EISDIR: 1 } ? code : 'EIO') as ErrnoName,
+      `cannot read the trace ${path}: ${(e as Error).message}`,
+    );
   }
   return parseTrace(text);
 }
@@ -42,8 +45,12 @@ function recordedWindow(lines: readonly TraceLine[]): number | undefined {
 /** The device for a translator to use but not to close: the opened device closes it. */
 function borrowed(d: MigrationDevice): MigrationDevice {
   return {
-    migrationFlags: () => d.migrationFlags(), getState: () => d.getState(), setState: (s) => d.setState(s),
-    stopCopySize: () => d.stopCopySize(), reset: () => d.reset(), close: () => Promise.resolve(),
+    migrationFlags: () => d.migrationFlags(),
+    getState: () => d.getState(),
+    setState: (s) => d.setState(s),
+    stopCopySize: () => d.stopCopySize(),
+    reset: () => d.reset(),
+    close: () => Promise.resolve(),
   };
 }
 
@@ -51,7 +58,10 @@ function borrowed(d: MigrationDevice): MigrationDevice {
 function regionOf(dev: OpenedDevice, window: number | undefined): { region: LegacyRegion; translator: boolean } {
   if (dev.v1) return { region: dev.v1, translator: false };
   // As src/bridge/bridged-device.ts serves a bridged device.
-  return { region: new LegacyRegionOverV2(borrowed(dev.v2!), { errorRecovery: 'reset', ...(window ? { windowSize: window } : {}) }), translator: true };
+  return {
+    region: new LegacyRegionOverV2(borrowed(dev.v2!), { errorRecovery: 'reset', ...(window ? { windowSize: window } : {}) }),
+    translator: true,
+  };
 }
 
 function describe(d: ReplayReport['divergences'][number]): string {
@@ -85,15 +95,20 @@ export const replayCommand: Command = {
     data: { type: 'string' },
   },
   async run(values, positionals, ctx) {
-    if (positionals.length !== 1) throw new UsageError(`replay takes one trace file, got ${positionals.length ? positionals.map((p) => `'${p}'`).join(' ') : 'none'} (e.g. vfio-mig replay trace.jsonl --device 'sim:v2?size=24')`);
+    if (positionals.length !== 1)
+      throw new UsageError(
+        `replay takes one trace file, got ${positionals.length ? positionals.map((p) => `'${p}'`).join(' ') : 'none'} (e.g. vfio-mig replay trace.jsonl --device 'sim:v2?size=24')`,
+      );
     const tracePath = positionals[0];
     const text = requireOption(values.device, '--device D', 'replay', `vfio-mig replay ${tracePath} --device 'sim:v2?size=24'`);
     const address = parseAddress(text);
     const devArg = values.dev === undefined ? undefined : parseCount(String(values.dev), '--dev', 1 << 20);
     const lines = await readTrace(tracePath);
     const devices = v1Devices(lines);
-    if (devices.length === 0) throw new UsageError(`${tracePath} has no v1 register accesses to replay (a v2 trace, such as QEMU 10's, is not replayed)`);
-    if (devArg === undefined && devices.length > 1) throw new UsageError(`${tracePath} has v1 accesses of devices ${devices.join(', ')}: choose one with --dev N`);
+    if (devices.length === 0)
+      throw new UsageError(`${tracePath} has no v1 register accesses to replay (a v2 trace, such as QEMU 10's, is not replayed)`);
+    if (devArg === undefined && devices.length > 1)
+      throw new UsageError(`${tracePath} has v1 accesses of devices ${devices.join(', ')}: choose one with --dev N`);
     const dev = devArg ?? devices[0];
     if (!devices.includes(dev)) throw new UsageError(`${tracePath} has no v1 accesses of device ${dev}: it has ${devices.join(', ')}`);
     const given = typeof values.data === 'string' ? values.data : undefined;
@@ -116,18 +131,34 @@ export const replayCommand: Command = {
 
     const client = lines.find(isClient);
     const device = lines.filter(isDevice).find((l) => l.dev === dev);
-    const who = [client && `${client.name}${client.version ? ` ${client.version}` : ''}`, device && [device.name, device.bus, device.type].filter(Boolean).join(' ')]
-      .filter(Boolean).join(', ');
+    const who = [
+      client && `${client.name}${client.version ? ` ${client.version}` : ''}`,
+      device && [device.name, device.bus, device.type].filter(Boolean).join(' '),
+    ]
+      .filter(Boolean)
+      .join(', ');
     const result = {
-      trace: tracePath, device: text, client: client ? { name: client.name, version: client.version ?? null } : null, dev,
-      accesses: report.accesses, divergences: report.divergences, savedBytes: report.savedBytes, resumedBytes: report.resumedBytes,
+      trace: tracePath,
+      device: text,
+      client: client ? { name: client.name, version: client.version ?? null } : null,
+      dev,
+      accesses: report.accesses,
+      divergences: report.divergences,
+      savedBytes: report.savedBytes,
+      resumedBytes: report.resumedBytes,
       resumeData: needsData ? (given ?? 'own state') : null,
     };
     for (const d of report.divergences) ctx.print(describe(d));
-    ctx.print(`replayed ${report.accesses} accesses of device ${dev} from ${tracePath}${who ? ` (${who})` : ''} against ${text}: `
-      + `${report.divergences.length === 0 ? 'no divergence' : `${report.divergences.length} divergence${report.divergences.length === 1 ? '' : 's'}`}`
-      + `; saved ${formatSize(report.savedBytes.replayed)} (recorded ${formatSize(report.savedBytes.recorded)}), resumed ${formatSize(report.resumedBytes)}`);
-    if (report.divergences.length > 0) throw new CommandFailed(`the replay of ${tracePath} against ${text} diverges ${report.divergences.length} time(s), first at line ${report.divergences[0].line}`, result);
+    ctx.print(
+      `replayed ${report.accesses} accesses of device ${dev} from ${tracePath}${who ? ` (${who})` : ''} against ${text}: ` +
+        `${report.divergences.length === 0 ? 'no divergence' : `${report.divergences.length} divergence${report.divergences.length === 1 ? '' : 's'}`}` +
+        `; saved ${formatSize(report.savedBytes.replayed)} (recorded ${formatSize(report.savedBytes.recorded)}), resumed ${formatSize(report.resumedBytes)}`,
+    );
+    if (report.divergences.length > 0)
+      throw new CommandFailed(
+        `the replay of ${tracePath} against ${text} diverges ${report.divergences.length} time(s), first at line ${report.divergences[0].line}`,
+        result,
+      );
     return result;
   },
 };

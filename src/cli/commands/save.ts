@@ -19,7 +19,7 @@ import { UsageError } from '../usage-error.js';
 
 export const saveCommand: Command = {
   name: 'save',
-  summary: 'save a device\'s migration state to a file (over v2 or v1)',
+  summary: "save a device's migration state to a file (over v2 or v1)",
   usage: `save <device> --out FILE [--via v1|v2] [--rounds N] [--work PAGES] [--stop]
 
   <device>       sim:v2?..., sim:v1?..., /dev/vfio/<group>:<name>, /dev/vfio/devices/vfioN
@@ -48,38 +48,64 @@ export const saveCommand: Command = {
     const { text, address } = oneAddress(positionals, 'save');
     const out = requireOption(values.out, '--out FILE', 'save', `vfio-mig save ${text} --out state.vmig`);
     const toStdout = out === '-';
-    if (toStdout && ctx.json) throw new UsageError('--json and --out - both write to standard output: drop --json (the report goes to stderr) or give --out FILE');
+    if (toStdout && ctx.json)
+      throw new UsageError('--json and --out - both write to standard output: drop --json (the report goes to stderr) or give --out FILE');
     const via = parseVia(values.via);
     const rounds = values.rounds === undefined ? 1 : parseCount(String(values.rounds), '--rounds', 100_000);
     const warnings: string[] = [];
     const isSim = address.kind === 'sim-v1' || address.kind === 'sim-v2';
-    if (values.work !== undefined && !isSim) throw new UsageError('--work applies to simulated devices only (a real device does its own work)');
-    const work = values.work === undefined ? (isSim ? Math.max(1, Math.floor(address.size / 4096 / 256)) : 0) : parseCount(String(values.work), '--work', 1 << 30);
+    if (values.work !== undefined && !isSim)
+      throw new UsageError('--work applies to simulated devices only (a real device does its own work)');
+    const work =
+      values.work === undefined
+        ? isSim
+          ? Math.max(1, Math.floor(address.size / 4096 / 256))
+          : 0
+        : parseCount(String(values.work), '--work', 1 << 30);
 
     // The output first: an unwritable path fails before the device is opened.
     const writer = toStdout ? await MigrationFileWriter.toStream(ctx.stateOut(), 'standard output') : await MigrationFileWriter.create(out);
     // Interrupted (Ctrl-C, kill): no half-written file stays behind.
-    const { saved, written } = await cleanUpOnInterrupt(() => writer.discardSync(), async () => {
-      let saved: Awaited<ReturnType<typeof saveOnce>>;
-      try {
-        saved = await withDevice(ctx, text, address, (dev) => saveOnce(dev));
-      } catch (e) {
-        await writer.abort();
-        throw e;
-      }
-      return { saved, written: await writer.finish(saved.info) };
-    });
+    const { saved, written } = await cleanUpOnInterrupt(
+      () => writer.discardSync(),
+      async () => {
+        let saved: Awaited<ReturnType<typeof saveOnce>>;
+        try {
+          saved = await withDevice(ctx, text, address, (dev) => saveOnce(dev));
+        } catch (e) {
+          await writer.abort();
+          throw e;
+        }
+        return { saved, written: await writer.finish(saved.info) };
+      },
+    );
     const { info, result } = saved;
 
-    ctx.print(`saved ${text} over ${result.via}${result.translator ? ` (through ${result.translator})` : ''} to ${toStdout ? 'standard output' : out}`);
-    ctx.print(`  device state   ${formatSize(info.deviceBytes)}: pre-copy ${formatSize(info.precopyBytes)} in ${rounds} pass${rounds === 1 ? '' : 'es'}, stop-and-copy ${formatSize(info.stopCopyBytes)}`);
+    ctx.print(
+      `saved ${text} over ${result.via}${result.translator ? ` (through ${result.translator})` : ''} to ${toStdout ? 'standard output' : out}`,
+    );
+    ctx.print(
+      `  device state   ${formatSize(info.deviceBytes)}: pre-copy ${formatSize(info.precopyBytes)} in ${rounds} pass${rounds === 1 ? '' : 'es'}, stop-and-copy ${formatSize(info.stopCopyBytes)}`,
+    );
     ctx.print(`  file           ${formatSize(written.fileBytes)}, sha256 ${written.sha256}`);
     if (info.sim) ctx.print(`  fingerprint    ${info.sim.fingerprint} (the state saved; 'vfio-mig load' checks it)`);
     return {
-      device: text, native: result.native, via: result.via, translator: result.translator ?? null, file: out,
-      fileBytes: written.fileBytes, payloadBytes: written.payloadBytes, sha256: written.sha256,
-      deviceBytes: info.deviceBytes, precopyBytes: info.precopyBytes, stopCopyBytes: info.stopCopyBytes,
-      rounds, usedPrecopy: result.usedPrecopy, fingerprint: info.sim?.fingerprint ?? null, durationMs: result.durationMs, warnings,
+      device: text,
+      native: result.native,
+      via: result.via,
+      translator: result.translator ?? null,
+      file: out,
+      fileBytes: written.fileBytes,
+      payloadBytes: written.payloadBytes,
+      sha256: written.sha256,
+      deviceBytes: info.deviceBytes,
+      precopyBytes: info.precopyBytes,
+      stopCopyBytes: info.stopCopyBytes,
+      rounds,
+      usedPrecopy: result.usedPrecopy,
+      fingerprint: info.sim?.fingerprint ?? null,
+      durationMs: result.durationMs,
+      warnings,
       takeover: result.takeover,
     };
 
@@ -89,21 +115,26 @@ export const saveCommand: Command = {
       // LegacyRegionOverV2 sees nothing pending); v1 devices always have pre-copy.
       const flags = dev.v2 ? await dev.v2.migrationFlags() : undefined;
       if (values.rounds !== undefined && rounds > 0 && flags !== undefined && !(flags & MigFlags.PRE_COPY)) {
-        warnings.push(`--rounds ${rounds} has no effect: ${text} has no PRE_COPY (migration flags ${flags}: ${flagNames(flags)}); its whole state moves in stop-and-copy`);
+        warnings.push(
+          `--rounds ${rounds} has no effect: ${text} has no PRE_COPY (migration flags ${flags}: ${flagNames(flags)}); its whole state moves in stop-and-copy`,
+        );
         ctx.warn(warnings.at(-1)!);
       }
       const sim = dev.sim;
       const estimate = sim ? Number(sim.fullStreamBytes()) : dev.v2 ? Number(await dev.v2.stopCopySize().catch(() => 0n)) : 0;
       const bar = progressBar(ctx, `save ${text}`, Math.max(1, estimate));
       const onProgress = (p: MigrationProgress) => bar.update(p);
-      const step = () => { if (sim && work > 0) sim.step(work); };
+      const step = () => {
+        if (sim && work > 0) sim.step(work);
+      };
       const started = performance.now();
       let precopyBytes: number;
       let stopCopyBytes: number;
       let usedPrecopy: boolean;
-      const wasRunning = face.protocol === 'v2'
-        ? [MigState.RUNNING, MigState.RUNNING_P2P].includes(await face.device.getState())
-        : ((await readDeviceState(face.region)) & V1_RUNNING) !== 0;
+      const wasRunning =
+        face.protocol === 'v2'
+          ? [MigState.RUNNING, MigState.RUNNING_P2P].includes(await face.device.getState())
+          : ((await readDeviceState(face.region)) & V1_RUNNING) !== 0;
       try {
         if (face.protocol === 'v2') {
           const r = await saveV2(face.device, writer.stream, { precopyRounds: rounds, betweenRounds: step, onProgress, reuseBuffer: true });
@@ -113,8 +144,12 @@ export const saveCommand: Command = {
           const window = 'windowSize' in face.region ? Number((face.region as { windowSize: number }).windowSize) : face.region.size;
           const perPass = estimate > 0 ? Math.max(1, Math.ceil(estimate / window)) : 1;
           const r = await saveV1(face.region, writer.stream, {
-            precopyRounds: rounds * perPass, windowAccess: face.windowAccess, onProgress,
-            betweenRounds: (i) => { if ((i + 1) % perPass === 0) step(); },
+            precopyRounds: rounds * perPass,
+            windowAccess: face.windowAccess,
+            onProgress,
+            betweenRounds: (i) => {
+              if ((i + 1) % perPass === 0) step();
+            },
           });
           ({ precopyBytes, stopCopyBytes, usedPrecopy } = r);
         }
@@ -131,14 +166,24 @@ export const saveCommand: Command = {
         for (const note of takeoverNotes(dev)) ctx.note(`vfio-mig: note: ${note}`);
       }
       const info: MigrationFileInfo = {
-        format: 'vfio-mig-shim migration file', source: text, native: dev.native, via: face.protocol,
-        deviceBytes: precopyBytes + stopCopyBytes, precopyBytes, stopCopyBytes, savedAt: new Date().toISOString(),
+        format: 'vfio-mig-shim migration file',
+        source: text,
+        native: dev.native,
+        via: face.protocol,
+        deviceBytes: precopyBytes + stopCopyBytes,
+        precopyBytes,
+        stopCopyBytes,
+        savedAt: new Date().toISOString(),
         ...(sim ? { sim: { size: sim.size, pageSize: sim.pageSize, fingerprint: sim.fingerprint() } } : {}),
       };
       return {
         info,
         result: {
-          native: dev.native, via: face.protocol, translator: face.translator, usedPrecopy, durationMs: Math.round(performance.now() - started),
+          native: dev.native,
+          via: face.protocol,
+          translator: face.translator,
+          usedPrecopy,
+          durationMs: Math.round(performance.now() - started),
           takeover: dev.takeovers(),
         },
       };

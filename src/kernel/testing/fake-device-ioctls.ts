@@ -4,18 +4,35 @@
 // features, cdev bind/attach) and mtty's own (mtty_ioctl, mdev_access,
 // mtty_precopy_ioctl), with their errnos.
 import {
-  VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_FEATURE, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET,
+  VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_FEATURE,
+  VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_DEVICE_RESET,
   VFIO_MIG_GET_PRECOPY_INFO,
 } from '../../uapi/ioctl.js';
 import {
-  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
-  VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MASK, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
-  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_FLAGS_PCI,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_FLAGS_PCI,
   VFIO_PCI_NUM_REGIONS,
 } from '../../uapi/constants.js';
 import {
-  vfio_device_feature, vfio_device_feature_mig_data_size, vfio_device_feature_mig_state, vfio_device_feature_migration,
-  vfio_device_info, vfio_precopy_info, vfio_region_info,
+  vfio_device_feature,
+  vfio_device_feature_mig_data_size,
+  vfio_device_feature_mig_state,
+  vfio_device_feature_migration,
+  vfio_device_info,
+  vfio_precopy_info,
+  vfio_region_info,
 } from '../../uapi/structs.js';
 import { encodeRegionInfo } from '../../uapi/region-info.js';
 import { VFIO_DEVICE_ATTACH_IOMMUFD_PT, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd } from '../cdev-abi.js';
@@ -100,7 +117,7 @@ function deviceFeature(files: FakeFiles, dev: FakeDevice, buf: Uint8Array): numb
   if (!probe && get && set) fail('EINVAL', 'GET and SET without PROBE');
   const payload = buf.subarray(8, argsz);
   const check = (supported: number, minsz: number): boolean => {
-    if ((flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET)) & ~supported) fail('EINVAL', 'unsupported GET/SET');
+    if (flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET) & ~supported) fail('EINVAL', 'unsupported GET/SET');
     if (probe) return false;
     if (!get && !set) fail('EINVAL', 'neither GET nor SET');
     if (argsz - 8 < minsz) fail('EINVAL', `payload ${argsz - 8} < ${minsz}`);

@@ -6,20 +6,49 @@ import type { FakeDevice } from './fake-device.js';
 import type { FakeFileKind, FakeKernelOptions } from './fake-kernel-options.js';
 import { fail } from './fail.js';
 
-export interface ContainerFile { kind: 'container'; groups: Set<number>; iommu: number | null }
-export interface GroupFile { kind: 'group'; group: number }
-export interface DeviceFile { kind: 'device'; dev: FakeDevice; cdev: boolean; bound: boolean; attached: boolean }
-export interface DataFile { kind: 'data'; migf: MttyMigrationFile; dev: FakeDevice }
-export interface IommufdFile { kind: 'iommufd'; ioas: Set<number>; nextId: number }
+export interface ContainerFile {
+  kind: 'container';
+  groups: Set<number>;
+  iommu: number | null;
+}
+export interface GroupFile {
+  kind: 'group';
+  group: number;
+}
+export interface DeviceFile {
+  kind: 'device';
+  dev: FakeDevice;
+  cdev: boolean;
+  bound: boolean;
+  attached: boolean;
+}
+export interface DataFile {
+  kind: 'data';
+  migf: MttyMigrationFile;
+  dev: FakeDevice;
+}
+export interface IommufdFile {
+  kind: 'iommufd';
+  ioas: Set<number>;
+  nextId: number;
+}
 export type FakeFile = ContainerFile | GroupFile | DeviceFile | DataFile | IommufdFile;
 
-export interface GroupState { id: number; openFd: number | null; container: ContainerFile | null; users: number }
+export interface GroupState {
+  id: number;
+  openFd: number | null;
+  container: ContainerFile | null;
+  users: number;
+}
 
 export class FakeFiles {
   readonly groups = new Map<number, GroupState>();
   private readonly byFd = new Map<number, FakeFile>();
 
-  constructor(readonly devices: readonly FakeDevice[], readonly opts: FakeKernelOptions) {
+  constructor(
+    readonly devices: readonly FakeDevice[],
+    readonly opts: FakeKernelOptions,
+  ) {
     for (const d of devices) {
       if (!this.groups.has(d.group)) this.groups.set(d.group, { id: d.group, openFd: null, container: null, users: 0 });
     }

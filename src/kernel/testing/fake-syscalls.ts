@@ -82,14 +82,18 @@ export class FakeSyscalls implements Syscalls {
   }
 
   close(fd: number): void {
-    this.run({ op: 'close', fd }, () => {
-      const file = this.files.get(fd) ?? fail('EBADF', `close fd ${fd}`);
-      this.files.release(fd, file);
-    }, () => {
-      // close(2) releases the fd even when it reports an error.
-      const file = this.files.get(fd);
-      if (file) this.files.release(fd, file);
-    });
+    this.run(
+      { op: 'close', fd },
+      () => {
+        const file = this.files.get(fd) ?? fail('EBADF', `close fd ${fd}`);
+        this.files.release(fd, file);
+      },
+      () => {
+        // close(2) releases the fd even when it reports an error.
+        const file = this.files.get(fd);
+        if (file) this.files.release(fd, file);
+      },
+    );
   }
 
   ioctl(fd: number, request: number, arg?: IoctlArg): number {
@@ -101,11 +105,16 @@ export class FakeSyscalls implements Syscalls {
     return this.run(call, () => {
       const file = this.files.get(fd) ?? fail('EBADF', `${ioctlName(request)} on fd ${fd}`);
       switch (file.kind) {
-        case 'container': return containerIoctl(this.files, file, request, arg);
-        case 'group': return groupIoctl(this.files, file, request, arg);
-        case 'device': return deviceIoctl(this.files, file, request, arg);
-        case 'data': return dataIoctl(file, request, arg);
-        case 'iommufd': return iommufdIoctl(file, request, arg);
+        case 'container':
+          return containerIoctl(this.files, file, request, arg);
+        case 'group':
+          return groupIoctl(this.files, file, request, arg);
+        case 'device':
+          return deviceIoctl(this.files, file, request, arg);
+        case 'data':
+          return dataIoctl(file, request, arg);
+        case 'iommufd':
+          return iommufdIoctl(file, request, arg);
       }
     });
   }
@@ -186,11 +195,14 @@ export class FakeSyscalls implements Syscalls {
     this.calls.push(call);
     // oops=panic, as the lab boots: after an oops nothing answers any more.
     if (this.panicked) throw new FakeKernelOops(`the kernel panicked earlier: ${this.panicked}`);
-    const fault = this.faults.find((f) => (f.op === undefined || f.op === call.op)
-      && (f.request === undefined || f.request === call.request)
-      && (f.target === undefined || f.target === call.target)
-      && (f.path === undefined || f.path === call.path)
-      && ++f.seen === (f.nth ?? 1));
+    const fault = this.faults.find(
+      (f) =>
+        (f.op === undefined || f.op === call.op) &&
+        (f.request === undefined || f.request === call.request) &&
+        (f.target === undefined || f.target === call.target) &&
+        (f.path === undefined || f.path === call.path) &&
+        ++f.seen === (f.nth ?? 1),
+    );
     if (fault) {
       this.faults.splice(this.faults.indexOf(fault), 1);
       call.errno = fault.errno;

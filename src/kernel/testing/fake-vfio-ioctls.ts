@@ -2,11 +2,20 @@
 // container (/dev/vfio/vfio), a group (/dev/vfio/<N>) and /dev/iommu, with
 // the checks and errnos of drivers/vfio/container.c, group.c and iommufd.
 import {
-  VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER,
-  VFIO_GROUP_UNSET_CONTAINER, VFIO_SET_IOMMU,
+  VFIO_CHECK_EXTENSION,
+  VFIO_GET_API_VERSION,
+  VFIO_GROUP_GET_DEVICE_FD,
+  VFIO_GROUP_GET_STATUS,
+  VFIO_GROUP_SET_CONTAINER,
+  VFIO_GROUP_UNSET_CONTAINER,
+  VFIO_SET_IOMMU,
 } from '../../uapi/ioctl.js';
 import {
-  VFIO_API_VERSION, VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
+  VFIO_API_VERSION,
+  VFIO_GROUP_FLAGS_CONTAINER_SET,
+  VFIO_GROUP_FLAGS_VIABLE,
+  VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1v2_IOMMU,
 } from '../../uapi/constants.js';
 import { vfio_group_status } from '../../uapi/structs.js';
 import { IOMMU_IOAS_ALLOC, VFIO_NOIOMMU_IOMMU, iommu_ioas_alloc } from '../cdev-abi.js';
@@ -18,7 +27,8 @@ import type { ContainerFile, FakeFiles, GroupFile, IommufdFile } from './fake-fi
 export function containerIoctl(files: FakeFiles, file: ContainerFile, request: number, arg: IoctlArg): number {
   const type1 = files.opts.type1 ?? true;
   switch (request) {
-    case VFIO_GET_API_VERSION: return VFIO_API_VERSION;
+    case VFIO_GET_API_VERSION:
+      return VFIO_API_VERSION;
     case VFIO_CHECK_EXTENSION:
       if (arg === VFIO_NOIOMMU_IOMMU) return files.devices.some((d) => d.opts.noiommu) ? 1 : 0;
       return type1 && (arg === VFIO_TYPE1_IOMMU || arg === VFIO_TYPE1v2_IOMMU) ? 1 : 0;
@@ -33,7 +43,8 @@ export function containerIoctl(files: FakeFiles, file: ContainerFile, request: n
       file.iommu = arg as number;
       return 0;
     }
-    default: return fail('ENOTTY', ioctlName(request));
+    default:
+      return fail('ENOTTY', ioctlName(request));
   }
 }
 
@@ -80,7 +91,8 @@ export function groupIoctl(files: FakeFiles, file: GroupFile, request: number, a
       dev.openCount++;
       return files.alloc({ kind: 'device', dev, cdev: false, bound: true, attached: true });
     }
-    default: return fail('ENOTTY', ioctlName(request));
+    default:
+      return fail('ENOTTY', ioctlName(request));
   }
 }
 

@@ -52,7 +52,10 @@ export class MttyMigrationFile {
   pos = 0;
   disabled = false;
 
-  constructor(readonly direction: 'save' | 'resume', private readonly model: MttyModel) {}
+  constructor(
+    readonly direction: 'save' | 'resume',
+    private readonly model: MttyModel,
+  ) {}
 
   /** mtty_save_read: stream only (a position is ESPIPE, checked by the caller). */
   read(buf: Uint8Array): number {
@@ -76,9 +79,13 @@ export class MttyMigrationFile {
     let err: MigrationError | undefined;
     if (this.filled < MTTY_HEADER_SIZE && this.filled + buf.length >= MTTY_HEADER_SIZE) {
       const v = new DataView(this.data.buffer);
-      if (v.getBigUint64(0, true) !== MTTY_MAGIC || v.getUint32(20, true) !== 0
-        || v.getUint32(8, true) !== 1 || v.getUint32(12, true) !== 0
-        || v.getUint32(16, true) !== this.model.nrPorts) {
+      if (
+        v.getBigUint64(0, true) !== MTTY_MAGIC ||
+        v.getUint32(20, true) !== 0 ||
+        v.getUint32(8, true) !== 1 ||
+        v.getUint32(12, true) !== 0 ||
+        v.getUint32(16, true) !== this.model.nrPorts
+      ) {
         err = new MigrationError('EFAULT', 'mtty stream header failed validation');
       }
     }
@@ -115,7 +122,10 @@ export class MttyModel {
   /** struct serial_port s[2], raw. */
   readonly ports: Uint8Array[];
 
-  constructor(readonly nrPorts: number, readonly flags: number = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY) {
+  constructor(
+    readonly nrPorts: number,
+    readonly flags: number = MigFlags.STOP_COPY | MigFlags.P2P | MigFlags.PRE_COPY,
+  ) {
     this.ports = [0, 1].map(() => {
       const p = new Uint8Array(MTTY_PORT_SIZE);
       p[MAX_FIFO_OFFSET] = 16;

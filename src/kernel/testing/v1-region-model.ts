@@ -19,7 +19,11 @@ export class V1RegionModel {
   private resumeBuf: Uint8Array | null = null;
   private resumeLen = 0;
 
-  constructor(private readonly model: MttyModel, readonly dataOffset: number, windowSize: number) {
+  constructor(
+    private readonly model: MttyModel,
+    readonly dataOffset: number,
+    windowSize: number,
+  ) {
     this.window = new Uint8Array(windowSize);
   }
 
@@ -72,7 +76,8 @@ export class V1RegionModel {
 
   /** Resume step c: the first `value` window bytes are appended to the resume data. */
   private writeDataSize(value: bigint): void {
-    if ((this.deviceState & V1_MASK) !== V1_RESUMING || !this.resumeBuf) throw new MigrationError('EINVAL', 'data_size written outside RESUMING');
+    if ((this.deviceState & V1_MASK) !== V1_RESUMING || !this.resumeBuf)
+      throw new MigrationError('EINVAL', 'data_size written outside RESUMING');
     const n = Number(value);
     if (n > this.window.length) throw new MigrationError('EINVAL', `data_size ${n} larger than the window`);
     if (this.resumeLen + n > this.resumeBuf.length) throw new MigrationError('ENOMEM', 'resume data too long');
