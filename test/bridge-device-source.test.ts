@@ -5,10 +5,12 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { kernelDeviceSource, NotBridgeable } from '../src/bridge/device-source.js';
+import { kernelDeviceSource, NotBridgeable, takeFd } from '../src/bridge/device-source.js';
+import { VFIO_DEVICE_FEATURE, VFIO_DEVICE_GET_INFO } from '../src/uapi/ioctl.js';
+import { vfio_device_info } from '../src/uapi/structs.js';
 import { koffiSyscalls } from '../src/kernel/koffi-syscalls.js';
 import type { Syscalls, ProcessSyscalls } from '../src/kernel/syscalls.js';
-import { failure } from './support/errno.js';
+import { errnoOf, failure } from './support/errno.js';
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
 
@@ -40,6 +42,60 @@ describe('kernelDeviceSource', () => {
       expect(fdCount()).toBe(before);
     } finally {
       child.kill();
+    }
+  });
+
+  it('identifies a VFIO fd without touching its migration state: the first VFIO_DEVICE_FEATURE comes with open() (the takeover)', async () => {
+    const held = openSync('/dev/null', 'r');
+    const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', held] });
+    closeSync(held);
+    await new Promise((r) => child.once('spawn', r));
+    try {
+      const real = koffiSyscalls();
+      const ioctls: number[] = [];
+      // /dev/null posing as a group-API device fd: readlink and VFIO_DEVICE_GET_INFO (a query) answered here.
+      const spy = Object.assign(Object.create(real) as Syscalls & ProcessSyscalls, {
+        ioctl: (fd: number, request: number, arg?: Uint8Array | number) => {
+          ioctls.push(request);
+          if (request !== VFIO_DEVICE_GET_INFO || !(arg instanceof Uint8Array)) return real.ioctl(fd, request, arg);
+          vfio_device_info.encode({ argsz: vfio_device_info.size, num_regions: 9, num_irqs: 5 }, arg);
+          return 0;
+        },
+        readlink: (path: string) => (path.startsWith('/proc/self/fd/') ? 'anon_inode:[vfio-device]' : real.readlink(path)),
+      });
+      const before = fdCount();
+      const source = kernelDeviceSource(spy);
+      const a = await source({ pid: child.pid!, fd: 3, name: '' });
+      const b = await source({ pid: child.pid!, fd: 3, name: 'another-name' });
+      expect(ioctls).toEqual([VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_INFO]);
+      expect(a.key).toBe(`pid ${child.pid} fd 3`);
+      expect(b.key).toBe('another-name');
+      expect(a.sameFileAs?.(b)).toBe(true); // two pidfd_getfd copies of one fd: one open file (kcmp)
+      b.discard();
+      expect(fdCount()).toBe(before + 1);
+      const e = await failure(a.open());
+      expect(e).toBeInstanceOf(NotBridgeable);
+      expect(e.message).toMatch(/has no v2 migration support/);
+      expect(ioctls).toContain(VFIO_DEVICE_FEATURE);
+      expect(fdCount()).toBe(before);
+    } finally {
+      child.kill();
+    }
+  });
+});
+
+describe('sameOpenFile (kcmp KCMP_FILE)', () => {
+  it('is true for a dup of one open file, false for a second open of the same path', () => {
+    const sys = koffiSyscalls();
+    const a = openSync('/dev/null', 'r');
+    const b = openSync('/dev/null', 'r');
+    const dup = takeFd(sys, process.pid, a);
+    try {
+      expect(sys.sameOpenFile(a, dup)).toBe(true);
+      expect(sys.sameOpenFile(a, b)).toBe(false);
+      expect(errnoOf(() => sys.sameOpenFile(a, 99999))).toBe('EBADF');
+    } finally {
+      for (const fd of [a, b, dup]) closeSync(fd);
     }
   });
 });

@@ -40,7 +40,7 @@ import { MigrationError } from '../src/uapi/errors.js';
 import { MigState, stateName } from '../src/v2/states.js';
 import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
 import { BridgeClient, BridgedRegion } from './support/bridge-client.js';
-import { bridgeRig, deviceHandle, simEntry, SIM_SIZE, type BridgeRig, type SimEntry } from './support/bridge-rig.js';
+import { bridgeRig, simCandidate, simEntry, SIM_SIZE, type BridgeRig, type SimEntry } from './support/bridge-rig.js';
 import { Sink } from './support/sim-helpers.js';
 
 const WINDOW = 64;
@@ -51,7 +51,7 @@ function freshDevice(name: string): SimEntry {
   const sim = new SimDevice({ size: SIM_SIZE, seed: seedOf(name), pageSize: 512 });
   const arcs: string[] = [];
   const driver = new SimV2Driver(sim, { flags: FLAGS, onArc: (a, b) => arcs.push(`${stateName(a)}>${stateName(b)}`) });
-  return { sim, driver, arcs, resets: 0, closes: 0 };
+  return { sim, driver, arcs, resets: 0, closes: 0, opens: 0, discards: 0 };
 }
 
 // ---- frames ---------------------------------------------------------------
@@ -227,10 +227,10 @@ describe('a hostile client', () => {
   beforeAll(async () => {
     // 'good' is one long-lived device; every other registration gets a fresh one.
     const sims = new Map<string, SimEntry>();
-    const source: DeviceSource = async ({ name }) => {
+    const source: DeviceSource = ({ name }) => {
       const entry = name === 'good' ? simEntry(sims, 'good') : freshDevice(name);
       if (name !== 'good') made.push(entry);
-      return { device: deviceHandle(entry), key: name, label: name || '(unnamed)' };
+      return Promise.resolve(simCandidate(name, entry));
     };
     rig = await bridgeRig({ windowSize: WINDOW, devices: source });
     rig.sims = sims;

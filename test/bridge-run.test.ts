@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildSharedLibrary } from './support/c-program.js';
 import { makePrivateDir, privateDirBases } from '../src/bridge/private-dir.js';
 import { commandEnv, runBridge, type RunEvent } from '../src/bridge/run-bridge.js';
-import { deviceHandle, simEntry, type SimEntry } from './support/bridge-rig.js';
+import { simCandidate, simEntry, type SimEntry } from './support/bridge-rig.js';
 
 const CODEC = join(import.meta.dirname, '..', 'dist/src/bridge/wire-protocol.js');
 const dir = mkdtempSync(join(tmpdir(), 'vfio-mig-run-'));
@@ -85,7 +85,7 @@ s.on('connect', () => s.write(encodeRequest({ op: 'register', version: 1, pid: p
       command: [process.execPath, '--input-type=module', '-e', child],
       tracePath: trace,
       onEvent: (e) => events.push(e),
-      devices: async ({ name }) => ({ device: deviceHandle(simEntry(sims, name)), key: name, label: name }),
+      devices: ({ name }) => Promise.resolve(simCandidate(name, simEntry(sims, name))),
     });
     expect(r.status).toBe(0);
     expect(events.map((e) => e.kind)).toEqual(['bridged', 'released']);

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadV1, saveV1 } from '../legacy/qemu/v1-client.js';
 import { readDeviceState, readU64Field, writeDeviceState } from '../legacy/v1-registers.js';
 import { V1_RESUMING, V1_RUNNING, V1_SAVING } from '../legacy/v1-state.js';
-import { NotBridgeable } from '../src/bridge/device-source.js';
+import { NotBridgeable, type DeviceCandidate } from '../src/bridge/device-source.js';
 import { TRACE_FORMAT_VERSION, TraceWriter } from '../src/bridge/trace.js';
 import { encodeRequest, PROTOCOL_VERSION } from '../src/bridge/wire-protocol.js';
 import {
@@ -23,7 +23,7 @@ import {
 import { MigrationError } from '../src/uapi/errors.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { BridgeClient, BridgedRegion } from './support/bridge-client.js';
-import { bridgeRig, simEntry, type BridgeRig } from './support/bridge-rig.js';
+import { bridgeRig, simCandidate, simEntry, type BridgeRig } from './support/bridge-rig.js';
 import { errnoOf } from './support/errno.js';
 import { Sink } from './support/sim-helpers.js';
 
@@ -217,9 +217,12 @@ describe('BridgeServer', () => {
     await r.close();
   });
 
-  it('refuses a second registration of a device that is being served; the first keeps working', async () => {
+  it('refuses a second registration of a device that is being served without touching it; the first keeps working', async () => {
     rig = await bridgeRig();
     const first = await registered(rig, 'a');
+    await writeDeviceState(first, V1_SAVING); // mid stop-and-copy: a reset now would lose the device's state
+    const entry = simEntry(rig.sims, 'a');
+    const arcsBefore = entry.arcs.length;
     const second = await BridgedRegion.register(rig.server.socketPath, { name: 'a' });
     expect(second).toMatchObject({ bridged: false });
     expect(rig.events.find((e) => e.kind === 'not-bridged')).toMatchObject({
@@ -227,11 +230,51 @@ describe('BridgeServer', () => {
       expected: false,
       reason: expect.stringContaining('already bridged'),
     });
-    expect(await readDeviceState(first)).toBe(V1_RUNNING);
+    expect(entry).toMatchObject({ opens: 1, discards: 1, resets: 0 });
+    expect(entry.arcs.length).toBe(arcsBefore);
+    expect(await entry.driver.getState()).toBe(MigState.STOP_COPY);
+    expect(await readDeviceState(first)).toBe(V1_SAVING);
+    await writeDeviceState(first, V1_RUNNING);
     await first.close();
     await waitFor(() => !rig!.server.devices[0].live);
     const again = await registered(rig, 'a'); // released: may be bridged again
     await again.close();
+  });
+
+  it('tells one device by its open file too (kcmp), whatever name a registration gives, and while the first is still opening', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const file = { id: 'the one fd' };
+    rig = await bridgeRig({
+      devices: ({ name }) => {
+        const entry = simEntry(rig!.sims, name);
+        const candidate = simCandidate(name, entry);
+        return Promise.resolve({
+          ...candidate,
+          file, // every registration here names the same open file under another name
+          sameFileAs: (other: DeviceCandidate) => (other as DeviceCandidate & { file?: object }).file === file,
+          open: async () => {
+            if (name === 'a') await gate; // the first is still being taken over when the others arrive
+            return candidate.open();
+          },
+        });
+      },
+    });
+    const firstRegistration = BridgedRegion.register(rig.server.socketPath, { name: 'a' });
+    await waitFor(() => rig!.sims.has('a'));
+    const sameName = await BridgedRegion.register(rig.server.socketPath, { name: 'a' });
+    const otherName = await BridgedRegion.register(rig.server.socketPath, { name: 'b' });
+    release();
+    const first = await firstRegistration;
+    expect(first).toBeInstanceOf(BridgedRegion);
+    expect(sameName).toMatchObject({ bridged: false });
+    expect(otherName).toMatchObject({ bridged: false });
+    expect(simEntry(rig.sims, 'b')).toMatchObject({ opens: 0, discards: 1 });
+    expect(rig.events.filter((e) => e.kind === 'not-bridged').map((e) => (e as { reason: string }).reason)).toEqual([
+      expect.stringContaining('already bridged as a'),
+      expect.stringContaining('b is already bridged as a'),
+    ]);
+    await (first as BridgedRegion).close();
   });
 
   it('answers "not bridged" when the source says so, or fails', async () => {

@@ -13,7 +13,7 @@ import type { PeerCredentials, ProcessSyscalls, Syscalls } from '../kernel/sysca
 import { MigrationError } from '../uapi/errors.js';
 import { BridgeConnection, errorAnswer, type ConnectionHost } from './bridge-connection.js';
 import { BridgedDevice, type BridgedDeviceInfo } from './bridged-device.js';
-import { NotBridgeable, type DeviceSource } from './device-source.js';
+import { NotBridgeable, type DeviceCandidate, type DeviceSource } from './device-source.js';
 import type { DeviceStats } from './device-stats.js';
 import { peerRefusal } from './peer-check.js';
 import { synthesizedRegion } from './region-layout.js';
@@ -78,8 +78,9 @@ const NOT_BRIDGED: RegisterAnswer = {
 export class BridgeServer implements ConnectionHost {
   readonly socketPath: string;
   private readonly connections = new Set<BridgeConnection>();
-  /** Device keys being served (a second registration of one is refused). */
-  private readonly keys = new Map<BridgedDevice, string>();
+  /** The devices being served, and those being opened: a second registration of one is refused before it touches the device. */
+  private readonly served = new Map<BridgedDevice, DeviceCandidate>();
+  private readonly opening = new Set<DeviceCandidate>();
   private readonly records: BridgedRecord[] = [];
   private nextId = 1;
   /** Processes whose `client` line the trace has. */
@@ -159,40 +160,51 @@ export class BridgeServer implements ConnectionHost {
       this.emit({ kind: 'not-bridged', pid, fd, name, reason, expected });
       return { answer: NOT_BRIDGED };
     };
+    // "Not for us" needs no errno; a failure keeps it.
+    const refusal = (e: unknown) => (e instanceof NotBridgeable ? no(e.message.replace(/^E\w+: /, ''), true) : no(messageOf(e), false));
     if (this.closing) return no('the bridge is shutting down', false);
     const { windowSize, mmap } = this.options;
     let layout;
-    let sourced;
+    let candidate;
     try {
       layout = synthesizedRegion(request.numRegions, request.regionsEnd, windowSize, mmap);
-      sourced = await this.options.devices({ pid, fd, name });
+      candidate = await this.options.devices({ pid, fd, name });
     } catch (e) {
-      // "Not for us" needs no errno; a failure keeps it.
-      return e instanceof NotBridgeable ? no(e.message.replace(/^E\w+: /, ''), true) : no(messageOf(e), false);
+      return refusal(e);
     }
-    if ([...this.keys.values()].includes(sourced.key)) {
-      await sourced.device.close().catch(() => undefined);
-      return no(`${sourced.label} is already bridged (one connection per device)`, false);
+    const holder = this.holderOf(candidate);
+    if (holder) {
+      candidate.discard();
+      return no(`${candidate.label} is already bridged as ${holder.label} (one connection per device; left untouched)`, false);
+    }
+    this.opening.add(candidate);
+    let sourceDevice;
+    try {
+      sourceDevice = await candidate.open();
+    } catch (e) {
+      return refusal(e);
+    } finally {
+      this.opening.delete(candidate);
     }
     const id = this.nextId++;
-    const info: BridgedDeviceInfo = { id, label: sourced.label, pid, fd, layout, windowPath: join(this.options.dir, `window-${id}`) };
+    const info: BridgedDeviceInfo = { id, label: candidate.label, pid, fd, layout, windowPath: join(this.options.dir, `window-${id}`) };
     let device: BridgedDevice;
     try {
-      device = await BridgedDevice.open(info, sourced.device, {
+      device = await BridgedDevice.open(info, sourceDevice, {
         trace: this.options.trace,
         sys: this.sys,
         onErrorRecovery: (recovery) => this.emit({ kind: 'error-recovery', device: info, recovery }),
         onFault: (e) => this.fault(e),
       });
     } catch (e) {
-      return no(`cannot bring ${sourced.label} to a known state: ${messageOf(e)}`, false);
+      return no(`cannot bring ${candidate.label} to a known state: ${messageOf(e)}`, false);
     }
-    this.keys.set(device, sourced.key);
+    this.served.set(device, candidate);
     this.records.push({ info, stats: device.stats, live: true });
     this.options.trace?.write('register', {
       dev: id,
       name,
-      label: sourced.label,
+      label: candidate.label,
       pid,
       fd,
       index: layout.index,
@@ -201,14 +213,22 @@ export class BridgeServer implements ConnectionHost {
       mmap,
       window: info.windowPath,
     });
-    this.traceIdentity(id, name || sourced.label, sourced.identity, pid);
+    this.traceIdentity(id, name || candidate.label, candidate.identity, pid);
     this.emit({ kind: 'bridged', device: info });
     return { answer: { bridged: true, ...layout, windowPath: info.windowPath }, device };
   }
 
+  /** The served or opening device `candidate` is (same key, or same open file), if any. */
+  private holderOf(candidate: DeviceCandidate): DeviceCandidate | undefined {
+    for (const other of [...this.served.values(), ...this.opening]) {
+      if (other.key === candidate.key || candidate.sameFileAs?.(other)) return other;
+    }
+    return undefined;
+  }
+
   async released(device: BridgedDevice, reason: string): Promise<void> {
     const problems = await device.release();
-    this.keys.delete(device);
+    this.served.delete(device);
     const record = this.records.find((r) => r.info === device.info);
     if (record) record.live = false;
     this.options.trace?.write('release', { dev: device.info.id, reason, problems, stats: device.stats.toJSON() });

@@ -6,7 +6,7 @@
 import { KernelMigrationDevice } from '../kernel/kernel-migration-device.js';
 import { koffiSyscalls } from '../kernel/koffi-syscalls.js';
 import type { ProcessSyscalls, Syscalls } from '../kernel/syscalls.js';
-import { adoptVfioDevice } from '../kernel/vfio-device.js';
+import { adoptVfioDevice, type VfioDevice } from '../kernel/vfio-device.js';
 import { deviceIdentity, type DeviceIdentity } from '../kernel/device-identity.js';
 import { MigrationError } from '../uapi/errors.js';
 import type { MigrationDevice } from '../v2/contracts.js';
@@ -21,18 +21,32 @@ export interface DeviceRegistration {
   name: string;
 }
 
-export interface SourcedDevice {
-  device: MigrationDevice;
-  /** Two registrations with the same key are the same device: the second is refused. */
+/**
+ * A registered fd, identified but not touched: no ioctl has reached the
+ * device yet. The server first checks it is not bridged already (a second
+ * registration must not reset a device another connection is serving: the
+ * takeover rule resets a left-over state on first touch), then opens it.
+ */
+export interface DeviceCandidate {
+  /** Two candidates with the same key are the same device. */
   key: string;
   /** How messages name it. */
   label: string;
   /** What kind of device it is, as far as known (the trace's `device` line). */
   identity?: DeviceIdentity;
+  /** Whether this is the same open file as `other` (the same device whatever its name says); leave out if unknown. */
+  sameFileAs?(other: DeviceCandidate): boolean;
+  /**
+   * The first touch: the device must be for the bridge (NotBridgeable
+   * otherwise) and is taken over. On failure everything is released.
+   */
+  open(): Promise<MigrationDevice>;
+  /** Let go without touching the device (a duplicate). */
+  discard(): void;
 }
 
-/** Throws NotBridgeable (the device is not for the bridge) or another MigrationError (something failed). */
-export type DeviceSource = (registration: DeviceRegistration) => Promise<SourcedDevice>;
+/** Throws NotBridgeable (the fd is not a device for the bridge) or another MigrationError (something failed). */
+export type DeviceSource = (registration: DeviceRegistration) => Promise<DeviceCandidate>;
 
 /** The device is fine but the bridge has nothing to add: no v2 migration, or a v1 region of its own. */
 export class NotBridgeable extends MigrationError {
@@ -57,14 +71,16 @@ export function takeFd(sys: Syscalls & ProcessSyscalls, pid: number, fd: number)
 }
 
 /**
- * The real source: QEMU's device fd, identified (readlink) before any ioctl,
- * then VFIO_DEVICE_FEATURE GET MIGRATION must offer STOP_COPY and the device
- * must have no v1 migration region (QEMU 7.2 would use that one directly).
+ * The real source: QEMU's device fd, identified by readlink (before any
+ * ioctl), VFIO_DEVICE_GET_INFO and kcmp, none of which touches its migration
+ * state; opening it then asks VFIO_DEVICE_FEATURE GET MIGRATION (which
+ * takes the device over), which must offer STOP_COPY, and the device must
+ * have no v1 migration region (QEMU 7.2 would use that one directly).
  */
 export function kernelDeviceSource(sys: Syscalls & ProcessSyscalls = koffiSyscalls()): DeviceSource {
-  return async ({ pid, fd, name }) => {
+  const identify = ({ pid, fd, name }: DeviceRegistration): DeviceCandidate => {
     const copy = takeFd(sys, pid, fd);
-    let vfio;
+    let vfio: VfioDevice;
     try {
       vfio = adoptVfioDevice(copy, name, sys);
     } catch (e) {
@@ -72,25 +88,54 @@ export function kernelDeviceSource(sys: Syscalls & ProcessSyscalls = koffiSyscal
         ? new NotBridgeable('ENOTTY', `fd ${fd} of pid ${pid}: ${e.message.replace(/^E\w+: /, '')}`)
         : e;
     }
-    const device = new KernelMigrationDevice(vfio);
     const label = name || `fd ${fd} of pid ${pid}`;
-    try {
-      let flags: number;
-      try {
-        flags = await device.migrationFlags();
-      } catch (e) {
-        if (e instanceof MigrationError && e.code === 'ENOTTY') throw new NotBridgeable('ENOTTY', `${label} has no v2 migration support`);
-        throw e;
-      }
-      if (!(flags & MigFlags.STOP_COPY)) throw new NotBridgeable('ENOTTY', `${label} offers no STOP_COPY (migration flags ${flags})`);
-      const own = vfio.migrationRegion();
-      if (own) throw new NotBridgeable('EEXIST', `${label} has a v1 migration region of its own (index ${own.index})`);
-      // The sysfs name identifies the device; a cdev node too; an unnamed group fd cannot be told apart.
-      const key = name || (vfio.api === 'cdev' ? sys.readlink(`/proc/self/fd/${copy}`) : `pid ${pid} fd ${fd}`);
-      return { device, key, label, identity: deviceIdentity(name, sys) };
-    } catch (e) {
-      await device.close().catch(() => undefined);
-      throw e;
-    }
+    // The sysfs name identifies the device; a cdev node too; an unnamed group fd cannot be told apart by name.
+    const key = name || (vfio.api === 'cdev' ? sys.readlink(`/proc/self/fd/${copy}`) : `pid ${pid} fd ${fd}`);
+    const candidate: KernelCandidate = {
+      key,
+      label,
+      identity: deviceIdentity(name, sys),
+      fd: copy,
+      sameFileAs: (other) => {
+        if (!isKernelCandidate(other)) return false;
+        try {
+          return sys.sameOpenFile(copy, other.fd);
+        } catch {
+          return false; // no kcmp (CONFIG_KCMP off): the key alone decides
+        }
+      },
+      discard: () => vfio.close(),
+      open: async () => {
+        const device = new KernelMigrationDevice(vfio);
+        try {
+          let flags: number;
+          try {
+            flags = await device.migrationFlags();
+          } catch (e) {
+            if (e instanceof MigrationError && e.code === 'ENOTTY')
+              throw new NotBridgeable('ENOTTY', `${label} has no v2 migration support`);
+            throw e;
+          }
+          if (!(flags & MigFlags.STOP_COPY)) throw new NotBridgeable('ENOTTY', `${label} offers no STOP_COPY (migration flags ${flags})`);
+          const own = vfio.migrationRegion();
+          if (own) throw new NotBridgeable('EEXIST', `${label} has a v1 migration region of its own (index ${own.index})`);
+          return device;
+        } catch (e) {
+          await device.close().catch(() => undefined);
+          throw e;
+        }
+      },
+    };
+    return candidate;
   };
+  return (registration) => Promise.resolve().then(() => identify(registration));
+}
+
+interface KernelCandidate extends DeviceCandidate {
+  /** The bridge's copy of the peer's fd. */
+  fd: number;
+}
+
+function isKernelCandidate(c: DeviceCandidate): c is KernelCandidate {
+  return typeof (c as Partial<KernelCandidate>).fd === 'number';
 }

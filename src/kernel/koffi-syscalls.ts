@@ -72,6 +72,10 @@ const MAP_FAILED = 0xffffffffffffffffn;
 /** Syscall numbers of the generic table (x86_64, aarch64 and every arch but alpha share them past 424). */
 const SYS_pidfd_open = 434;
 const SYS_pidfd_getfd = 438;
+/** kcmp is older and per-architecture (arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/unistd.h). */
+const SYS_kcmp = ({ x64: 312, arm64: 272 } as Record<string, number | undefined>)[process.arch];
+/** include/uapi/linux/kcmp.h: enum kcmp_type, KCMP_FILE = 0. */
+const KCMP_FILE = 0;
 /** <asm-generic/socket.h> (x86_64, aarch64): getsockopt(SOL_SOCKET, SO_PEERCRED) fills a struct ucred. */
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
@@ -150,6 +154,16 @@ export class KoffiSyscalls implements Syscalls, ProcessSyscalls {
     const fd = Number(this.c.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', targetFd, 'unsigned int', 0));
     if (fd < 0) throw syscallError(this.c.koffi.errno(), `pidfd_getfd fd ${targetFd}`);
     return fd;
+  }
+
+  sameOpenFile(fdA: number, fdB: number): boolean {
+    if (SYS_kcmp === undefined) throw new MigrationError('ENOSYS', `kcmp: no syscall number known for ${process.arch}`);
+    // kcmp orders kernel pointers: 0 equal, 1 or 2 less or greater, 3 not comparable.
+    const r = Number(
+      this.c.syscall(SYS_kcmp, 'int', process.pid, 'int', process.pid, 'int', KCMP_FILE, 'unsigned long', fdA, 'unsigned long', fdB),
+    );
+    if (r < 0) throw syscallError(this.c.koffi.errno(), `kcmp KCMP_FILE fds ${fdA} and ${fdB}`);
+    return r === 0;
   }
 
   peerCredentials(socketFd: number): PeerCredentials {

@@ -69,6 +69,8 @@ export interface ProcessSyscalls {
   pidfdOpen(pid: number): number;
   /** pidfd_getfd(2), flags 0: a copy of fd `targetFd` of the pidfd's process (O_CLOEXEC set). */
   pidfdGetfd(pidfd: number, targetFd: number): number;
+  /** kcmp(2) KCMP_FILE on two fds of this process: whether they are one open file description (dup and pidfd_getfd copies are). */
+  sameOpenFile(fdA: number, fdB: number): boolean;
   /** getsockopt(SOL_SOCKET, SO_PEERCRED): the peer as it was at connect(2). */
   peerCredentials(socketFd: number): PeerCredentials;
 }

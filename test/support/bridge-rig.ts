@@ -2,7 +2,7 @@
 // (SimV2Driver, one per registered name), with every event recorded.
 import { tmpdir } from 'node:os';
 import { BridgeServer, type BridgeEvent, type BridgeServerOptions } from '../../src/bridge/bridge-server.js';
-import type { DeviceSource } from '../../src/bridge/device-source.js';
+import type { DeviceCandidate, DeviceSource } from '../../src/bridge/device-source.js';
 import { makePrivateDir, type PrivateDir } from '../../src/bridge/private-dir.js';
 import { SimDevice } from '../../src/sim/sim-device.js';
 import { SimV2Driver } from '../../src/sim/sim-v2-driver.js';
@@ -18,6 +18,9 @@ export interface SimEntry {
   resets: number;
   /** Times the bridge closed its handle on the device (its copy of the fd). */
   closes: number;
+  /** Times the bridge opened it (its first touch), and let a candidate go untouched. */
+  opens: number;
+  discards: number;
 }
 
 export interface BridgeRig {
@@ -50,7 +53,7 @@ export function simEntry(
     const sim = new SimDevice({ size: shape.size, seed: seedOf(name), pageSize: shape.pageSize });
     const arcs: string[] = [];
     const driver = new SimV2Driver(sim, { flags, onArc: (a: MigState, b: MigState) => arcs.push(`${stateName(a)}>${stateName(b)}`) });
-    e = { sim, driver, arcs, resets: 0, closes: 0 };
+    e = { sim, driver, arcs, resets: 0, closes: 0, opens: 0, discards: 0 };
     const entry = e;
     const reset = driver.reset.bind(driver);
     driver.reset = async () => {
@@ -66,11 +69,7 @@ export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?
   const dir = makePrivateDir([tmpdir()]);
   const sims = new Map<string, SimEntry>();
   const events: BridgeEvent[] = [];
-  const simSource: DeviceSource = async ({ name }) => ({
-    device: deviceHandle(simEntry(sims, name, options.flags, options.sim)),
-    key: name,
-    label: name,
-  });
+  const simSource: DeviceSource = ({ name }) => Promise.resolve(simCandidate(name, simEntry(sims, name, options.flags, options.sim)));
   const server = await BridgeServer.listen({
     dir: dir.path,
     windowSize: 1024,
@@ -91,6 +90,21 @@ export async function bridgeRig(options: Partial<BridgeServerOptions> & { flags?
     async close() {
       await server.close();
       dir.remove();
+    },
+  };
+}
+
+/** A registration of a simulated device, keyed by its name; open() and discard() are counted. */
+export function simCandidate(name: string, entry: SimEntry): DeviceCandidate {
+  return {
+    key: name,
+    label: name || '(unnamed)',
+    open: () => {
+      entry.opens++;
+      return Promise.resolve(deviceHandle(entry));
+    },
+    discard: () => {
+      entry.discards++;
     },
   };
 }
