@@ -319,12 +319,17 @@ export class QemuVm {
   async quitOrphans(pids: number[], timeoutMs = 30_000): Promise<void> {
     if (this.socket && !this.socket.destroyed) this.socket.write(`${JSON.stringify({ execute: 'quit' })}\n`);
     const deadline = Date.now() + timeoutMs;
+    // Alive while any of its threads is: the leader can be a zombie while QEMU's other threads
+    // still tear down, holding the fd table (and so the device fd, which pins the VFIO group:
+    // drivers/vfio/group.c, vfio_group_fops_release). Only then is the group free to open.
     const alive = (pid: number) => {
       try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+        return readdirSync(`/proc/${pid}/task`).some((tid) => {
+          const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+          return !'ZX'.includes(stat.slice(stat.lastIndexOf(')') + 2)[0]);
+        });
       } catch {
-        return false;
+        return false; // gone (or gone meanwhile)
       }
     };
     while (pids.some(alive)) {
