@@ -2,7 +2,7 @@
 // the command's fd with pidfd_getfd, refuses what is no VFIO device as "not
 // bridgeable" (before any ioctl: adoptVfioDevice's readlink), reports real
 // failures as failures, and never keeps an fd it took.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { kernelDeviceSource, NotBridgeable, takeFd } from '../src/bridge/device-source.js';
@@ -14,12 +14,18 @@ import { errnoOf, failure } from './support/errno.js';
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
 
+/** A child process whose fd 3 is /dev/null (the command whose fd a registration names). */
+async function childHoldingDevNull(): Promise<ChildProcess> {
+  const held = openSync('/dev/null', 'r');
+  const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', held] });
+  closeSync(held);
+  await new Promise((r) => child.once('spawn', r));
+  return child;
+}
+
 describe('kernelDeviceSource', () => {
   it("adopts the child's fd, finds no VFIO device, issues no ioctl, and keeps nothing open", async () => {
-    const held = openSync('/dev/null', 'r');
-    const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', held] });
-    closeSync(held);
-    await new Promise((r) => child.once('spawn', r));
+    const child = await childHoldingDevNull();
     try {
       const real = koffiSyscalls();
       const ioctls: number[] = [];
@@ -46,10 +52,7 @@ describe('kernelDeviceSource', () => {
   });
 
   it('identifies a VFIO fd without touching its migration state: the first VFIO_DEVICE_FEATURE comes with open() (the takeover)', async () => {
-    const held = openSync('/dev/null', 'r');
-    const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', held] });
-    closeSync(held);
-    await new Promise((r) => child.once('spawn', r));
+    const child = await childHoldingDevNull();
     try {
       const real = koffiSyscalls();
       const ioctls: number[] = [];
