@@ -107,4 +107,60 @@ describe('the bridge on the real mtty (lab)', () => {
       }
     });
   }
+
+  it('a second registration of the fd being saved (another name, the same open file: kcmp) is refused without touching the device; the save goes on', async () => {
+    const dir = makePrivateDir(['/tmp']);
+    const events: BridgeEvent[] = [];
+    const server = await BridgeServer.listen({
+      dir: dir.path,
+      windowSize: 4096,
+      mmap: true,
+      devices: kernelDeviceSource(),
+      commandPid: () => process.pid,
+      onEvent: (e) => events.push(e),
+    });
+    const qemuA = openVfioDevice({ sysfs: sysfs(DEV_A) });
+    const qemuB = openVfioDevice({ sysfs: sysfs(DEV_B) });
+    try {
+      const a = await register(server.socketPath, qemuA, DEV_A);
+      const parts: Buffer[] = [];
+      const out = new Writable({
+        write(c: Buffer, _e, cb) {
+          parts.push(Buffer.from(c));
+          cb();
+        },
+      });
+      const duplicates: unknown[] = [];
+      // Mid pre-copy (the device in PRE_COPY with its data_fd open): a reset now would end the save.
+      const betweenRounds = async () => {
+        duplicates.push(
+          await BridgedRegion.register(server.socketPath, { fd: qemuA.fd, name: 'not-the-sysfs-name', numRegions: 9, regionsEnd: 0n }),
+        );
+      };
+      const saved = await saveV1(a, out, { precopyRounds: 2, windowAccess: a.windowAccess, betweenRounds });
+      expect(duplicates.length).toBeGreaterThan(0);
+      for (const d of duplicates) expect(d).toMatchObject({ bridged: false });
+      expect(events.filter((e) => e.kind === 'not-bridged').map((e) => (e as { reason: string }).reason)).toEqual(
+        duplicates.map(() => expect.stringContaining(`already bridged as ${DEV_A}`)),
+      );
+      expect([saved.usedPrecopy, saved.precopyBytes + saved.stopCopyBytes]).toEqual([true, 96]);
+      const b = await register(server.socketPath, qemuB, DEV_B);
+      expect((await loadV1(b, Readable.from([Buffer.concat(parts)]), { windowAccess: b.windowAccess })).deviceBytes).toBe(96);
+      await a.close();
+      await b.close();
+      await server.drained();
+    } finally {
+      qemuA.close();
+      qemuB.close();
+      await server.close();
+      dir.remove();
+    }
+    const db = await open(DEV_B);
+    try {
+      await db.reset();
+      expect(readScratch(db, 0)).toBe(mark);
+    } finally {
+      await db.close();
+    }
+  });
 });
