@@ -5,7 +5,8 @@
 // and back.
 //
 // saveV1 (the handlers are in v1-save.ts): vfio_save_setup (MASK/SAVING), pre-copy rounds of
-// vfio_save_pending + vfio_save_iterate (one chunk per iterate), the VM stop
+// vfio_save_pending + vfio_save_iterate (one chunk per iterate), the last
+// vfio_save_pending (the iteration that decides to switch over), the VM stop
 // (~RUNNING/0), vfio_save_complete_precopy (~RUNNING/SAVING, pending/chunk
 // until pending is 0 or a chunk is empty, ~SAVING/0), then the final
 // (config) section. On failure: VM start (~MASK/RUNNING) if the VM had been
@@ -61,11 +62,15 @@ export async function saveV1(region: LegacyRegion, out: Writable, options: SaveV
   const save = new V1Save(region, new MigStreamWriter(out), access, options.onProgress);
   try {
     await save.vfioSaveSetup();
+    // migration_iteration_run: each iteration asks the pending bytes first
+    // (qemu_savevm_state_pending), then iterates while they are above the
+    // threshold; the one that finds them below it switches over instead.
     for (let round = 0; round < rounds; round++) {
       await save.vfioSavePending();
       await save.vfioSaveIterate();
       await options.betweenRounds?.(round);
     }
+    await save.vfioSavePending();
     await save.vfioVmstateChange();
     await save.vfioSaveCompletePrecopy();
   } catch (err) {

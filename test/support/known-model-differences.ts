@@ -20,32 +20,12 @@ export interface KnownDifference {
   reason: string;
 }
 
-const PENDING_BEFORE_STOP =
-  'QEMU 7.2 asks every device for its pending bytes at the top of each migration iteration (migration_iteration_run -> qemu_savevm_state_pending -> vfio_save_pending -> vfio_update_pending) and switches over only when that total is below the threshold: so after the last pre-copy chunk it reads pending_bytes once more (0) before the VM stops. saveV1 goes from its last round straight to the VM stop.';
 const FAILURE_POINT =
   "The first section of every QEMU iteration is RAM: the full pipe blocks QEMU in the RAM section, before vfio_save_iterate takes the device's pre-copy chunk, and that is where the killed reader fails the write and the cancel ends it. The model has no RAM: its output fails, or the cancel comes, only after its first round has taken the chunk.";
 const FLAGS_AND_STATE =
   'saveV2 and loadV2 start with VFIO_DEVICE_FEATURE GET MIGRATION and a GET of the device state, on every call: the device rule (src/v2/takeover.ts) refuses or resets a device left in a state it cannot work from. QEMU 10 queries the flags once (vfio_migration_realize), never GETs the state, and trusts its cached RUNNING.';
 
 export const KNOWN_DIFFERENCES: KnownDifference[] = [
-  {
-    id: 'v1-pending-before-stop',
-    scenario: 'q72-save-running',
-    kind: 'model',
-    after: 'read data_size 0x18',
-    qemu: ['read pending_bytes 0x0'],
-    model: [],
-    reason: PENDING_BEFORE_STOP,
-  },
-  {
-    id: 'v1-pending-before-stop',
-    scenario: 'q72-save-prelaunch-cont',
-    kind: 'model',
-    after: 'read data_size 0x18',
-    qemu: ['read pending_bytes 0x0'],
-    model: [],
-    reason: PENDING_BEFORE_STOP,
-  },
   {
     id: 'v1-prelaunch-vm-stop',
     scenario: 'q72-save-prelaunch-cont',
@@ -64,15 +44,6 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     qemu: [],
     model: ['read data_offset 0x1000', 'read data_size 0x18'],
     reason: FAILURE_POINT,
-  },
-  {
-    id: 'v1-pending-before-stop',
-    scenario: 'q72-failed-then-completed',
-    kind: 'model',
-    after: 'read data_size 0x18',
-    qemu: ['read pending_bytes 0x0'],
-    model: [],
-    reason: PENDING_BEFORE_STOP,
   },
   {
     id: 'v1-failure-point',
