@@ -27,16 +27,6 @@ const FLAGS_AND_STATE =
 
 export const KNOWN_DIFFERENCES: KnownDifference[] = [
   {
-    id: 'v1-prelaunch-vm-stop',
-    scenario: 'q72-save-prelaunch-cont',
-    kind: 'model',
-    after: 'write device_state 0x2',
-    qemu: [],
-    model: ['read device_state 0x2', 'write device_state 0x2'],
-    reason:
-      'A VM started with -S never ran, so QEMU 7.2 never wrote device_state (001 from open) and vfio_save_setup\'s MASK/SAVING gives 011: the device pre-copies. At the switchover vm_stop_force_state() finds the VM not running and notifies nobody: no vfio_vmstate_change, no 011 -> 010 write for the VM stop; vfio_save_complete_precopy\'s ~RUNNING/SAVING makes the only 011 -> 010. saveV1 takes the RUNNING bit of device_state for "the VM runs" and writes both: the VM stop 011 -> 010, then 010 -> 010.',
-  },
-  {
     id: 'v1-failure-point',
     scenario: 'q72-failed-then-completed',
     kind: 'scenario',
