@@ -103,11 +103,14 @@ export class V2Save {
     await this.mig.setOrReset(isPrecopyState(this.mig.state) ? MigState.STOP_COPY : MigState.STOP);
   }
 
-  /** vfio_save_complete_precopy: STOP_COPY, read to the end of the stream; then vfio_save_state ends the file. */
+  /**
+   * vfio_save_complete_precopy: STOP_COPY, read to the end of the stream (no
+   * size query: the progress estimate is the last exact one's); then
+   * vfio_save_state ends the file.
+   */
   async vfioSaveCompletePrecopy(): Promise<void> {
     this.phase = 'stopcopy';
     await this.mig.set(MigState.STOP_COPY, MigState.STOP);
-    this.pending = await this.vfioQueryStopCopySize(this.pending);
     this.report();
     while ((await this.vfioSaveBlock()) > 0);
     await this.writer.endOfState();

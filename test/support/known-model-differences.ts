@@ -73,16 +73,6 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     reason: "The other half of the hunk before: saveV2's pre-copy read, after its round-start queries.",
   },
   {
-    id: 'v2-complete-size',
-    scenario: 'q10-save-running',
-    kind: 'model',
-    after: 'setState STOP_COPY',
-    qemu: [],
-    model: ['stopCopySize'],
-    reason:
-      "saveV2 asks MIG_DATA_SIZE again once in STOP_COPY, for its progress estimate. QEMU 10's vfio_save_complete_precopy goes from the SET straight to the reads (vfio_save_block until 0).",
-  },
-  {
     id: 'v2-flags-and-state',
     scenario: 'q10-resume',
     kind: 'intentional',
