@@ -54,25 +54,6 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     reason: FLAGS_AND_STATE,
   },
   {
-    id: 'v2-precopy-queries',
-    scenario: 'q10-save-running',
-    kind: 'model',
-    after: 'precopyInfo',
-    qemu: ['read 96 -> 24', 'read 96 -> 0'],
-    model: [],
-    reason:
-      'QEMU 10 reads the data_fd right after vfio_save_setup (vfio_save_iterate, once per migration iteration while the device is in PRE_COPY, also after the device said 0), and asks MIG_DATA_SIZE and PRECOPY_INFO (vfio_state_pending_exact) only when the migration core considers switching over. saveV2 asks both at the start of each pre-copy round, reads until its estimates reach 0, and never reads again to see a 0: so its read comes after the two queries, and the empty read is missing.',
-  },
-  {
-    id: 'v2-precopy-queries',
-    scenario: 'q10-save-running',
-    kind: 'model',
-    after: 'stopCopySize + precopyInfo',
-    qemu: [],
-    model: ['read 96 -> 24'],
-    reason: "The other half of the hunk before: saveV2's pre-copy read, after its round-start queries.",
-  },
-  {
     id: 'v2-flags-and-state',
     scenario: 'q10-resume',
     kind: 'intentional',
