@@ -10,9 +10,9 @@
 // stop handlers (P2P prepare, then STOP_COPY or STOP), save_live_complete_precopy
 // (STOP_COPY, read until 0), the final section, save_cleanup (STOP, close).
 // loadV2: load_setup (RESUMING), the data written straight into the data
-// session in the input's own segmentation, load_cleanup (close), then the VM
-// start handlers (RUNNING_P2P with P2P, then RUNNING); the device validates
-// the data in the RESUMING -> STOP arc inside that first SET.
+// session in the input's own segmentation, the VM start handlers
+// (RUNNING_P2P with P2P, then RUNNING; the device validates the data in the
+// RESUMING -> STOP arc inside that first SET), then load_cleanup (close).
 // Failures follow QEMU: a failed SET walks its recover ladder (recover state,
 // else reset); a failed save ends with vfio_save_cleanup and the
 // PRECOPY_FAILED notifier (device back to RUNNING); the first error is thrown.
@@ -135,8 +135,11 @@ export async function loadV2(
       result.deviceBytes += n;
       report('resume');
     });
-    await mig.closeSession(); // vfio_load_cleanup
+    // The VM starts with the data_fd still open; vfio_load_cleanup closes it
+    // afterwards (QEMU 10 process_incoming_migration_bh: vm_start, then the
+    // incoming state's cleanup). A failure on the way closes it too.
     await vmStart(mig, flags);
+    await mig.closeSession(); // vfio_load_cleanup
   } catch (err) {
     throw await afterFailedLoad(mig, asMigrationError(err));
   }

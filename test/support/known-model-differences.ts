@@ -62,23 +62,4 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     model: ['migrationFlags', 'getState'],
     reason: FLAGS_AND_STATE,
   },
-  {
-    id: 'v2-load-close-order',
-    scenario: 'q10-resume',
-    kind: 'model',
-    after: 'write 72 -> 72',
-    qemu: [],
-    model: ['close'],
-    reason:
-      'QEMU 10 starts the VM (RUNNING_P2P, RUNNING: the device validates and applies the data in RESUMING -> STOP) with the resuming data_fd still open, and closes it afterwards in vfio_load_cleanup. loadV2 closes the data session first, then starts the VM.',
-  },
-  {
-    id: 'v2-load-close-order',
-    scenario: 'q10-resume',
-    kind: 'model',
-    after: 'setState RUNNING',
-    qemu: ['close'],
-    model: [],
-    reason: "The other half of the hunk before: QEMU's close, after the VM start.",
-  },
 ];
