@@ -112,6 +112,8 @@ describe('a failed load leaves the device RUNNING after a reset, and says so', (
     expect(e.code).toBe('EIO');
     expect(recoveryOf(e)).toEqual({ reset: true });
     expect(driver.currentState).toBe(R);
+    // The VM start runs with the resuming data_fd still open (QEMU 10): the failure path closes it.
+    expect(driver.openHandles).toBe(0);
   });
 
   it('loadV2: when the reset fails too, recoveryOf carries that error', async () => {
@@ -131,6 +133,7 @@ describe('a failed load leaves the device RUNNING after a reset, and says so', (
     const r = recoveryOf(e);
     expect(r?.reset).toBe(false);
     expect(r && !r.reset && r.error.code).toBe('ENODEV');
+    expect(driver.openHandles).toBe(0); // the data_fd is closed even so
   });
 
   it('loadV1 over LegacyRegionOverV2: data the device rejects -> the v2 device is RUNNING, not left in RESUMING', async () => {

@@ -70,9 +70,9 @@ const V1_SCENARIOS: Record<string, (r: LegacyRegion) => Promise<void>> = {
     await v1VmStart(r);
     await saveV1(r, sink().out, { precopyRounds: 1, windowAccess: 'mmap' });
   },
-  // -S: the VM never ran; migrate to completion, cont (0 -> 1), quit (shutdown: 1 -> 0).
+  // -S: the VM never ran (its device is still 001 from open); migrate to completion, cont (0 -> 1), quit (shutdown: 1 -> 0).
   'q72-save-prelaunch-cont': async (r) => {
-    await saveV1(r, sink().out, { precopyRounds: 1, windowAccess: 'mmap' });
+    await saveV1(r, sink().out, { precopyRounds: 1, windowAccess: 'mmap', vmRunning: false });
     await v1VmStart(r);
     await v1VmStop(r);
   },

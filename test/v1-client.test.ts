@@ -192,6 +192,8 @@ describe('saveV1 / loadV1: exact QEMU 7.2 order', () => {
       // round 1: save_pending reads 0; iterate re-reads, still 0: empty record
       'r pending_bytes=0',
       'r pending_bytes=0',
+      // the iteration that switches over: save_pending first (migration_iteration_run)
+      'r pending_bytes=0',
       // VM stop
       'r device_state=3',
       'w device_state=2',

@@ -5,8 +5,9 @@
 // and back.
 //
 // saveV1 (the handlers are in v1-save.ts): vfio_save_setup (MASK/SAVING), pre-copy rounds of
-// vfio_save_pending + vfio_save_iterate (one chunk per iterate), the VM stop
-// (~RUNNING/0), vfio_save_complete_precopy (~RUNNING/SAVING, pending/chunk
+// vfio_save_pending + vfio_save_iterate (one chunk per iterate), the last
+// vfio_save_pending (the iteration that decides to switch over), the VM stop
+// (~RUNNING/0, only when the VM runs), vfio_save_complete_precopy (~RUNNING/SAVING, pending/chunk
 // until pending is 0 or a chunk is empty, ~SAVING/0), then the final
 // (config) section. On failure: VM start (~MASK/RUNNING) if the VM had been
 // stopped, then the migration notifier (~(SAVING|RESUMING)/RUNNING).
@@ -38,6 +39,13 @@ export interface SaveV1Options {
   /** 'pieces' (default): <= 8-byte preads as vfio_mig_rw; 'mmap': one access per chunk. */
   windowAccess?: V1WindowAccess;
   onProgress?: (progress: MigrationProgress) => void;
+  /**
+   * Whether the VM runs when the save begins: only then does the switchover
+   * stop it (vfio_vmstate_change, ~RUNNING/0) and a failure start it again.
+   * false for a VM that never ran (-S, prelaunch): its device still pre-copies
+   * from 001. Default: the VM runs iff the device's RUNNING bit is set.
+   */
+  vmRunning?: boolean;
 }
 
 export type SaveV1Result = V1SaveResult;
@@ -58,14 +66,18 @@ export async function saveV1(region: LegacyRegion, out: Writable, options: SaveV
   if (!Number.isInteger(rounds) || rounds < 0) throw new MigrationError('EINVAL', `bad precopyRounds ${rounds}`);
   checkAccess(access);
 
-  const save = new V1Save(region, new MigStreamWriter(out), access, options.onProgress);
+  const save = new V1Save(region, new MigStreamWriter(out), access, options.onProgress, options.vmRunning);
   try {
     await save.vfioSaveSetup();
+    // migration_iteration_run: each iteration asks the pending bytes first
+    // (qemu_savevm_state_pending), then iterates while they are above the
+    // threshold; the one that finds them below it switches over instead.
     for (let round = 0; round < rounds; round++) {
       await save.vfioSavePending();
       await save.vfioSaveIterate();
       await options.betweenRounds?.(round);
     }
+    await save.vfioSavePending();
     await save.vfioVmstateChange();
     await save.vfioSaveCompletePrecopy();
   } catch (err) {

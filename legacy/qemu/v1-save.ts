@@ -39,7 +39,7 @@ export class V1Save {
   private phase: MigrationPhase = 'setup';
   /** migration->pending_bytes, QEMU's cached copy. */
   private pending = 0n;
-  /** migration->vm_running. */
+  /** migration->vm_running: whether the VM runs, so the switchover stops it. */
   private vmRunning = false;
   /** This save stopped the VM (so a failure starts it again). */
   private vmStoppedHere = false;
@@ -49,13 +49,20 @@ export class V1Save {
     private readonly writer: MigStreamWriter,
     private readonly access: V1WindowAccess,
     private readonly onProgress?: (progress: MigrationProgress) => void,
+    /** Whether the VM runs; undefined: it runs iff the device's RUNNING bit is set at setup. */
+    private readonly vmRunningOption?: boolean,
   ) {}
 
-  /** vfio_save_setup: MASK/SAVING keeps RUNNING as it was, so the device runs in pre-copy iff the VM runs. */
+  /**
+   * vfio_save_setup: MASK/SAVING keeps RUNNING as it was, so the device
+   * pre-copies iff its RUNNING bit is set. That is not whether the VM runs:
+   * a VM started with -S never ran, yet its device is still 001 from open.
+   */
   async vfioSaveSetup(): Promise<void> {
     const s = await v1SetState(this.region, QEMU72_SET_STATE.saveSetup.mask, QEMU72_SET_STATE.saveSetup.value);
-    this.vmRunning = (s & V1_RUNNING) !== 0;
-    this.result.usedPrecopy = this.vmRunning;
+    const deviceRuns = (s & V1_RUNNING) !== 0;
+    this.vmRunning = this.vmRunningOption ?? deviceRuns;
+    this.result.usedPrecopy = deviceRuns;
     await this.writer.start();
     this.report();
     this.phase = this.result.usedPrecopy ? 'precopy' : 'stopcopy';
@@ -83,7 +90,11 @@ export class V1Save {
     this.pending = 0n; // forces a re-read next time
   }
 
-  /** The VM stops for switchover: vfio_vmstate_change(running=false). */
+  /**
+   * The VM stops for switchover: vm_stop_force_state() notifies
+   * vfio_vmstate_change(running=false) only when the VM runs; a VM that is
+   * not running gets its run state set and no notification.
+   */
   async vfioVmstateChange(): Promise<void> {
     if (!this.vmRunning) return;
     this.vmStoppedHere = true;

@@ -4,13 +4,15 @@
 //
 // saveV2: save_setup (MIG_DATA_SIZE sizes the buffer, RUNNING -> PRE_COPY when
 // supported, PRECOPY_INFO), pre-copy rounds of save_live_iterate (one read of
-// at most the buffer size per call, ENOMSG and 0 mean "nothing now"), the VM
+// at most the buffer size per call, ENOMSG and 0 mean "nothing now"; the
+// round ends at that empty read), state_pending_exact (MIG_DATA_SIZE, and
+// PRECOPY_INFO in pre-copy) between rounds and before the switchover, the VM
 // stop handlers (P2P prepare, then STOP_COPY or STOP), save_live_complete_precopy
 // (STOP_COPY, read until 0), the final section, save_cleanup (STOP, close).
 // loadV2: load_setup (RESUMING), the data written straight into the data
-// session in the input's own segmentation, load_cleanup (close), then the VM
-// start handlers (RUNNING_P2P with P2P, then RUNNING); the device validates
-// the data in the RESUMING -> STOP arc inside that first SET.
+// session in the input's own segmentation, the VM start handlers
+// (RUNNING_P2P with P2P, then RUNNING; the device validates the data in the
+// RESUMING -> STOP arc inside that first SET), then load_cleanup (close).
 // Failures follow QEMU: a failed SET walks its recover ladder (recover state,
 // else reset); a failed save ends with vfio_save_cleanup and the
 // PRECOPY_FAILED notifier (device back to RUNNING); the first error is thrown.
@@ -33,7 +35,10 @@ export { VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE } from './v2-save.js';
 export type { MigrationPhase, MigrationProgress } from './migration-progress.js';
 
 export interface SaveV2Options {
-  /** Pre-copy rounds (default 1). A round iterates until nothing is pending or what was pending at its start has been read. */
+  /**
+   * Pre-copy rounds (default 1). A round is QEMU's iterations, one read each,
+   * until a read finds nothing or more than the estimate at its start was read.
+   */
   precopyRounds?: number;
   /** Called after each pre-copy round (the device keeps running: tests step it here). */
   betweenRounds?: (round: number) => void | Promise<void>;
@@ -85,11 +90,14 @@ export async function saveV2(device: MigrationDevice, out: Writable, options: Sa
   const save = new V2Save(device, flags, mig, writer, { maxRead, reuseBuffer, onProgress: options.onProgress }, startState);
   try {
     await save.vfioSaveSetup();
-    // save_live_iterate while the VM runs
+    // migration_iteration_run: the exact sizes are asked when the core
+    // considers switching over; between rounds that check finds it not due.
     for (let round = 0; save.result.usedPrecopy && round < rounds; round++) {
-      await save.vfioSaveIterate();
+      if (round > 0) await save.vfioStatePendingExact();
+      await save.precopyRound();
       await options.betweenRounds?.(round);
     }
+    await save.vfioStatePendingExact(); // the check that switches over
     await save.vfioVmstateChange();
     await save.vfioSaveCompletePrecopy();
     await save.vfioSaveCleanup();
@@ -127,8 +135,11 @@ export async function loadV2(
       result.deviceBytes += n;
       report('resume');
     });
-    await mig.closeSession(); // vfio_load_cleanup
+    // The VM starts with the data_fd still open; vfio_load_cleanup closes it
+    // afterwards (QEMU 10 process_incoming_migration_bh: vm_start, then the
+    // incoming state's cleanup). A failure on the way closes it too.
     await vmStart(mig, flags);
+    await mig.closeSession(); // vfio_load_cleanup
   } catch (err) {
     throw await afterFailedLoad(mig, asMigrationError(err));
   }

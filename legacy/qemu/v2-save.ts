@@ -76,22 +76,32 @@ export class V2Save {
   }
 
   /**
-   * One pre-copy round: state_pending_exact, then vfio_save_iterate calls
-   * until nothing is pending, bounded by what was pending when the round began.
+   * One pre-copy round: migration iterations, each a vfio_state_pending_estimate
+   * (the cached estimates, no ioctl) and a vfio_save_iterate (one read). QEMU
+   * iterates a device as long as it is in PRE_COPY (vfio_is_active_iterate),
+   * so it also reads the 0 that says "nothing now"; the round ends there, or
+   * once it has read more than the estimate at its start (a device that dirties
+   * as fast as it is read: the next round or stop-copy takes the rest).
    */
-  async vfioSaveIterate(): Promise<void> {
-    this.pending = await this.vfioQueryStopCopySize(this.pending); // vfio_state_pending_exact
-    await this.vfioQueryPrecopySize();
-    this.report();
+  async precopyRound(): Promise<void> {
     const budget = this.initSize + this.dirtySize;
     let read = 0;
-    while (read < budget) {
-      const n = await this.vfioSaveBlock();
-      this.vfioUpdateEstimatedPendingData(n);
-      await this.writer.endOfState();
+    for (;;) {
+      const n = await this.vfioSaveIterate();
       read += n;
-      if (n === 0 || this.initSize + this.dirtySize === 0) break;
+      if (n === 0 || read > budget) return;
     }
+  }
+
+  /**
+   * vfio_state_pending_exact, asked when the migration core considers the
+   * switchover (its estimate fell below the threshold): MIG_DATA_SIZE, and
+   * PRECOPY_INFO in pre-copy, which refreshes the cached estimates.
+   */
+  async vfioStatePendingExact(): Promise<void> {
+    this.pending = await this.vfioQueryStopCopySize(this.pending);
+    if (isPrecopyState(this.mig.state)) await this.vfioQueryPrecopySize();
+    this.report();
   }
 
   /** The VM stops for switchover: vfio_vmstate_change_prepare (P2P), then vfio_vmstate_change. */
@@ -103,11 +113,14 @@ export class V2Save {
     await this.mig.setOrReset(isPrecopyState(this.mig.state) ? MigState.STOP_COPY : MigState.STOP);
   }
 
-  /** vfio_save_complete_precopy: STOP_COPY, read to the end of the stream; then vfio_save_state ends the file. */
+  /**
+   * vfio_save_complete_precopy: STOP_COPY, read to the end of the stream (no
+   * size query: the progress estimate is the last exact one's); then
+   * vfio_save_state ends the file.
+   */
   async vfioSaveCompletePrecopy(): Promise<void> {
     this.phase = 'stopcopy';
     await this.mig.set(MigState.STOP_COPY, MigState.STOP);
-    this.pending = await this.vfioQueryStopCopySize(this.pending);
     this.report();
     while ((await this.vfioSaveBlock()) > 0);
     await this.writer.endOfState();
@@ -145,6 +158,14 @@ export class V2Save {
   release(): void {
     this.result.fileBytes = this.writer.bytesWritten;
     this.writer.release();
+  }
+
+  /** vfio_save_iterate: one vfio_save_block, the estimates updated, END_OF_STATE. Returns the bytes read. */
+  private async vfioSaveIterate(): Promise<number> {
+    const n = await this.vfioSaveBlock();
+    this.vfioUpdateEstimatedPendingData(n);
+    await this.writer.endOfState();
+    return n;
   }
 
   /** vfio_save_block: one read; ENOMSG and 0 mean nothing was written. */

@@ -20,42 +20,12 @@ export interface KnownDifference {
   reason: string;
 }
 
-const PENDING_BEFORE_STOP =
-  'QEMU 7.2 asks every device for its pending bytes at the top of each migration iteration (migration_iteration_run -> qemu_savevm_state_pending -> vfio_save_pending -> vfio_update_pending) and switches over only when that total is below the threshold: so after the last pre-copy chunk it reads pending_bytes once more (0) before the VM stops. saveV1 goes from its last round straight to the VM stop.';
 const FAILURE_POINT =
   "The first section of every QEMU iteration is RAM: the full pipe blocks QEMU in the RAM section, before vfio_save_iterate takes the device's pre-copy chunk, and that is where the killed reader fails the write and the cancel ends it. The model has no RAM: its output fails, or the cancel comes, only after its first round has taken the chunk.";
 const FLAGS_AND_STATE =
   'saveV2 and loadV2 start with VFIO_DEVICE_FEATURE GET MIGRATION and a GET of the device state, on every call: the device rule (src/v2/takeover.ts) refuses or resets a device left in a state it cannot work from. QEMU 10 queries the flags once (vfio_migration_realize), never GETs the state, and trusts its cached RUNNING.';
 
 export const KNOWN_DIFFERENCES: KnownDifference[] = [
-  {
-    id: 'v1-pending-before-stop',
-    scenario: 'q72-save-running',
-    kind: 'model',
-    after: 'read data_size 0x18',
-    qemu: ['read pending_bytes 0x0'],
-    model: [],
-    reason: PENDING_BEFORE_STOP,
-  },
-  {
-    id: 'v1-pending-before-stop',
-    scenario: 'q72-save-prelaunch-cont',
-    kind: 'model',
-    after: 'read data_size 0x18',
-    qemu: ['read pending_bytes 0x0'],
-    model: [],
-    reason: PENDING_BEFORE_STOP,
-  },
-  {
-    id: 'v1-prelaunch-vm-stop',
-    scenario: 'q72-save-prelaunch-cont',
-    kind: 'model',
-    after: 'write device_state 0x2',
-    qemu: [],
-    model: ['read device_state 0x2', 'write device_state 0x2'],
-    reason:
-      'A VM started with -S never ran, so QEMU 7.2 never wrote device_state (001 from open) and vfio_save_setup\'s MASK/SAVING gives 011: the device pre-copies. At the switchover vm_stop_force_state() finds the VM not running and notifies nobody: no vfio_vmstate_change, no 011 -> 010 write for the VM stop; vfio_save_complete_precopy\'s ~RUNNING/SAVING makes the only 011 -> 010. saveV1 takes the RUNNING bit of device_state for "the VM runs" and writes both: the VM stop 011 -> 010, then 010 -> 010.',
-  },
   {
     id: 'v1-failure-point',
     scenario: 'q72-failed-then-completed',
@@ -64,15 +34,6 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     qemu: [],
     model: ['read data_offset 0x1000', 'read data_size 0x18'],
     reason: FAILURE_POINT,
-  },
-  {
-    id: 'v1-pending-before-stop',
-    scenario: 'q72-failed-then-completed',
-    kind: 'model',
-    after: 'read data_size 0x18',
-    qemu: ['read pending_bytes 0x0'],
-    model: [],
-    reason: PENDING_BEFORE_STOP,
   },
   {
     id: 'v1-failure-point',
@@ -93,35 +54,6 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     reason: FLAGS_AND_STATE,
   },
   {
-    id: 'v2-precopy-queries',
-    scenario: 'q10-save-running',
-    kind: 'model',
-    after: 'precopyInfo',
-    qemu: ['read 96 -> 24', 'read 96 -> 0'],
-    model: [],
-    reason:
-      'QEMU 10 reads the data_fd right after vfio_save_setup (vfio_save_iterate, once per migration iteration while the device is in PRE_COPY, also after the device said 0), and asks MIG_DATA_SIZE and PRECOPY_INFO (vfio_state_pending_exact) only when the migration core considers switching over. saveV2 asks both at the start of each pre-copy round, reads until its estimates reach 0, and never reads again to see a 0: so its read comes after the two queries, and the empty read is missing.',
-  },
-  {
-    id: 'v2-precopy-queries',
-    scenario: 'q10-save-running',
-    kind: 'model',
-    after: 'stopCopySize + precopyInfo',
-    qemu: [],
-    model: ['read 96 -> 24'],
-    reason: "The other half of the hunk before: saveV2's pre-copy read, after its round-start queries.",
-  },
-  {
-    id: 'v2-complete-size',
-    scenario: 'q10-save-running',
-    kind: 'model',
-    after: 'setState STOP_COPY',
-    qemu: [],
-    model: ['stopCopySize'],
-    reason:
-      "saveV2 asks MIG_DATA_SIZE again once in STOP_COPY, for its progress estimate. QEMU 10's vfio_save_complete_precopy goes from the SET straight to the reads (vfio_save_block until 0).",
-  },
-  {
     id: 'v2-flags-and-state',
     scenario: 'q10-resume',
     kind: 'intentional',
@@ -129,24 +61,5 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     qemu: [],
     model: ['migrationFlags', 'getState'],
     reason: FLAGS_AND_STATE,
-  },
-  {
-    id: 'v2-load-close-order',
-    scenario: 'q10-resume',
-    kind: 'model',
-    after: 'write 72 -> 72',
-    qemu: [],
-    model: ['close'],
-    reason:
-      'QEMU 10 starts the VM (RUNNING_P2P, RUNNING: the device validates and applies the data in RESUMING -> STOP) with the resuming data_fd still open, and closes it afterwards in vfio_load_cleanup. loadV2 closes the data session first, then starts the VM.',
-  },
-  {
-    id: 'v2-load-close-order',
-    scenario: 'q10-resume',
-    kind: 'model',
-    after: 'setState RUNNING',
-    qemu: ['close'],
-    model: [],
-    reason: "The other half of the hunk before: QEMU's close, after the VM start.",
   },
 ];

@@ -146,6 +146,7 @@ export const saveCommand: Command = {
           const r = await saveV1(face.region, writer.stream, {
             precopyRounds: rounds * perPass,
             windowAccess: face.windowAccess,
+            vmRunning: wasRunning, // no VM here: a running device stands for a running VM's
             onProgress,
             betweenRounds: (i) => {
               if ((i + 1) % perPass === 0) step();
