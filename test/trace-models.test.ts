@@ -30,7 +30,7 @@ import { TraceRecorder, TracingDevice, TracingRegion } from './support/trace-rec
 const FIXTURES = new URL('./fixtures/traces/', import.meta.url);
 const fixture = (name: string): TraceLine[] => parseTrace(readFileSync(new URL(`${name}.jsonl`, FIXTURES), 'utf8'));
 
-/** A fresh mtty-2 behind the fake kernel (src/kernel/fake-mtty.ts transcribes samples/vfio-mdev/mtty.c). */
+/** A fresh mtty-2 behind the fake kernel (src/kernel/testing/mtty-model.ts transcribes samples/vfio-mdev/mtty.c). */
 async function fakeMtty(): Promise<KernelMigrationDevice> {
   const sys = new FakeSyscalls({ devices: [{ name: 'mtty-a', group: 3 }] });
   return KernelMigrationDevice.open({ group: 3, name: 'mtty-a' }, sys);
