@@ -38,6 +38,13 @@ export interface SaveV1Options {
   /** 'pieces' (default): <= 8-byte preads as vfio_mig_rw; 'mmap': one access per chunk. */
   windowAccess?: V1WindowAccess;
   onProgress?: (progress: MigrationProgress) => void;
+  /**
+   * Copy every chunk into the same record buffer (default: only when `out` is
+   * a net.Socket or fs.WriteStream, which are done with a buffer when they
+   * call back), as saveV2's option. Otherwise each record is a fresh buffer
+   * that the Writable keeps.
+   */
+  reuseBuffer?: boolean;
 }
 
 export type SaveV1Result = V1SaveResult;
@@ -58,7 +65,8 @@ export async function saveV1(region: LegacyRegion, out: Writable, options: SaveV
   if (!Number.isInteger(rounds) || rounds < 0) throw new MigrationError('EINVAL', `bad precopyRounds ${rounds}`);
   checkAccess(access);
 
-  const save = new V1Save(region, new MigStreamWriter(out), access, options.onProgress);
+  const writer = new MigStreamWriter(out);
+  const save = new V1Save(region, writer, access, options.onProgress, options.reuseBuffer ?? writer.releasesBuffersOnCallback);
   try {
     await save.vfioSaveSetup();
     for (let round = 0; round < rounds; round++) {
