@@ -30,6 +30,8 @@ export class SerialQueue {
     try {
       out = task();
     } catch (err) {
+      // A task may throw anything; its promise rejects with exactly what was thrown, as a chained task's would.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
       out = Promise.reject(err);
     }
     if (out instanceof Promise) {
