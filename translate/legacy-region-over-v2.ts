@@ -186,22 +186,23 @@ export class LegacyRegionOverV2 extends V1RegionCore {
    * at the end of its pre-copy data) is "nothing right now"; ENOMSG in
    * STOP_COPY is a device error, never an end of stream (D22).
    */
-  protected async readStream(into: Uint8Array, phase: SavePhase): Promise<number> {
+  protected readStream(into: Uint8Array, phase: SavePhase): Promise<number> {
     const session = this.requireSession();
-    try {
-      return await retryTransient(() => session.read(into));
-    } catch (err) {
-      if (phase === 'precopy' && isErrno(err, 'ENOMSG')) return 0;
+    // Why no async wrapper: this is the data path's one device call per chunk; only pre-copy needs a handler.
+    const read = retryTransient(() => session.read(into));
+    if (phase !== 'precopy') return read;
+    return read.catch((err: unknown) => {
+      if (isErrno(err, 'ENOMSG')) return 0;
       throw err;
-    }
+    });
   }
 
   /** MIG_DATA_SIZE, only an estimate here: if it fails, the staged bytes alone are reported (D18). */
-  protected async stopCopyRemaining(): Promise<bigint> {
+  protected stopCopyRemaining(): Promise<bigint> {
     try {
-      return await this.device.stopCopySize();
+      return this.device.stopCopySize().catch(() => 0n);
     } catch {
-      return 0n;
+      return Promise.resolve(0n);
     }
   }
 
