@@ -49,7 +49,11 @@ function arms(direction, size, window) {
         }),
       translated: () =>
         overPipe('save', size, async (d) => {
-          const r = await saveV1(new LegacyRegionOverV2(d, { windowSize: window }), nullSink(), { precopyRounds: 0, windowAccess: 'mmap' });
+          const r = await saveV1(new LegacyRegionOverV2(d, { windowSize: window }), nullSink(), {
+            precopyRounds: 0,
+            windowAccess: 'mmap',
+            reuseBuffer: true,
+          });
           return bytes(r.stopCopyBytes + r.precopyBytes);
         }),
     };

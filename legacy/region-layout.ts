@@ -27,10 +27,13 @@ export const FIELD = {
 
 export type FieldName = keyof typeof FIELD;
 
+/** The field starting at each header offset (a table: fieldAt runs on every register access). */
+const FIELD_AT_OFFSET: (FieldName | undefined)[] = Array.from({ length: HEADER_SIZE }, (_, off) =>
+  (Object.keys(FIELD) as FieldName[]).find((name) => FIELD[name].offset === off),
+);
+
 /** Which header field an access hits, or undefined when it is not exactly one field. */
 export function fieldAt(offset: number, width: number): FieldName | undefined {
-  for (const [name, f] of Object.entries(FIELD) as [FieldName, { offset: number; width: number }][]) {
-    if (f.offset === offset && f.width === width) return name;
-  }
-  return undefined;
+  const name = Number.isInteger(offset) && offset >= 0 ? FIELD_AT_OFFSET[offset] : undefined;
+  return name !== undefined && FIELD[name].width === width ? name : undefined;
 }

@@ -140,7 +140,7 @@ export class SimV1Region extends V1RegionCore {
    * reserved bits. A failed arc leaves the previous state, or 110b after an
    * internal failure.
    */
-  protected changeState(from: number, to: number): Promise<void> {
+  protected changeState(from: number, to: number): void {
     const f = from & V1_MASK;
     const t = to & V1_MASK;
     const fault = this.faults.takeArcFault(f, t);
@@ -150,7 +150,6 @@ export class SimV1Region extends V1RegionCore {
     }
     if (f !== t) this.transition(f, t);
     this.deviceState = to >>> 0;
-    return Promise.resolve();
   }
 
   private transition(f: number, t: number): void {

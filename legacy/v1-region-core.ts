@@ -20,7 +20,7 @@ import type { PrecopyInfo } from '../src/v2/contracts.js';
 import { SerialQueue } from '../src/v2/serial.js';
 import type { LegacyRegion } from './contracts.js';
 import type { FieldName } from './region-layout.js';
-import { classifyV1Access, putV1Field, writeV1Field } from './v1-access.js';
+import { classifyV1Access, putV1Field, writeV1Field, type V1Access } from './v1-access.js';
 import { V1_RUNNING, v1IsError, v1IsValid, v1StateName } from './v1-state.js';
 import { parseV1Policy, v1TransitionAllowed, type V1Policy } from './v1-transitions.js';
 
@@ -98,52 +98,73 @@ export abstract class V1RegionCore implements LegacyRegion {
   protected abstract precopyPending(): Promise<PrecopyInfo>;
   /** The resuming stream's write, taken once per data_size write. */
   protected abstract resumeWriter(): (from: Uint8Array) => Promise<number>;
-  /** A device_state write that passed the checks: move the device from `from` to `to` (raw values). */
-  protected abstract changeState(from: number, to: number): Promise<void>;
-  /** Runs before each register or window access (a face's first-use takeover). */
-  protected prepare(): Promise<void> {
-    return Promise.resolve();
+  /** A device_state write that passed the checks: move the device from `from` to `to` (raw values); undefined when done synchronously. */
+  protected abstract changeState(from: number, to: number): void | Promise<void>;
+  /**
+   * Runs before each register or window access (a face's first-use
+   * takeover): a promise while there is something to do, else undefined, so
+   * that an access needing no device call completes without an await.
+   */
+  protected prepare(): Promise<void> | undefined {
+    return undefined;
   }
   /** One data-path call, at the points a fault plan counts (window accesses, the trigger, data_size writes). */
   protected countDataPath(_op: 'read' | 'write'): void {}
 
   // ---- pread / pwrite ----------------------------------------------------
 
+  // Why no `async` here: a window copy or a register read that needs no
+  // device call is done synchronously inside the queued task, so the access
+  // costs one settled promise instead of a chain of awaits (issue 14 a-f).
+
   readAt(offset: number, buf: Uint8Array): Promise<void> {
-    return this.serialize(async () => {
+    return this.serialize(() => {
       this.checkOpen();
       const at = classifyV1Access(offset, buf.length, this.dataOffset, this.size);
-      await this.prepare();
-      if (at.kind === 'window') {
-        if (at.length === 0) return;
-        // A window read is a memcpy from the staged bytes: never a device call.
-        this.countDataPath('read');
-        buf.set(this.window.subarray(at.start, at.start + at.length));
-        return;
-      }
-      putV1Field(at.field, await this.readField(at.field), buf);
+      const preparing = this.prepare();
+      if (preparing) return preparing.then(() => this.readPrepared(at, buf));
+      return this.readPrepared(at, buf);
     });
   }
 
   writeAt(offset: number, data: Uint8Array): Promise<void> {
-    return this.serialize(async () => {
+    return this.serialize(() => {
       this.checkOpen();
       const at = classifyV1Access(offset, data.length, this.dataOffset, this.size);
-      await this.prepare();
-      if (at.kind === 'window') {
-        if (at.length === 0) return;
-        // The window is writable only in RESUMING (D7): a write during save would corrupt the chunk the user reads.
-        if (!this.resuming()) {
-          throw new MigrationError('EINVAL', `data window is written only in RESUMING (state ${v1StateName(this.deviceState)})`);
-        }
-        this.countDataPath('write');
-        this.window.set(data, at.start);
-        return;
+      const preparing = this.prepare();
+      if (preparing) return preparing.then(() => this.writePrepared(at, data));
+      return this.writePrepared(at, data);
+    });
+  }
+
+  private readPrepared(at: V1Access, buf: Uint8Array): void | Promise<void> {
+    if (at.kind === 'window') {
+      if (at.length === 0) return;
+      // A window read is a memcpy from the staged bytes: never a device call.
+      this.countDataPath('read');
+      buf.set(this.window.subarray(at.start, at.start + at.length));
+      return;
+    }
+    const field = at.field;
+    const value = this.readField(field);
+    if (typeof value === 'bigint') return putV1Field(field, value, buf);
+    return value.then((v) => putV1Field(field, v, buf));
+  }
+
+  private writePrepared(at: V1Access, data: Uint8Array): void | Promise<void> {
+    if (at.kind === 'window') {
+      if (at.length === 0) return;
+      // The window is writable only in RESUMING (D7): a write during save would corrupt the chunk the user reads.
+      if (!this.resuming()) {
+        throw new MigrationError('EINVAL', `data window is written only in RESUMING (state ${v1StateName(this.deviceState)})`);
       }
-      return writeV1Field(at.field, data, {
-        deviceState: (v) => this.writeDeviceState(v),
-        dataSize: (v) => this.writeDataSize(v),
-      });
+      this.countDataPath('write');
+      this.window.set(data, at.start);
+      return;
+    }
+    return writeV1Field(at.field, data, {
+      deviceState: (v) => this.writeDeviceState(v),
+      dataSize: (v) => this.writeDataSize(v),
     });
   }
 
@@ -161,7 +182,7 @@ export abstract class V1RegionCore implements LegacyRegion {
 
   // ---- registers ---------------------------------------------------------
 
-  private async readField(field: FieldName): Promise<bigint> {
+  private readField(field: FieldName): bigint | Promise<bigint> {
     switch (field) {
       case 'device_state':
         return BigInt(this.deviceState);
@@ -185,10 +206,14 @@ export abstract class V1RegionCore implements LegacyRegion {
    * staged bytes plus the device's estimate. Pre-copy: staged bytes plus what
    * the device could send now; no read-ahead (D19). Elsewhere: 0.
    */
-  protected async readPendingBytes(): Promise<bigint> {
+  protected readPendingBytes(): bigint | Promise<bigint> {
     const phase = this.savePhase();
     if (phase === null) return 0n;
     if (this.chunkOpen) this.releaseChunk();
+    return this.pendingIn(phase);
+  }
+
+  private async pendingIn(phase: SavePhase): Promise<bigint> {
     if (phase === 'stopcopy') {
       if (this.staged === 0 && !this.endOfStream) await this.fillOnce(phase);
       if (this.staged === 0) return 0n;
@@ -202,19 +227,26 @@ export abstract class V1RegionCore implements LegacyRegion {
    * Save step b, the trigger: the window is topped up to a full chunk (until
    * it is full, the stream ends, or pre-copy has nothing more right now) and
    * published (D20); re-reads in the same iteration return the same.
-   * Outside the saving states it just reports where the window is.
+   * Outside the saving states it just reports where the window is. A window
+   * pending_bytes already filled publishes without a device call, synchronously.
    */
-  protected async readDataOffset(): Promise<bigint> {
+  protected readDataOffset(): bigint | Promise<bigint> {
     if (!this.chunkOpen) {
       const phase = this.savePhase();
       if (phase !== null) {
         this.countDataPath('read');
-        while (this.staged < this.windowSize && !this.endOfStream) {
-          if (!(await this.fillOnce(phase))) break;
-        }
+        if (this.staged < this.windowSize && !this.endOfStream) return this.topUp(phase);
         this.chunkOpen = true;
       }
     }
+    return BigInt(this.dataOffset);
+  }
+
+  private async topUp(phase: SavePhase): Promise<bigint> {
+    while (this.staged < this.windowSize && !this.endOfStream) {
+      if (!(await this.fillOnce(phase))) break;
+    }
+    this.chunkOpen = true;
     return BigInt(this.dataOffset);
   }
 
@@ -259,14 +291,14 @@ export abstract class V1RegionCore implements LegacyRegion {
    * error state (110b) only a reset leaves; the policy decides which arcs
    * exist. Then the face moves the device.
    */
-  private async writeDeviceState(to: number): Promise<void> {
+  private writeDeviceState(to: number): void | Promise<void> {
     const from = this.deviceState;
     if (!v1IsValid(to)) throw new MigrationError('EINVAL', `device_state ${v1StateName(to)} is not VALID`);
     if (v1IsError(from)) throw new MigrationError('EINVAL', 'device is in the error state (110b); only a reset leaves it');
     if (!v1TransitionAllowed(this.policy, from, to)) {
       throw new MigrationError('EINVAL', `transition ${v1StateName(from)} -> ${v1StateName(to)} refused by policy '${this.policy}'`);
     }
-    await this.changeState(from, to);
+    return this.changeState(from, to);
   }
 
   // ---- staging -----------------------------------------------------------

@@ -585,3 +585,37 @@ describe('across protocols (the same file format, the same opaque device bytes)'
     ]);
   });
 });
+
+describe('saveV1 reuseBuffer (as saveV2): one record buffer for every chunk, the same file', () => {
+  /** A Writable done with each buffer when it calls back: it copies the bytes and notes the memory of each data record. */
+  class CopyingSink extends Writable {
+    readonly copies: Buffer[] = [];
+    readonly memory = new Set<ArrayBufferLike>();
+    override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+      this.copies.push(Buffer.from(chunk));
+      if (chunk.length > 1024) this.memory.add(chunk.buffer); // data records: the markers and the stream start are smaller
+      cb();
+    }
+  }
+
+  for (const reuseBuffer of [true, false]) {
+    it(`reuseBuffer ${reuseBuffer}: the file equals the default one; ${reuseBuffer ? 'one' : 'a fresh'} buffer per record`, async () => {
+      const save = async (options: { reuseBuffer?: boolean }) => {
+        const sink = new CopyingSink();
+        const r = await saveV1(new SimV1Region(workingDevice(21, 300_000, 5), { windowSize: 64 * KiB }), sink, {
+          precopyRounds: 2,
+          windowAccess: 'mmap',
+          ...options,
+        });
+        return { r, sink };
+      };
+      const plain = await save({});
+      const reused = await save({ reuseBuffer });
+      expect(Buffer.concat(reused.sink.copies)).toEqual(Buffer.concat(plain.sink.copies));
+      expect(reused.r).toEqual(plain.r);
+      const records = reused.r.precopyChunks + reused.r.stopCopyChunks;
+      expect(records).toBeGreaterThan(2);
+      expect(reused.sink.memory.size).toBe(reuseBuffer ? 1 : records);
+    });
+  }
+});

@@ -137,9 +137,13 @@ export class LegacyRegionOverV2 extends V1RegionCore {
    * keeping only RUNNING: QEMU 7.2 assumes 001 at start, so a device left in
    * any other state (STOP too) is reset, never SET. Runs inside the first
    * queued access; if it fails, that access fails and the next one retries.
+   * Once ready, nothing to await (undefined): see V1RegionCore.prepare.
    */
-  protected override async prepare(): Promise<void> {
-    if (this.ready) return;
+  protected override prepare(): Promise<void> | undefined {
+    return this.ready ? undefined : this.takeOverDevice();
+  }
+
+  private async takeOverDevice(): Promise<void> {
     const flags = await retryTransient(() => this.device.migrationFlags());
     this.taken = await takeOver(
       'the v2 device',
@@ -182,22 +186,23 @@ export class LegacyRegionOverV2 extends V1RegionCore {
    * at the end of its pre-copy data) is "nothing right now"; ENOMSG in
    * STOP_COPY is a device error, never an end of stream (D22).
    */
-  protected async readStream(into: Uint8Array, phase: SavePhase): Promise<number> {
+  protected readStream(into: Uint8Array, phase: SavePhase): Promise<number> {
     const session = this.requireSession();
-    try {
-      return await retryTransient(() => session.read(into));
-    } catch (err) {
-      if (phase === 'precopy' && isErrno(err, 'ENOMSG')) return 0;
+    // Why no async wrapper: this is the data path's one device call per chunk; only pre-copy needs a handler.
+    const read = retryTransient(() => session.read(into));
+    if (phase !== 'precopy') return read;
+    return read.catch((err: unknown) => {
+      if (isErrno(err, 'ENOMSG')) return 0;
       throw err;
-    }
+    });
   }
 
   /** MIG_DATA_SIZE, only an estimate here: if it fails, the staged bytes alone are reported (D18). */
-  protected async stopCopyRemaining(): Promise<bigint> {
+  protected stopCopyRemaining(): Promise<bigint> {
     try {
-      return await this.device.stopCopySize();
+      return this.device.stopCopySize().catch(() => 0n);
     } catch {
-      return 0n;
+      return Promise.resolve(0n);
     }
   }
 
@@ -213,17 +218,17 @@ export class LegacyRegionOverV2 extends V1RegionCore {
   }
 
   /** 011 emulated over a RUNNING device (D14): pending_bytes reads 0 and closes the empty iteration. */
-  protected override readPendingBytes(): Promise<bigint> {
+  protected override readPendingBytes(): bigint | Promise<bigint> {
     if (!this.emulatedPrecopy) return super.readPendingBytes();
     this.chunkOpen = false;
-    return Promise.resolve(0n);
+    return 0n;
   }
 
   /** 011 emulated: data_offset opens an empty chunk; data_size reads 0 until the next pending_bytes read. */
-  protected override readDataOffset(): Promise<bigint> {
+  protected override readDataOffset(): bigint | Promise<bigint> {
     if (!this.emulatedPrecopy) return super.readDataOffset();
     this.chunkOpen = true;
-    return Promise.resolve(BigInt(this.dataOffset));
+    return BigInt(this.dataOffset);
   }
 
   // ---- device_state ------------------------------------------------------
@@ -233,7 +238,7 @@ export class LegacyRegionOverV2 extends V1RegionCore {
    * walks the combination path itself in one SET, as the kernel core has a
    * driver do (D12). Reserved bits 3..31 are kept as written.
    */
-  protected async changeState(from: number, to: number): Promise<void> {
+  protected changeState(from: number, to: number): void | Promise<void> {
     const f = from & V1_MASK;
     const t = to & V1_MASK;
     // 011 on a device without PRE_COPY stays RUNNING; the session opens at 011 -> 010 (D14).
@@ -250,34 +255,38 @@ export class LegacyRegionOverV2 extends V1RegionCore {
       throw new MigrationError('EINVAL', 'stop-and-copy (010) cannot go back to pre-copy (011): v2 forbids STOP_COPY -> PRE_COPY');
     }
     if (this.resumeRejected && f === V1_RESUMING) throw new MigrationError('EINVAL', RESUME_REJECTED);
+    if (target === this.v2) {
+      // No SET needed (only the emulated 011 flag or the reserved bits change): done without an await.
+      this.deviceState = to;
+      this.emulatedPrecopy = emulate;
+      return;
+    }
+    return this.setV2(target, to, emulate);
+  }
+
+  /** The SET behind a device_state write to `to` (target: its v2 state), then the bookkeeping. */
+  private async setV2(target: MigState, to: number, emulate: boolean): Promise<void> {
     const prev = this.v2;
     // An empty emulated chunk whose data_offset was read stays the open chunk across 011 -> 010 (D16).
     const keepEmptyChunk = this.emulatedPrecopy && this.chunkOpen;
-    if (target !== prev) {
-      let opened: DataSession | null;
-      try {
-        opened = await this.device.setState(target);
-      } catch (err) {
-        await this.afterFailedSet(asMigrationError(err), prev);
-        return; // afterFailedSet always throws
-      }
-      await this.arrived(prev, target, opened);
-      if (keepEmptyChunk && isSavingState(target)) this.chunkOpen = true;
+    let opened: DataSession | null;
+    try {
+      opened = await this.device.setState(target);
+    } catch (err) {
+      await this.afterFailedSet(asMigrationError(err), prev);
+      return; // afterFailedSet always throws
     }
-    this.deviceState = to;
-    this.emulatedPrecopy = emulate;
-  }
-
-  /** Bookkeeping after a successful SET prev -> target that returned `opened`. */
-  private async arrived(prev: MigState, target: MigState, opened: DataSession | null): Promise<void> {
     this.v2 = target;
     const keeps = isSavingState(prev) && isSavingState(target) && opened === null; // PC -> SC: same stream
-    if (!keeps) await this.dropSession();
-    if (opened) {
-      // A session returned by an intra-group move replaces the old one (D29).
-      await this.dropSession();
-      this.session = opened;
+    if (!keeps) {
+      const dropping = this.dropSession();
+      if (dropping) await dropping;
     }
+    // A session returned by an intra-group move replaces the old one (D29).
+    if (opened) this.session = opened;
+    if (keepEmptyChunk && isSavingState(target)) this.chunkOpen = true;
+    this.deviceState = to;
+    this.emulatedPrecopy = emulate;
   }
 
   /**
@@ -364,22 +373,28 @@ export class LegacyRegionOverV2 extends V1RegionCore {
     return this.session;
   }
 
-  /** Close the held data session and forget everything staged; the close's own errors are ignored (D30). */
-  private async dropSession(): Promise<void> {
+  /**
+   * Close the held data session and forget everything staged; the close's own
+   * errors are ignored (D30). A promise only when there was a session to close.
+   */
+  private dropSession(): Promise<void> | undefined {
     const s = this.session;
     this.session = null;
     this.resetStaging();
-    if (s) {
-      try {
-        await s.close();
-      } catch {
-        /* the device ended it already */
-      }
-    }
+    return s ? closeQuietly(s) : undefined;
   }
 
   private resetStaging(): void {
     this.dropSaveStaging();
     this.dropResumeStaging();
+  }
+}
+
+/** A session's close whose own errors are ignored: the device ended it already (D30). */
+async function closeQuietly(s: DataSession): Promise<void> {
+  try {
+    await s.close();
+  } catch {
+    /* the device ended it already */
   }
 }

@@ -11,7 +11,7 @@ import { nullSink, zeroCostFile } from './migration-files.mjs';
 import { ZeroCostV1Region } from './zero-cost-v1-region.mjs';
 import { zeroCostStreams } from './zero-cost-streams.mjs';
 
-const v1Opts = { precopyRounds: 0, windowAccess: 'mmap' };
+const v1Opts = { precopyRounds: 0, windowAccess: 'mmap', reuseBuffer: true }; // the null sink keeps no buffer
 const v2Opts = (window) => ({ precopyRounds: 0, maxReadBytes: window, reuseBuffer: true });
 
 export const ZERO_COST_PATHS = {

@@ -40,6 +40,13 @@ export interface SaveV1Options {
   windowAccess?: V1WindowAccess;
   onProgress?: (progress: MigrationProgress) => void;
   /**
+   * Copy every chunk into the same record buffer (default: only when `out` is
+   * a net.Socket or fs.WriteStream, which are done with a buffer when they
+   * call back), as saveV2's option. Otherwise each record is a fresh buffer
+   * that the Writable keeps.
+   */
+  reuseBuffer?: boolean;
+  /**
    * Whether the VM runs when the save begins: only then does the switchover
    * stop it (vfio_vmstate_change, ~RUNNING/0) and a failure start it again.
    * false for a VM that never ran (-S, prelaunch): its device still pre-copies
@@ -66,7 +73,15 @@ export async function saveV1(region: LegacyRegion, out: Writable, options: SaveV
   if (!Number.isInteger(rounds) || rounds < 0) throw new MigrationError('EINVAL', `bad precopyRounds ${rounds}`);
   checkAccess(access);
 
-  const save = new V1Save(region, new MigStreamWriter(out), access, options.onProgress, options.vmRunning);
+  const writer = new MigStreamWriter(out);
+  const save = new V1Save(
+    region,
+    writer,
+    access,
+    options.onProgress,
+    options.vmRunning,
+    options.reuseBuffer ?? writer.releasesBuffersOnCallback,
+  );
   try {
     await save.vfioSaveSetup();
     // migration_iteration_run: each iteration asks the pending bytes first
