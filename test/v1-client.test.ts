@@ -172,6 +172,19 @@ describe('v1SetState (vfio_migration_set_state)', () => {
   });
 });
 
+/** Log lines with runs of adjacent window writes (`w win+A:N`, `w win+A+N:M`, ...) joined into one. */
+function joinWindowWrites(log: string[]): string[] {
+  const out: string[] = [];
+  for (const line of log) {
+    const m = /^w win\+(\d+):(\d+)$/.exec(line);
+    const last = /^w win\+(\d+):(\d+)$/.exec(out.at(-1) ?? '');
+    if (m && last && Number(last[1]) + Number(last[2]) === Number(m[1]))
+      out[out.length - 1] = `w win+${last[1]}:${Number(last[2]) + Number(m[2])}`;
+    else out.push(line);
+  }
+  return out;
+}
+
 describe('saveV1 / loadV1: exact QEMU 7.2 order', () => {
   // 1000-byte device in 512-byte pages: stream = 32 header + 2 x 8 record prefixes + 1000 + 32 trailer.
   const device = () => new SimDevice({ size: 1000, seed: 3, pageSize: 512 });
@@ -250,7 +263,9 @@ describe('saveV1 / loadV1: exact QEMU 7.2 order', () => {
       const dst = new Recorder(new SimV1Region(dstDevice, { windowSize: 300 }));
       const result = await loadV1(dst, input(), { windowAccess: 'mmap' });
       const chunk = (n: number) => ['r data_offset=4096', `w win+0:${n}`, `w data_size=${n}`];
-      expect(dst.log).toEqual([
+      // The stream goes straight into the mapped window, in the pieces the input comes in
+      // (qemu_get_buffer into the mapping): adjacent window writes are one fill of the window.
+      expect(joinWindowWrites(dst.log)).toEqual([
         'r device_state=1',
         'w device_state=4',
         ...chunk(300),

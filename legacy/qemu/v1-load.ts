@@ -19,10 +19,12 @@ export interface V1LoadResult {
 
 export class V1Load {
   readonly result: V1LoadResult = { deviceBytes: 0, chunks: 0 };
-  /** The window being filled: its region offset, and the bytes staged for it. */
+  /** The window being filled: its region offset, its size, and how much of it is filled. */
   private dataOffset = 0;
-  private staging: Uint8Array | null = null;
+  private room = 0;
   private fill = 0;
+  /** Trapped windows only: the bytes staged for the window (mapped ones are written in place). */
+  private staging: Uint8Array | null = null;
   /** A window is being filled (data_offset was read for it). */
   private open = false;
 
@@ -60,16 +62,22 @@ export class V1Load {
     decoder.end();
   }
 
-  /** vfio_load_buffer, one window at a time: the bytes fill windows, each handed over when full. */
+  /**
+   * vfio_load_buffer, one window at a time: the bytes fill windows, each
+   * handed over when full. Through the mapped window QEMU reads the stream
+   * straight into it (qemu_get_buffer into the mmap); trapped, it reads the
+   * section into a buffer first and vfio_mig_write()s it in pieces.
+   */
   private async vfioLoadBuffer(bytes: Uint8Array): Promise<void> {
     for (let at = 0; at < bytes.length;) {
       if (!this.open) await this.openWindow();
-      const buf = this.staging as Uint8Array;
-      const n = Math.min(buf.length - this.fill, bytes.length - at);
-      buf.set(bytes.subarray(at, at + n), this.fill);
+      const n = Math.min(this.room - this.fill, bytes.length - at);
+      const piece = bytes.subarray(at, at + n);
+      if (this.staging) this.staging.set(piece, this.fill);
+      else await this.region.writeAt(this.dataOffset + this.fill, piece);
       this.fill += n;
       at += n;
-      if (this.fill === buf.length) await this.closeWindow();
+      if (this.fill === this.room) await this.closeWindow();
     }
   }
 
@@ -80,18 +88,18 @@ export class V1Load {
       throw new MigrationError('EINVAL', `data_offset ${off} outside the data section of a ${this.region.size}-byte region`);
     }
     this.dataOffset = Number(off);
-    const room = this.region.size - this.dataOffset;
-    if (!this.staging || this.staging.length !== room) this.staging = new Uint8Array(room);
+    this.room = this.region.size - this.dataOffset;
+    if (this.access === 'pieces' && this.staging?.length !== this.room) this.staging = new Uint8Array(this.room);
     this.fill = 0;
     this.open = true;
   }
 
-  /** Write the staged bytes at data_offset, then pwrite data_size: the device takes them. */
+  /** Write the staged bytes (trapped) at data_offset, then pwrite data_size: the device takes them. */
   private async closeWindow(): Promise<void> {
     if (!this.open) return;
     this.open = false;
-    if (!this.staging || this.fill === 0) return;
-    await writeV1Window(this.region, this.dataOffset, this.staging.subarray(0, this.fill), this.access);
+    if (this.fill === 0) return;
+    if (this.staging) await writeV1Window(this.region, this.dataOffset, this.staging.subarray(0, this.fill), this.access);
     await writeU64Field(this.region, 'data_size', BigInt(this.fill));
     this.result.deviceBytes += this.fill;
     this.result.chunks++;
