@@ -45,19 +45,25 @@ async function register(socket: string, vfio: VfioDevice, name: string): Promise
   return r;
 }
 
+/** A BridgeServer with the real DeviceSource, this process as its command, 4 KiB windows. */
+async function realBridge(mmap: boolean) {
+  const dir = makePrivateDir(['/tmp']);
+  const events: BridgeEvent[] = [];
+  const server = await BridgeServer.listen({
+    dir: dir.path,
+    windowSize: 4096,
+    mmap,
+    devices: kernelDeviceSource(),
+    commandPid: () => process.pid,
+    onEvent: (e) => events.push(e),
+  });
+  return { dir, events, server };
+}
+
 describe('the bridge on the real mtty (lab)', () => {
   for (const mmap of [true, false]) {
     it(`adopts QEMU's fds with pidfd_getfd and migrates A into B (${mmap ? 'mmap' : 'trapped'})`, async () => {
-      const dir = makePrivateDir(['/tmp']);
-      const events: BridgeEvent[] = [];
-      const server = await BridgeServer.listen({
-        dir: dir.path,
-        windowSize: 4096,
-        mmap,
-        devices: kernelDeviceSource(),
-        commandPid: () => process.pid,
-        onEvent: (e) => events.push(e),
-      });
+      const { dir, events, server } = await realBridge(mmap);
       const qemuA = openVfioDevice({ sysfs: sysfs(DEV_A) });
       const qemuB = openVfioDevice({ sysfs: sysfs(DEV_B) });
       try {
@@ -109,16 +115,7 @@ describe('the bridge on the real mtty (lab)', () => {
   }
 
   it('a second registration of the fd being saved (another name, the same open file: kcmp) is refused without touching the device; the save goes on', async () => {
-    const dir = makePrivateDir(['/tmp']);
-    const events: BridgeEvent[] = [];
-    const server = await BridgeServer.listen({
-      dir: dir.path,
-      windowSize: 4096,
-      mmap: true,
-      devices: kernelDeviceSource(),
-      commandPid: () => process.pid,
-      onEvent: (e) => events.push(e),
-    });
+    const { dir, events, server } = await realBridge(true);
     const qemuA = openVfioDevice({ sysfs: sysfs(DEV_A) });
     const qemuB = openVfioDevice({ sysfs: sysfs(DEV_B) });
     try {

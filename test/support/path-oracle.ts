@@ -7,25 +7,14 @@
 //  - STOP_COPY -> PRE_COPY(_P2P) is not permitted at all;
 //  - ERROR and unsupported states can be neither end.
 import { MigrationError } from '../../src/uapi/errors.js';
+import { requiredArcs } from '../../src/v2/required-arcs.js';
 import { MigFlags, MigState } from '../../src/v2/states.js';
 
 const { STOP: S, RUNNING: R, STOP_COPY: SC, RESUMING: RS, RUNNING_P2P: RP, PRE_COPY: PC, PRE_COPY_P2P: PCP } = MigState;
 
-export function requiredArcs(flags: number): [MigState, MigState][] {
-  const p2p = (flags & MigFlags.P2P) !== 0;
-  const pre = (flags & MigFlags.PRE_COPY) !== 0;
-  const arcs: [MigState, MigState][] = [
-    [RS, S],
-    [S, RS],
-    [S, SC],
-    [SC, S],
-  ];
-  if (p2p) arcs.push([R, RP], [RP, R], [RP, S], [S, RP]);
-  else arcs.push([R, S], [S, R]);
-  if (pre && !p2p) arcs.push([R, PC], [PC, R], [PC, SC]);
-  if (pre && p2p) arcs.push([PC, R], [PC, PCP], [PCP, PC], [PCP, RP], [PCP, SC], [R, PC], [RP, PCP]);
-  return arcs;
-}
+// The arcs are the kernel's list (src/v2/required-arcs.ts, also what SimV2Driver accepts):
+// what is independent here is the search and the uAPI's rules, not the list.
+export { requiredArcs };
 
 function exists(s: number, flags: number): boolean {
   if (!(flags & MigFlags.STOP_COPY) || !Number.isInteger(s)) return false;
