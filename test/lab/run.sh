@@ -6,7 +6,7 @@
 # 9p). Exit status and a summary come back through a second, writable 9p share.
 # What it relies on: docs/PROTOCOL.md §7. Build artefacts live in .lab/ (gitignored).
 #
-# Environment: LAB_TIMEOUT (s, default 900) bounds the VM run; LAB_MEM (default 2G);
+# Environment: LAB_TIMEOUT (s, default 1800) bounds the VM run; LAB_MEM (default 2G);
 # LAB_FILTER passes a test-name filter (-t) to vitest in the guest; LAB_PAD_MIB
 # lists the padded-mtty sizes (MiB) the QEMU volume tests migrate (default 64);
 # the bridge volume test (test/lab/bridge-volume.test.ts) also reads
@@ -26,7 +26,7 @@ KERNEL=/boot/vmlinuz-$KVER
 MODDIR=/usr/lib/modules/$KVER
 SRC_TARBALL=/usr/src/linux-source-6.12.tar.xz
 LAB=$REPO/.lab
-TIMEOUT=${LAB_TIMEOUT:-900}
+TIMEOUT=${LAB_TIMEOUT:-1800}
 MEM=${LAB_MEM:-2G}
 UUID_A=0d9a4c38-6f1b-4b52-a6f5-1ad1e3a0c0a1
 UUID_B=83b8f4f2-509f-4f2f-9c1e-e6bfe0fa1001
