@@ -40,13 +40,11 @@ export function v2ToV1State(s: MigState): number {
     case MigState.STOP:
       return V1_STOP;
     case MigState.RUNNING:
-      return V1_RUNNING;
     case MigState.RUNNING_P2P:
       return V1_RUNNING;
     case MigState.STOP_COPY:
       return V1_SAVING;
     case MigState.PRE_COPY:
-      return V1_RUNNING | V1_SAVING;
     case MigState.PRE_COPY_P2P:
       return V1_RUNNING | V1_SAVING;
     case MigState.RESUMING:
