@@ -23,18 +23,24 @@ async function childHoldingDevNull(): Promise<ChildProcess> {
   return child;
 }
 
+/** The real syscalls with every ioctl recorded; `answer` may answer one itself (a number) instead of the kernel. */
+function ioctlSpy(answer: (request: number, arg?: Uint8Array | number) => number | undefined = () => undefined) {
+  const real = koffiSyscalls();
+  const ioctls: number[] = [];
+  const sys = Object.assign(Object.create(real) as Syscalls & ProcessSyscalls, {
+    ioctl: (fd: number, request: number, arg?: Uint8Array | number) => {
+      ioctls.push(request);
+      return answer(request, arg) ?? real.ioctl(fd, request, arg);
+    },
+  });
+  return { real, sys, ioctls };
+}
+
 describe('kernelDeviceSource', () => {
   it("adopts the child's fd, finds no VFIO device, issues no ioctl, and keeps nothing open", async () => {
     const child = await childHoldingDevNull();
     try {
-      const real = koffiSyscalls();
-      const ioctls: number[] = [];
-      const spy = Object.assign(Object.create(real) as Syscalls & ProcessSyscalls, {
-        ioctl: (fd: number, request: number, arg?: Uint8Array | number) => {
-          ioctls.push(request);
-          return real.ioctl(fd, request, arg);
-        },
-      });
+      const { sys: spy, ioctls } = ioctlSpy();
       const before = fdCount();
       const e = await failure(kernelDeviceSource(spy)({ pid: child.pid!, fd: 3, name: 'x' }));
       expect(e).toBeInstanceOf(NotBridgeable);
@@ -54,18 +60,17 @@ describe('kernelDeviceSource', () => {
   it('identifies a VFIO fd without touching its migration state: the first VFIO_DEVICE_FEATURE comes with open() (the takeover)', async () => {
     const child = await childHoldingDevNull();
     try {
-      const real = koffiSyscalls();
-      const ioctls: number[] = [];
       // /dev/null posing as a group-API device fd: readlink and VFIO_DEVICE_GET_INFO (a query) answered here.
-      const spy = Object.assign(Object.create(real) as Syscalls & ProcessSyscalls, {
-        ioctl: (fd: number, request: number, arg?: Uint8Array | number) => {
-          ioctls.push(request);
-          if (request !== VFIO_DEVICE_GET_INFO || !(arg instanceof Uint8Array)) return real.ioctl(fd, request, arg);
-          vfio_device_info.encode({ argsz: vfio_device_info.size, num_regions: 9, num_irqs: 5 }, arg);
-          return 0;
-        },
-        readlink: (path: string) => (path.startsWith('/proc/self/fd/') ? 'anon_inode:[vfio-device]' : real.readlink(path)),
+      const {
+        real,
+        sys: spy,
+        ioctls,
+      } = ioctlSpy((request, arg) => {
+        if (request !== VFIO_DEVICE_GET_INFO || !(arg instanceof Uint8Array)) return undefined;
+        vfio_device_info.encode({ argsz: vfio_device_info.size, num_regions: 9, num_irqs: 5 }, arg);
+        return 0;
       });
+      spy.readlink = (path: string) => (path.startsWith('/proc/self/fd/') ? 'anon_inode:[vfio-device]' : real.readlink(path));
       const before = fdCount();
       const source = kernelDeviceSource(spy);
       const a = await source({ pid: child.pid!, fd: 3, name: '' });
