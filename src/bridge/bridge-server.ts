@@ -177,14 +177,28 @@ export class BridgeServer implements ConnectionHost {
       candidate.discard();
       return no(`${candidate.label} is already bridged as ${holder.label} (one connection per device; left untouched)`, false);
     }
+    // Held as "opening" until it is served or refused: a duplicate arriving meanwhile is refused untouched.
     this.opening.add(candidate);
+    try {
+      return await this.openAndServe(request, candidate, layout, refusal, no);
+    } finally {
+      this.opening.delete(candidate);
+    }
+  }
+
+  private async openAndServe(
+    { pid, fd, name }: RegisterRequest,
+    candidate: DeviceCandidate,
+    layout: ReturnType<typeof synthesizedRegion>,
+    refusal: (e: unknown) => { answer: RegisterAnswer },
+    no: (reason: string, expected: boolean) => { answer: RegisterAnswer },
+  ): Promise<{ answer: RegisterAnswer; device?: BridgedDevice }> {
+    const { mmap } = this.options;
     let sourceDevice;
     try {
       sourceDevice = await candidate.open();
     } catch (e) {
       return refusal(e);
-    } finally {
-      this.opening.delete(candidate);
     }
     const id = this.nextId++;
     const info: BridgedDeviceInfo = { id, label: candidate.label, pid, fd, layout, windowPath: join(this.options.dir, `window-${id}`) };
