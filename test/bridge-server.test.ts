@@ -241,10 +241,16 @@ describe('BridgeServer', () => {
     await again.close();
   });
 
-  it('tells one device by its open file too (kcmp), whatever name a registration gives, and while the first is still opening', async () => {
+  // Two moments when the first registration is not served yet: its candidate's open() has not
+  // returned, or it has and BridgedDevice.open() is still bringing the device to a known state.
+  it.each([
+    { phase: 'opening' as const, moment: 'while the first is still opening' },
+    { phase: 'normalising' as const, moment: 'after the first was opened, before it is served' },
+  ])('tells one device by its open file too (kcmp), whatever name a registration gives, and $moment', async ({ phase }) => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const file = { id: 'the one fd' };
+    let opened = 0;
     rig = await bridgeRig({
       devices: ({ name }) => {
         const entry = simEntry(rig!.sims, name);
@@ -254,14 +260,19 @@ describe('BridgeServer', () => {
           file, // every registration here names the same open file under another name
           sameFileAs: (other: DeviceCandidate) => (other as DeviceCandidate & { file?: object }).file === file,
           open: async () => {
-            if (name === 'a') await gate; // the first is still being taken over when the others arrive
-            return candidate.open();
+            if (name !== 'a' || opened++ > 0) return candidate.open();
+            // the first is still being taken over when the others arrive
+            if (phase === 'opening') await gate;
+            const device = await candidate.open();
+            if (phase === 'opening') return device;
+            const getState = device.getState.bind(device);
+            return { ...device, getState: async () => (await gate, getState()) };
           },
         });
       },
     });
     const firstRegistration = BridgedRegion.register(rig.server.socketPath, { name: 'a' });
-    await waitFor(() => rig!.sims.has('a'));
+    await waitFor(() => rig!.sims.has('a') && (phase === 'opening' || simEntry(rig!.sims, 'a').opens === 1));
     const sameName = await BridgedRegion.register(rig.server.socketPath, { name: 'a' });
     const otherName = await BridgedRegion.register(rig.server.socketPath, { name: 'b' });
     release();
