@@ -16,16 +16,18 @@ export const vfio_device_migration_info = new CStruct('vfio_device_migration_inf
 
 export const HEADER_SIZE = vfio_device_migration_info.size;
 
-/** Header field offsets and their only legal access width. */
-export const FIELD = {
-  device_state: { offset: 0, width: 4 },
-  reserved: { offset: 4, width: 4 },
-  pending_bytes: { offset: 8, width: 8 },
-  data_offset: { offset: 16, width: 8 },
-  data_size: { offset: 24, width: 8 },
-} as const;
+type HeaderFields = typeof vfio_device_migration_info.fields;
+export type FieldName = keyof HeaderFields;
 
-export type FieldName = keyof typeof FIELD;
+const WIDTH_OF = { u32: 4, u64: 8 } as const;
+
+/**
+ * Header field offsets and their only legal access width, read off the
+ * struct above (one description: the gcc check of its offsets covers these).
+ */
+export const FIELD = Object.fromEntries(
+  Object.entries(vfio_device_migration_info.fields).map(([name, [type, offset]]) => [name, { offset, width: WIDTH_OF[type] }]),
+) as { readonly [K in FieldName]: { readonly offset: HeaderFields[K][1]; readonly width: (typeof WIDTH_OF)[HeaderFields[K][0]] } };
 
 /** The field starting at each header offset (a table: fieldAt runs on every register access). */
 const FIELD_AT_OFFSET: (FieldName | undefined)[] = Array.from({ length: HEADER_SIZE }, (_, off) =>
@@ -34,6 +36,7 @@ const FIELD_AT_OFFSET: (FieldName | undefined)[] = Array.from({ length: HEADER_S
 
 /** Which header field an access hits, or undefined when it is not exactly one field. */
 export function fieldAt(offset: number, width: number): FieldName | undefined {
-  const name = Number.isInteger(offset) && offset >= 0 ? FIELD_AT_OFFSET[offset] : undefined;
+  // A negative, fractional or too large offset indexes nothing: undefined.
+  const name = FIELD_AT_OFFSET[offset];
   return name !== undefined && FIELD[name].width === width ? name : undefined;
 }
