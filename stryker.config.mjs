@@ -4,17 +4,21 @@
 // small machine. Reports go to reports/mutation/; `incremental` lets a rerun
 // reuse the results for code and tests that did not change.
 // One file: npm run mutate -- --mutate legacy/v1-transitions.ts
+// The default scope is the translators and the v1 region (translate/*.ts,
+// legacy/*.ts: 1199 mutants, about 55 minutes at concurrency 2 on a quiet
+// 2-core machine). The QEMU client models (legacy/qemu, checked against real
+// QEMU's recorded traces) are a run of their own:
+//   npm run mutate -- --mutate 'legacy/qemu/**/*.ts'
+// A mutant in module-level code that makes a module throw on import is
+// reported "Survived" by the vitest runner although every test importing it
+// fails (stryker-js issues 6144/6150): check such survivors by hand.
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.config.ts' },
   coverageAnalysis: 'perTest',
-  mutate: [
-    'translate/**/*.ts',
-    'legacy/**/*.ts',
-    // the differential harness is test machinery, not the product
-    '!translate/differential/**',
-  ],
+  // translate/differential is the differential harness: test machinery, not the product
+  mutate: ['translate/*.ts', 'legacy/*.ts'],
   ignorePatterns: ['.lab', '.readme-examples', 'test/lab/work', 'reports'],
   incremental: true,
   incrementalFile: 'reports/stryker-incremental.json',
