@@ -247,7 +247,7 @@ describe('close() (D41)', () => {
     expect(v1.inspect()).toMatchObject({ deviceState: 0, closed: true });
   });
 
-  it('before any call touches nothing but close: a region never taken over is not this face to reset', async () => {
+  it("before any call touches nothing but close: a region never taken over is not this face's to reset", async () => {
     const v1 = new SimV1Region(simDevice());
     await writeDeviceState(v1, 4); // an earlier user's
     const region = new RecordingRegion(v1);
