@@ -257,7 +257,7 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       throw e;
     }
     this.state = next;
-    if (next !== MigState.RESUMING) this.resumeEntered = false;
+    this.resumeEntered = next === MigState.RESUMING; // D38: only this face's own arc makes a RESUMING its own
     if (isSavingState(cur) && !isSavingState(next)) this.endSaving(`${stateName(cur)} -> ${stateName(next)}`);
     if (cur === MigState.RESUMING) this.endResuming(`${stateName(cur)} -> ${stateName(next)}`);
     if (isSavingState(next) && !isSavingState(cur)) {
@@ -265,7 +265,6 @@ export class V2DeviceOverLegacy implements MigrationDevice {
       return this.saving;
     }
     if (next === MigState.RESUMING) {
-      this.resumeEntered = true;
       this.resuming = new ResumingSessionOverLegacy(this.host);
       return this.resuming;
     }
