@@ -83,9 +83,4 @@ export class ResumingSessionOverLegacy extends SessionOverLegacy {
   override close(): Promise<void> {
     return super.close();
   }
-
-  protected override onEnd(): void {
-    this.fill = 0;
-    this.windowAt = null;
-  }
 }

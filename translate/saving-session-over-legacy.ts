@@ -89,7 +89,7 @@ export class SavingSessionOverLegacy extends SessionOverLegacy {
 
   /** Remaining bytes: the iteration's pending_bytes when mid-chunk (a re-read would release the chunk). */
   async estimate(): Promise<bigint> {
-    if (this.endOfStream && this.chunkLeft === 0) return 0n;
+    if (this.endOfStream) return 0n; // no chunk opens after the end
     if (this.chunkLeft > 0) {
       const left = BigInt(this.chunkLeft);
       return this.pendingLeft > left ? this.pendingLeft : left;
@@ -104,8 +104,9 @@ export class SavingSessionOverLegacy extends SessionOverLegacy {
     return this.owner.run(async () => {
       // D48, in mtty_precopy_ioctl's order: the fd, the state, then the file.
       if (this.closedFd) throw new MigrationError('EBADF', 'data session is closed');
+      // PRE_COPY_P2P is never reached: the device advertises no P2P (D33).
       const s = this.owner.state();
-      if (s !== MigState.PRE_COPY && s !== MigState.PRE_COPY_P2P) {
+      if (s !== MigState.PRE_COPY) {
         throw new MigrationError('EINVAL', `PRECOPY_INFO is only valid in PRE_COPY (device is in ${stateName(s)})`);
       }
       if (this.ended) throw new MigrationError('ENODEV', `data session ended: ${this.ended}`);
@@ -118,9 +119,5 @@ export class SavingSessionOverLegacy extends SessionOverLegacy {
       this.check('write');
       return 0; // not reached: check() throws EBADF for a write on the saving session
     });
-  }
-
-  protected override onEnd(): void {
-    this.chunkLeft = 0;
   }
 }

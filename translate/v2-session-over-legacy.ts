@@ -35,10 +35,7 @@ export abstract class SessionOverLegacy implements DataSession {
   /** The device left this session's states (or was reset): later calls fail with ENODEV, like mtty. */
   end(why: string): void {
     this.ended ??= why;
-    this.onEnd();
   }
-
-  protected onEnd(): void {}
 
   /**
    * D48: the checks of a kernel migration file, in SimV2Session's order: a
