@@ -6,7 +6,8 @@
 //  - device_state is the translator's own (D11); a write maps to one SET of
 //    the mapped v2 state, the device walks the path (D3, D12); a same-value
 //    write only changes reserved bits (D13); 011 without PRE_COPY is
-//    emulated over RUNNING (D14); 010 -> 011 is refused (D15);
+//    emulated over RUNNING (D14); 010 -> 011 is refused by every
+//    V1Policy table before a device is asked (D15);
 //  - saving: pending_bytes is read-ahead backed in STOP_COPY (D17, D18),
 //    PRECOPY_INFO-backed in pre-copy (D19); data_offset fills the window
 //    (D20); a data-path error fails the access, never reads as 0 (D23);
@@ -249,11 +250,6 @@ export class LegacyRegionOverV2 extends V1RegionCore {
       this.deviceState = to;
       return;
     }
-    if (f === V1_SAVING && t === (V1_RUNNING | V1_SAVING)) {
-      // v2 forbids STOP_COPY -> PRE_COPY; with pre-copy emulated the v2 path SC->S->R
-      // would exist, so the refusal is made here, for every device alike (D15).
-      throw new MigrationError('EINVAL', 'stop-and-copy (010) cannot go back to pre-copy (011): v2 forbids STOP_COPY -> PRE_COPY');
-    }
     if (this.resumeRejected && f === V1_RESUMING) throw new MigrationError('EINVAL', RESUME_REJECTED);
     if (target === this.v2) {
       // No SET needed (only the emulated 011 flag or the reserved bits change): done without an await.
@@ -331,9 +327,9 @@ export class LegacyRegionOverV2 extends V1RegionCore {
       this.resetStaging();
       throw err;
     }
-    // An intermediate state: the session survives only inside its own group.
-    const sameGroup = (isSavingState(prev) && isSavingState(now)) || (prev === MigState.RESUMING && now === MigState.RESUMING);
-    if (!sameGroup) await this.dropSession();
+    // An intermediate state: the session survives only inside the saving group. (RESUMING is
+    // never an intermediate state of a path, and a device still in prev was handled above.)
+    if (!(isSavingState(prev) && isSavingState(now))) await this.dropSession();
     this.v2 = now;
     this.deviceState = ((this.deviceState & ~V1_MASK) | v2ToV1State(now)) >>> 0;
     this.emulatedPrecopy = false;
