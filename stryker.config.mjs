@@ -5,7 +5,7 @@
 // reuse the results for code and tests that did not change.
 // One file: npm run mutate -- --mutate legacy/v1-transitions.ts
 // The default scope is the translators and the v1 region (translate/*.ts,
-// legacy/*.ts: 1164 mutants, about 55 minutes at concurrency 2 on a quiet
+// legacy/*.ts: 1164 mutants, 30 to 55 minutes at concurrency 2 on a quiet
 // 2-core machine). The QEMU client models (legacy/qemu, checked against real
 // QEMU's recorded traces) are a run of their own:
 //   npm run mutate -- --mutate 'legacy/qemu/**/*.ts'
