@@ -17,6 +17,7 @@ import { MigrationError } from '../src/uapi/errors.js';
 import type { MigrationDevice } from '../src/v2/contracts.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { LegacyRegionOverV2, type ErrorRecovery } from '../translate/legacy-region-over-v2.js';
+import { patched } from './support/patched-device.js';
 
 const { STOP_COPY: SC_F, P2P, PRE_COPY: PC_F } = MigFlags;
 const ALL = SC_F | P2P | PC_F;
@@ -27,19 +28,6 @@ const WINDOW = 700;
 
 function driverOf(flags: number, seed = 3): SimV2Driver {
   return new SimV2Driver(new SimDevice({ size: SIZE, seed, pageSize: PAGE }), { flags });
-}
-
-/** `inner` with some of its calls replaced. */
-function patched(inner: MigrationDevice, over: Partial<MigrationDevice>): MigrationDevice {
-  return {
-    migrationFlags: () => inner.migrationFlags(),
-    getState: () => inner.getState(),
-    setState: (t) => inner.setState(t),
-    stopCopySize: () => inner.stopCopySize(),
-    reset: () => inner.reset(),
-    close: () => inner.close(),
-    ...over,
-  };
 }
 
 function region(device: MigrationDevice, errorRecovery?: ErrorRecovery) {

@@ -11,9 +11,10 @@ import { V1_RESUMING, V1_RUNNING, V1_SAVING, V1_STOP, v1StateName } from '../leg
 import { v1AllowedTargets } from '../legacy/v1-transitions.js';
 import { SimDevice } from '../src/sim/sim-device.js';
 import { SimV2Driver } from '../src/sim/sim-v2-driver.js';
-import type { DataSession, MigrationDevice } from '../src/v2/contracts.js';
+import type { DataSession } from '../src/v2/contracts.js';
 import { MigFlags, MigState } from '../src/v2/states.js';
 import { LegacyRegionOverV2 } from '../translate/legacy-region-over-v2.js';
+import { patched } from './support/patched-device.js';
 import { stopCopyStream } from './support/sim-helpers.js';
 
 const SHAPE = { size: 10_000, seed: 1, pageSize: 512 };
@@ -115,17 +116,12 @@ describe('a device that stops taking resume data (LegacyRegionOverV2)', () => {
       ...session,
       write: async (buf) => (calls++ === 0 ? Math.min(10, buf.length) : 0),
     });
-    const dev: MigrationDevice = {
-      migrationFlags: () => sim.migrationFlags(),
-      getState: () => sim.getState(),
+    const dev = patched(sim, {
       setState: async (s) => {
         const session = await sim.setState(s);
         return session && s === MigState.RESUMING ? stingy(session) : session;
       },
-      stopCopySize: () => sim.stopCopySize(),
-      reset: () => sim.reset(),
-      close: () => sim.close(),
-    };
+    });
     const r = new LegacyRegionOverV2(dev, { windowSize: WINDOW, errorRecovery: 'reset' });
     await writeDeviceState(r, V1_RESUMING);
     await r.writeAt(r.dataOffset, new Uint8Array(64).fill(1));
